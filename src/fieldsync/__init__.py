@@ -1,0 +1,3 @@
+"""fieldsync: offline-first field reporting for emergency-management inspectors."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,146 @@
+"""The ``fieldsync`` command line: serve, migrate, user add (and more as capabilities land).
+
+Every command works against the same data directory whether or not ``serve`` is running there:
+the embedded cluster is shared, and stopped by whichever process leaves it last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from fieldsync import errors
+from fieldsync.settings import Settings
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from fieldsync.app import create_app
+    from fieldsync.logging import configure_logging
+
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    app = create_app(settings)
+    print(f"fieldsync listening on http://{args.host}:{args.port} (data: {settings.data_dir}, "
+          f"database: {settings.database_url_redacted})", file=sys.stderr, flush=True)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=20,
+        timeout_keep_alive=30,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+    return 0
+
+
+async def _with_connection(settings: Settings, work: Callable[..., Awaitable[int]]) -> int:
+    from fieldsync.db import embedded
+    from fieldsync.db.migrate import migrate
+    from fieldsync.db.pool import connect
+
+    async with embedded.database_url(settings.database_url.value, settings.data_dir) as dsn:
+        conn = await connect(dsn)
+        try:
+            applied = await migrate(conn)
+            for name in applied:
+                print(f"applied migration {name}", file=sys.stderr)
+            return await work(conn)
+        finally:
+            await conn.close()
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: object) -> int:
+        print("database schema is up to date")
+        return 0
+
+    return asyncio.run(_with_connection(settings, work))
+
+
+def _cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
+    from fieldsync.db.constraints import transaction
+    from fieldsync.domain.principals import Role
+    from fieldsync.services import identity
+    from fieldsync.ports import SystemClock
+
+    password: str | None = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty() and not args.token:
+        password = getpass.getpass(f"password for {args.username} (empty: none): ") or None
+    if password is not None and len(password) < 8:
+        print("error: the password must have at least 8 characters", file=sys.stderr)
+        return 2
+
+    async def work(conn: object) -> int:
+        import asyncpg
+
+        assert isinstance(conn, asyncpg.Connection)
+        now = SystemClock().now()
+        async with transaction(conn):
+            user = await identity.create_user(
+                conn,
+                None,
+                username=args.username,
+                role=Role(args.role),
+                jurisdiction=args.jurisdiction,
+                password=password,
+                display_name=args.display_name,
+            )
+            print(f"created {user['role']} {user['username']} in {user['jurisdiction']} (id {user['id']})")
+            if args.token:
+                token, expires_at = await identity.issue_session(
+                    conn, user_id=user["id"], now=now, ttl_s=settings.session_ttl_s
+                )
+                print(f"token expires at {expires_at.isoformat()}:")
+                print(token)
+        return 0
+
+    return asyncio.run(_with_connection(settings, work))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fieldsync", description="fieldsync server and administration")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service (embedded PostgreSQL unless configured)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=_cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply pending database migrations")
+    migrate.set_defaults(func=_cmd_migrate)
+
+    user = sub.add_parser("user", help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create a user")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=["admin", "supervisor", "inspector"])
+    add.add_argument("--jurisdiction", required=True, help="GB/T 2260 code, e.g. 140400")
+    add.add_argument("--display-name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--token", action="store_true", help="print a bearer token as the last line")
+    add.set_defaults(func=_cmd_user_add)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return int(args.func(args, settings))
+    except errors.FieldsyncError as exc:
+        print(f"error: {exc.detail} [{exc.code}]", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Request dependencies: one pooled connection per request, the authenticated principal, the clock.
+
+Transactions are opened by the handler (the request edge), never by these dependencies, so that a
+2xx is sent only after the handler's transaction has committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import asyncpg
+from litestar import Request
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from fieldsync import errors
+from fieldsync.api.runtime import Runtime
+from fieldsync.domain.principals import Principal
+from fieldsync.services import identity
+
+DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
+
+
+def runtime_of(state: State) -> Runtime:
+    runtime: Runtime = state.runtime
+    return runtime
+
+
+async def provide_runtime(state: State) -> Runtime:
+    return runtime_of(state)
+
+
+async def provide_conn(request: Request[Any, Any, Any], state: State) -> asyncpg.Connection:
+    """A pooled connection for this request, released by :func:`connection_release_middleware`.
+
+    Not a generator dependency: Litestar skips a generator's cleanup when a later dependency
+    (the principal) raises, which would leak the connection on every 401.
+    """
+    pool = runtime_of(state).pool
+    try:
+        conn = await pool.acquire(timeout=10)
+    except DATABASE_DOWN as exc:
+        raise errors.DependencyUnavailable("the database is not reachable", dependency="database") from exc
+    request.scope["state"]["_conn"] = (pool, conn)
+    return conn
+
+
+def connection_release_middleware(app: ASGIApp) -> ASGIApp:
+    """Release the request's pooled connection after the response, whatever happened."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await app(scope, receive, send)
+        finally:
+            held = scope.get("state", {}).pop("_conn", None)
+            if held is not None:
+                pool, conn = held
+                await pool.release(conn)
+
+    return wrapped
+
+
+async def provide_now(state: State) -> dt.datetime:
+    return runtime_of(state).clock.now()
+
+
+def bearer_token(request: Request[Any, Any, Any]) -> str:
+    """The token from ``Authorization: Bearer``; a token anywhere else (a URL) is never read."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise errors.AuthRequired()
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 200:
+        raise errors.TokenInvalid("use 'Authorization: Bearer <token>'")
+    return token
+
+
+async def provide_principal(
+    request: Request[Any, Any, Any], conn: asyncpg.Connection, now: dt.datetime
+) -> Principal:
+    principal = await identity.authenticate(conn, token=bearer_token(request), now=now)
+    request.scope["state"]["principal"] = principal
+    return principal
+
+
+DEPENDENCIES = {
+    "runtime": Provide(provide_runtime),
+    "conn": Provide(provide_conn),
+    "now": Provide(provide_now),
+    "principal": Provide(provide_principal),
+}

@@ -1,0 +1,91 @@
+"""Per-request observability: a request id (echoed in ``X-Request-ID``), one JSON log line, and
+Prometheus request counts and latencies labelled by route template, method and status."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+log = structlog.get_logger("fieldsync.access")
+
+
+class Metrics:
+    """The app's own registry, so that several apps in one process (tests) do not collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "fieldsync_http_requests_total",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "fieldsync_http_request_duration_seconds",
+            "HTTP request latency by route and method",
+            ["route", "method"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            return candidate if _VALID_REQUEST_ID.match(candidate) else None
+    return None
+
+
+def observability_middleware_factory(metrics: Metrics) -> Any:
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+            scope.setdefault("state", {})["request_id"] = request_id
+            started = time.perf_counter()
+            status_holder = {"status": 500}
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status_holder["status"] = message["status"]
+                    headers = list(message.get("headers", []))
+                    headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                    message = {**message, "headers": headers}  # type: ignore[typeddict-item]
+                await send(message)
+
+            with structlog.contextvars.bound_contextvars(request_id=request_id):
+                try:
+                    await app(scope, receive, send_with_id)
+                finally:
+                    elapsed = time.perf_counter() - started
+                    route = scope.get("path_template") or "unmatched"
+                    method = scope.get("method", "")
+                    status = status_holder["status"]
+                    metrics.requests.labels(route, method, str(status)).inc()
+                    metrics.latency.labels(route, method).observe(elapsed)
+                    principal = scope.get("state", {}).get("principal")
+                    log.info(
+                        "request",
+                        method=method,
+                        path=scope.get("path"),
+                        route=route,
+                        status=status,
+                        duration_ms=round(elapsed * 1000, 2),
+                        principal=principal.username if principal else None,
+                        device_id=str(principal.device_id) if principal and principal.device_id else None,
+                    )
+
+        return wrapped
+
+    return middleware

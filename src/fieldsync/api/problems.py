@@ -1,0 +1,220 @@
+"""The one place where errors become RFC 9457 ``application/problem+json`` responses.
+
+Catalogue errors map by category to a status; Litestar's own HTTP exceptions (routing, body
+limits, request validation) are rewritten into the same shape with stable codes, so a client
+never sees two kinds of error document. An unexpected exception is logged with its request id and
+answered 500 ``internal`` without details.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+
+from fieldsync import errors
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+log = structlog.get_logger("fieldsync.api")
+
+_STATUS_BY_CATEGORY: list[tuple[type[errors.FieldsyncError], int]] = [
+    (errors.InvalidInput, 400),
+    (errors.Unauthenticated, 401),
+    (errors.Forbidden, 403),
+    (errors.NotFound, 404),
+    (errors.MethodNotAllowed, 405),
+    (errors.Conflict, 409),
+    (errors.Gone, 410),
+    (errors.PreconditionFailed, 412),
+    (errors.PayloadTooLarge, 413),
+    (errors.UnsupportedMediaType, 415),
+    (errors.Unprocessable, 422),
+    (errors.Throttled, 429),
+    (errors.ChecksumMismatch, 460),
+    (errors.Unavailable, 503),
+]
+
+_CODE_BY_HTTP_STATUS = {
+    400: "request.invalid",
+    401: "auth.required",
+    403: "auth.forbidden",
+    404: "not_found",
+    405: "request.method_not_allowed",
+    413: "request.too_large",
+    415: "request.unsupported_media_type",
+    429: "request.throttled",
+    503: "dependency.unavailable",
+}
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem document with fieldsync's stable ``code``."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str | None = None
+    instance: str | None = None
+    request_id: str | None = None
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None
+    extra: dict[str, Any] | None = None
+
+
+def status_for(exc: errors.FieldsyncError) -> int:
+    for category, status in _STATUS_BY_CATEGORY:
+        if isinstance(exc, category):
+            return status
+    return 500
+
+
+def _type_uri(code: str) -> str:
+    return f"https://fieldsync.dev/problems/{code}"
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None,
+    field: str | None = None,
+    field_errors: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Problem]:
+    request_id = request.scope.get("state", {}).get("request_id")
+    body = Problem(
+        type=_type_uri(code),
+        title=title,
+        status=status,
+        code=code,
+        detail=detail,
+        instance=request.url.path,
+        request_id=request_id,
+        field=field,
+        errors=field_errors,
+        extra=extra or None,
+    )
+    all_headers = dict(headers or {})
+    if status == 401:
+        all_headers.setdefault("WWW-Authenticate", 'Bearer realm="fieldsync"')
+    return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=all_headers)
+
+
+def handle_fieldsync_error(request: Request[Any, Any, Any], exc: errors.FieldsyncError) -> Response[Problem]:
+    extra = dict(exc.extra)
+    field = extra.pop("field", None)
+    headers: dict[str, str] = {}
+    if isinstance(exc, errors.Throttled):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    headers.update(extra.pop("headers", {}) or {})
+    status = status_for(exc)
+    if status >= 500:
+        log.warning("dependency_error", code=exc.code, detail=exc.detail)
+    return problem_response(
+        request,
+        status=status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        field=field,
+        extra=extra,
+        headers=headers,
+    )
+
+
+_KEY_IN_MESSAGE = re.compile(r"at `\$\.([^`]+)`")
+
+
+def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    items = exc.extra if isinstance(exc.extra, list) else []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", ""))
+        key = item.get("key")
+        match = _KEY_IN_MESSAGE.search(message)
+        if match:
+            key = match.group(1)
+        found.append({"field": key, "message": message, "source": item.get("source")})
+    return found
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code
+    if isinstance(exc, ValidationException) or status == 400:
+        field_errors = _field_errors(exc) if isinstance(exc, ValidationException) else []
+        detail = field_errors[0]["message"] if field_errors else exc.detail
+        return problem_response(
+            request,
+            status=400,
+            code="request.invalid",
+            title="The request is invalid",
+            detail=detail,
+            field=field_errors[0]["field"] if field_errors else None,
+            field_errors=field_errors or None,
+        )
+    if status >= 500:
+        log.error("http_exception", status=status, detail=exc.detail)
+        return problem_response(request, status=500, code="internal", title="Internal error", detail=None)
+    return problem_response(
+        request,
+        status=status,
+        code=_CODE_BY_HTTP_STATUS.get(status, f"http.{status}"),
+        title=exc.detail or "Error",
+        detail=exc.detail,
+        headers=dict(exc.headers or {}),
+    )
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    log.exception("unhandled_exception", error=exc.__class__.__name__)
+    return problem_response(request, status=500, code="internal", title="Internal error", detail=None)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    errors.FieldsyncError: handle_fieldsync_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}
+
+_DESCRIPTIONS = {
+    400: "Invalid request: the problem names the failing field",
+    401: "Missing, invalid, expired or revoked bearer token",
+    403: "The caller's role may not do this, or the target lies outside its jurisdiction",
+    404: "Not found, or outside the caller's jurisdiction",
+    409: "Conflicts with the current state",
+    410: "Gone",
+    412: "Precondition failed",
+    413: "Body too large",
+    415: "Unsupported content type",
+    422: "Well-formed but cannot be processed",
+    429: "Too many failed attempts",
+    460: "Checksum mismatch",
+    503: "A dependency is unavailable",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI response entries for the problem statuses an operation can answer."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=_DESCRIPTIONS[status],
+            media_type=PROBLEM_MEDIA_TYPE,
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+AUTHED = (400, 401, 403, 404)

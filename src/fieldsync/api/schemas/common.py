@@ -1,0 +1,30 @@
+"""Constrained scalar types shared by the wire structs.
+
+Every free-text type forbids NUL, which PostgreSQL cannot store in ``text``; bounds are stated in
+the type so that they appear in the OpenAPI document and clients see them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+NO_NUL = r"^[^\x00]*$"
+
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+OptionalShortText = Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)]
+LongText = Annotated[str, msgspec.Meta(max_length=20_000, pattern=NO_NUL)]
+Username = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$",
+        description="2-64 characters: letters, digits, '.', '_' or '-'",
+        examples=["wang.li"],
+    ),
+]
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=200, pattern=NO_NUL)]
+JurisdictionCode = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9]{6}([0-9]{6})?$", description="GB/T 2260 code", examples=["140431"])
+]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=500)]

@@ -1,0 +1,95 @@
+"""Composition root of the HTTP service: ``create_app(settings)``. Nothing imports this module.
+
+The lifespan starts the embedded PostgreSQL cluster when no database URL is configured, applies
+migrations, opens the pool and the media store, and undoes all of it on shutdown, so that
+SIGINT/SIGTERM leave no postgres process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from litestar import Litestar
+from litestar.config.compression import CompressionConfig
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from fieldsync import __version__
+from fieldsync.api.deps import DEPENDENCIES, connection_release_middleware
+from fieldsync.api.identity import AuthController, DeviceController, EnrollmentController, UserController
+from fieldsync.api.observability import Metrics, observability_middleware_factory
+from fieldsync.api.ops import OpsController
+from fieldsync.api.problems import EXCEPTION_HANDLERS
+from fieldsync.api.reference import ReferenceController
+from fieldsync.api.runtime import Runtime
+from fieldsync.db import embedded
+from fieldsync.db.migrate import migrate
+from fieldsync.db.pool import connect, create_pool
+from fieldsync.ports import Clock, SystemClock
+from fieldsync.settings import Settings
+
+ROUTE_HANDLERS = [
+    OpsController,
+    AuthController,
+    UserController,
+    EnrollmentController,
+    DeviceController,
+    ReferenceController,
+]
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="fieldsync",
+        version=__version__,
+        description="Offline-first field reporting for emergency-management inspectors.",
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer", description="User or device token")
+            }
+        ),
+    )
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    clock = clock or SystemClock()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with embedded.database_url(settings.database_url.value, settings.data_dir) as dsn:
+            conn = await connect(dsn)
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
+            pool = await create_pool(dsn)
+            try:
+                app.state.runtime = Runtime(settings=settings, clock=clock, pool=pool)
+                yield
+            finally:
+                try:
+                    await asyncio.wait_for(pool.close(), timeout=30)
+                except TimeoutError:
+                    pool.terminate()
+
+    return Litestar(
+        route_handlers=ROUTE_HANDLERS,
+        dependencies=DEPENDENCIES,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[observability_middleware_factory(metrics), connection_release_middleware],
+        lifespan=[lifespan],
+        openapi_config=openapi_config(),
+        request_max_body_size=settings.max_json_bytes,
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        state=State({"metrics": metrics}),
+        debug=False,
+        logging_config=None,
+    )

@@ -1,0 +1,1 @@
+"""The only package that knows SQL: pool, migrations, named queries, constraint translation."""

@@ -1,0 +1,268 @@
+"""SQL for users, sessions, devices, enrollments and throttling."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import asyncpg
+
+_PRINCIPAL_COLUMNS = """
+    u.id AS user_id, u.username, u.role, u.jurisdiction, j.path AS jurisdiction_path,
+    u.disabled_at
+"""
+
+
+async def get_session_principal(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"""
+        SELECT {_PRINCIPAL_COLUMNS}, s.expires_at, s.revoked_at
+        FROM sessions s
+        JOIN users u ON u.id = s.user_id
+        JOIN jurisdictions j ON j.code = u.jurisdiction
+        WHERE s.token_hash = $1
+        """,
+        token_hash,
+    )
+
+
+async def get_device_principal(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"""
+        SELECT {_PRINCIPAL_COLUMNS}, d.id AS device_id, d.revoked_at
+        FROM devices d
+        JOIN users u ON u.id = d.user_id
+        JOIN jurisdictions j ON j.code = u.jurisdiction
+        WHERE d.token_hash = $1
+        """,
+        token_hash,
+    )
+
+
+async def mark_device_seen(conn: asyncpg.Connection, device_id: uuid.UUID, now: dt.datetime) -> None:
+    """Record a device's last request, at most once every five minutes (no write per request)."""
+    await conn.execute(
+        """
+        UPDATE devices SET last_seen_at = $2
+        WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $2::timestamptz - interval '5 minutes')
+        """,
+        device_id,
+        now,
+    )
+
+
+async def get_user_by_username(conn: asyncpg.Connection, username: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """
+        SELECT u.id, u.username, u.display_name, u.role, u.jurisdiction, j.path AS jurisdiction_path,
+               u.password_hash, u.created_at, u.disabled_at
+        FROM users u JOIN jurisdictions j ON j.code = u.jurisdiction
+        WHERE lower(u.username) = lower($1)
+        """,
+        username,
+    )
+
+
+async def insert_user(
+    conn: asyncpg.Connection,
+    *,
+    username: str,
+    role: str,
+    jurisdiction: str,
+    password_hash: str | None,
+    display_name: str | None,
+    created_by: uuid.UUID | None,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """
+        INSERT INTO users (username, role, jurisdiction, password_hash, display_name, created_by)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        RETURNING id, username, display_name, role, jurisdiction, created_at, disabled_at
+        """,
+        username,
+        role,
+        jurisdiction,
+        password_hash,
+        display_name,
+        created_by,
+    )
+
+
+async def list_users(
+    conn: asyncpg.Connection, *, scope_prefix: str, roles: list[str], after: str | None, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT u.id, u.username, u.display_name, u.role, u.jurisdiction, u.created_at, u.disabled_at
+        FROM users u JOIN jurisdictions j ON j.code = u.jurisdiction
+        WHERE j.path LIKE $1 || '%' AND u.role = ANY($2::text[])
+          AND ($3::text IS NULL OR lower(u.username) > lower($3))
+        ORDER BY lower(u.username)
+        LIMIT $4
+        """,
+        scope_prefix,
+        roles,
+        after,
+        limit,
+    )
+
+
+async def insert_session(
+    conn: asyncpg.Connection, *, token_hash: bytes, user_id: uuid.UUID, expires_at: dt.datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+        token_hash,
+        user_id,
+        expires_at,
+    )
+
+
+async def insert_enrollment(
+    conn: asyncpg.Connection,
+    *,
+    code_hash: bytes,
+    user_id: uuid.UUID,
+    created_by: uuid.UUID,
+    expires_at: dt.datetime,
+) -> None:
+    await conn.execute(
+        "INSERT INTO enrollments (code_hash, user_id, created_by, expires_at) VALUES ($1, $2, $3, $4)",
+        code_hash,
+        user_id,
+        created_by,
+        expires_at,
+    )
+
+
+async def get_enrollment_for_update(conn: asyncpg.Connection, code_hash: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """
+        SELECT e.user_id, e.created_by, e.expires_at, e.used_at, u.role, u.disabled_at
+        FROM enrollments e JOIN users u ON u.id = e.user_id
+        WHERE e.code_hash = $1
+        FOR UPDATE OF e
+        """,
+        code_hash,
+    )
+
+
+async def mark_enrollment_used(
+    conn: asyncpg.Connection, *, code_hash: bytes, device_id: uuid.UUID, now: dt.datetime
+) -> None:
+    await conn.execute(
+        "UPDATE enrollments SET used_at = $3, device_id = $2 WHERE code_hash = $1",
+        code_hash,
+        device_id,
+        now,
+    )
+
+
+async def insert_device(
+    conn: asyncpg.Connection,
+    *,
+    user_id: uuid.UUID,
+    label: str,
+    platform: str | None,
+    token_hash: bytes,
+    enrolled_by: uuid.UUID,
+    now: dt.datetime,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """
+        INSERT INTO devices (user_id, label, platform, token_hash, enrolled_by, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        RETURNING id
+        """,
+        user_id,
+        label,
+        platform,
+        token_hash,
+        enrolled_by,
+        now,
+    )
+
+
+_DEVICE_COLUMNS = """
+    d.id, d.label, d.platform, d.created_at, d.last_seen_at, d.revoked_at,
+    u.id AS user_id, u.username, u.jurisdiction
+"""
+
+
+async def list_devices(
+    conn: asyncpg.Connection, *, scope_prefix: str, after: uuid.UUID | None, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"""
+        SELECT {_DEVICE_COLUMNS}
+        FROM devices d
+        JOIN users u ON u.id = d.user_id
+        JOIN jurisdictions j ON j.code = u.jurisdiction
+        WHERE j.path LIKE $1 || '%' AND ($2::uuid IS NULL OR d.id > $2)
+        ORDER BY d.id
+        LIMIT $3
+        """,
+        scope_prefix,
+        after,
+        limit,
+    )
+
+
+async def get_device_in_scope(
+    conn: asyncpg.Connection, *, device_id: uuid.UUID, scope_prefix: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"""
+        SELECT {_DEVICE_COLUMNS}
+        FROM devices d
+        JOIN users u ON u.id = d.user_id
+        JOIN jurisdictions j ON j.code = u.jurisdiction
+        WHERE d.id = $1 AND j.path LIKE $2 || '%'
+        """,
+        device_id,
+        scope_prefix,
+    )
+
+
+async def revoke_device(
+    conn: asyncpg.Connection, *, device_id: uuid.UUID, revoked_by: uuid.UUID, now: dt.datetime
+) -> None:
+    await conn.execute(
+        "UPDATE devices SET revoked_at = $3, revoked_by = $2 WHERE id = $1 AND revoked_at IS NULL",
+        device_id,
+        revoked_by,
+        now,
+    )
+
+
+async def get_failures(conn: asyncpg.Connection, *, scope: str, key: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT failures, window_started_at FROM auth_failures WHERE scope = $1 AND key = $2",
+        scope,
+        key,
+    )
+
+
+async def add_failure(
+    conn: asyncpg.Connection, *, scope: str, key: str, now: dt.datetime, window_s: int
+) -> None:
+    """Count one failure; a window older than ``window_s`` starts over."""
+    await conn.execute(
+        """
+        INSERT INTO auth_failures AS f (scope, key, failures, window_started_at)
+        VALUES ($1, $2, 1, $3)
+        ON CONFLICT ON CONSTRAINT auth_failures_pkey DO UPDATE SET
+            failures = CASE WHEN f.window_started_at < $3 - make_interval(secs => $4)
+                            THEN 1 ELSE f.failures + 1 END,
+            window_started_at = CASE WHEN f.window_started_at < $3 - make_interval(secs => $4)
+                                     THEN $3 ELSE f.window_started_at END
+        """,
+        scope,
+        key,
+        now,
+        float(window_s),
+    )
+
+
+async def clear_failures(conn: asyncpg.Connection, *, scope: str, key: str) -> None:
+    await conn.execute("DELETE FROM auth_failures WHERE scope = $1 AND key = $2", scope, key)

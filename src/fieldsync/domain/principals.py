@@ -1,0 +1,54 @@
+"""Who is calling, and the one rule for what they may see.
+
+A principal is a user (logged in with a password) or a device (enrolled for one inspector user,
+acting as that user). Every principal has a role and a home jurisdiction; it sees that
+jurisdiction's subtree and nothing else, except admins, who see everything. An object outside
+the caller's view is reported as missing (404), never as forbidden: existence is not revealed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import uuid
+
+from fieldsync.errors import RoleForbidden
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    SUPERVISOR = "supervisor"
+    INSPECTOR = "inspector"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: uuid.UUID
+    username: str
+    role: Role
+    jurisdiction: str
+    jurisdiction_path: str
+    device_id: uuid.UUID | None = None
+
+    @property
+    def kind(self) -> str:
+        return "device" if self.device_id is not None else "user"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def sees(self, jurisdiction_path: str) -> bool:
+        """True if a jurisdiction with this materialised path lies in the caller's view."""
+        return self.is_admin or jurisdiction_path.startswith(self.jurisdiction_path)
+
+    @property
+    def scope_prefix(self) -> str:
+        """The path prefix every visible jurisdiction's path starts with ('/' for admins)."""
+        return "/" if self.is_admin else self.jurisdiction_path
+
+
+def require_role(principal: Principal, *roles: Role) -> None:
+    """Raise ``RoleForbidden`` unless the principal has one of ``roles``."""
+    if principal.role not in roles:
+        raise RoleForbidden(f"this action needs the role {' or '.join(r.value for r in roles)}")

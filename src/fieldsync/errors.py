@@ -1,0 +1,225 @@
+"""The one catalogue of fieldsync errors, each with a stable machine code.
+
+Codes are part of the API contract: clients branch on them, so a code never changes meaning.
+Each error belongs to a category; the API edge (``fieldsync.api.problems``) maps the category
+to an HTTP status and renders RFC 9457 problem+json. Nothing below ``api/`` knows about HTTP.
+
+    FieldsyncError
+    ├── ConfigurationInvalid                 (startup only, never rendered)
+    ├── MigrationError                       (startup only)
+    ├── InvalidInput          400  request.invalid, report.invalid, media.hash_mismatch, ...
+    ├── Unauthenticated       401  auth.required, auth.invalid_token, auth.expired, auth.revoked, ...
+    ├── Forbidden             403  auth.forbidden, jurisdiction.out_of_scope, report.not_author
+    ├── NotFound              404  not_found, report.not_found, media.not_found, ...
+    ├── Conflict              409  report.conflict, report.version_conflict, user.exists, ...
+    ├── Gone                  410  upload.expired
+    ├── PreconditionFailed    412  upload.version_unsupported
+    ├── PayloadTooLarge       413  request.too_large, media.too_large, sync.too_many_mutations
+    ├── UnsupportedMediaType  415  request.unsupported_media_type, media.unsupported_type
+    ├── Unprocessable         422  media.undecodable, media.too_many_pixels, workflow.invalid_transition
+    ├── ChecksumMismatch      460  upload.checksum_mismatch (tus)
+    ├── Throttled             429  auth.throttled
+    └── Unavailable           503  dependency.unavailable
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class FieldsyncError(Exception):
+    """Base of every error fieldsync raises on purpose."""
+
+    code: ClassVar[str] = "internal"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or self.title
+        self.extra = extra
+        super().__init__(self.detail)
+
+
+class ConfigurationInvalid(FieldsyncError):
+    code = "config.invalid"
+    title = "Configuration is invalid"
+
+
+class MigrationError(FieldsyncError):
+    code = "migration.failed"
+    title = "Database migration failed"
+
+
+# --- categories ---------------------------------------------------------------------------------
+
+
+class InvalidInput(FieldsyncError):
+    code = "request.invalid"
+    title = "The request is invalid"
+
+
+class Unauthenticated(FieldsyncError):
+    code = "auth.required"
+    title = "Authentication required"
+
+
+class Forbidden(FieldsyncError):
+    code = "auth.forbidden"
+    title = "Not allowed for this role"
+
+
+class NotFound(FieldsyncError):
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(FieldsyncError):
+    code = "conflict"
+    title = "Conflict with the current state"
+
+
+class Gone(FieldsyncError):
+    code = "gone"
+    title = "No longer available"
+
+
+class PreconditionFailed(FieldsyncError):
+    code = "precondition_failed"
+    title = "Precondition failed"
+
+
+class PayloadTooLarge(FieldsyncError):
+    code = "request.too_large"
+    title = "Request body too large"
+
+
+class UnsupportedMediaType(FieldsyncError):
+    code = "request.unsupported_media_type"
+    title = "Unsupported content type"
+
+
+class Unprocessable(FieldsyncError):
+    code = "unprocessable"
+    title = "The request cannot be processed"
+
+
+class ChecksumMismatch(FieldsyncError):
+    code = "upload.checksum_mismatch"
+    title = "Chunk checksum does not match"
+
+
+class Throttled(FieldsyncError):
+    code = "auth.throttled"
+    title = "Too many failed attempts"
+
+    def __init__(self, detail: str | None = None, *, retry_after_s: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s, **extra)
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(FieldsyncError):
+    code = "dependency.unavailable"
+    title = "A dependency is unavailable"
+
+
+# --- authentication -----------------------------------------------------------------------------
+
+
+class AuthRequired(Unauthenticated):
+    code = "auth.required"
+    title = "A bearer token is required"
+
+
+class TokenInvalid(Unauthenticated):
+    code = "auth.invalid_token"
+    title = "The bearer token is not valid"
+
+
+class TokenExpired(Unauthenticated):
+    code = "auth.expired"
+    title = "The bearer token has expired"
+
+
+class TokenRevoked(Unauthenticated):
+    code = "auth.revoked"
+    title = "The device has been revoked"
+
+
+class BadCredentials(Unauthenticated):
+    code = "auth.bad_credentials"
+    title = "Wrong username or password"
+
+
+class EnrollmentCodeInvalid(Unauthenticated):
+    code = "enrollment.invalid"
+    title = "The enrollment code is not valid"
+
+
+class EnrollmentCodeUsed(Unauthenticated):
+    code = "enrollment.used"
+    title = "The enrollment code has already been used"
+
+
+class EnrollmentCodeExpired(Unauthenticated):
+    code = "enrollment.expired"
+    title = "The enrollment code has expired"
+
+
+# --- identity and scope -------------------------------------------------------------------------
+
+
+class RoleForbidden(Forbidden):
+    code = "auth.forbidden"
+    title = "Not allowed for this role"
+
+
+class JurisdictionOutOfScope(Forbidden):
+    code = "jurisdiction.out_of_scope"
+    title = "The jurisdiction lies outside the caller's scope"
+
+
+class JurisdictionUnknown(InvalidInput):
+    code = "jurisdiction.unknown"
+    title = "No such jurisdiction"
+
+
+class UserExists(Conflict):
+    code = "user.exists"
+    title = "A user with this username already exists"
+
+
+class UserNotFound(NotFound):
+    code = "user.not_found"
+    title = "No such user"
+
+
+class UserNotInspector(Unprocessable):
+    code = "enrollment.not_inspector"
+    title = "Devices can only be enrolled for inspector users"
+
+
+class DeviceNotFound(NotFound):
+    code = "device.not_found"
+    title = "No such device"
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+class RouteNotFound(NotFound):
+    code = "not_found"
+    title = "Not found"
+
+
+class MethodNotAllowed(FieldsyncError):
+    code = "request.method_not_allowed"
+    title = "Method not allowed"
+
+
+class RequestTooLarge(PayloadTooLarge):
+    code = "request.too_large"
+    title = "Request body too large"
+
+
+class DependencyUnavailable(Unavailable):
+    code = "dependency.unavailable"
+    title = "A dependency is unavailable"

