@@ -3,7 +3,8 @@
 Files ``migrations/NNNN_name.sql`` are applied in order, each in its own transaction, under a
 session advisory lock so that two processes starting at once do not race. Each applied file's
 SHA-256 is recorded; if an applied file later differs, startup is refused: the database no
-longer matches the code that claims to describe it.
+longer matches the code that claims to describe it. Every applied file is checked before any
+pending one runs, so a refused start changes nothing.
 """
 
 from __future__ import annotations
@@ -72,14 +73,15 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
                 )
         for migration in migrations:
             previous = applied.get(migration.version)
-            if previous is not None:
-                if previous["checksum"] != migration.checksum:
-                    raise MigrationError(
-                        f"migration {migration.name} was changed after it was applied "
-                        f"(applied checksum {previous['checksum'][:12]}, file now "
-                        f"{migration.checksum[:12]}); applied migrations must never be edited - "
-                        "add a new migration instead"
-                    )
+            if previous is not None and previous["checksum"] != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.name} was changed after it was applied "
+                    f"(applied checksum {previous['checksum'][:12]}, file now "
+                    f"{migration.checksum[:12]}); applied migrations must never be edited - "
+                    "add a new migration instead"
+                )
+        for migration in migrations:
+            if migration.version in applied:
                 continue
             async with conn.transaction():
                 await conn.execute(migration.sql)
