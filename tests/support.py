@@ -104,3 +104,38 @@ def problem(response: Any) -> dict[str, Any]:
     assert {"type", "title", "status", "code"} <= body.keys()
     assert body["status"] == response.status_code
     return body
+
+
+def hazard_report(**overrides: Any) -> dict[str, Any]:
+    """A valid hazard report body for 沁源县 140431; override any field."""
+    body: dict[str, Any] = {
+        "kind": "hazard",
+        "category": "coal_mine",
+        "title": "主斜井皮带机保护装置失效",
+        "description": "煤矿主斜井皮带机跑偏保护失效, 现场未停机",
+        "jurisdiction": "140431",
+        "location": {"lat": 36.5, "lon": 112.3, "accuracy_m": 8.0},
+        "observed_at": "2026-06-01T15:30:00+08:00",
+        "media": [],
+        "enterprise": {"name": "沁源县某煤业有限公司", "credit_code": "91350100M000100Y43", "industry": "coal_mine"},
+        "grade": "general",
+    }
+    body.update(overrides)
+    return body
+
+
+def disaster_report(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "kind": "disaster",
+        "category": "flood",
+        "title": "沁河水位上涨 村道被淹",
+        "jurisdiction": "140431",
+        "location": {"lat": 36.6, "lon": 112.2, "accuracy_m": 20.0},
+        "observed_at": "2026-06-01T14:00:00+08:00",
+        "incident_id": "6f1c1d8e-0c55-4d43-9b7e-2f0f6f7f0a11",
+        "stage": "initial",
+        "as_of": "2026-06-01T14:00:00+08:00",
+        "losses": {"affected_people": 120, "evacuated_people": 40},
+    }
+    body.update(overrides)
+    return body

@@ -25,6 +25,7 @@ from fieldsync.api.observability import Metrics, observability_middleware_factor
 from fieldsync.api.ops import OpsController
 from fieldsync.api.problems import EXCEPTION_HANDLERS
 from fieldsync.api.reference import ReferenceController
+from fieldsync.api.reports import ReportController
 from fieldsync.api.runtime import Runtime
 from fieldsync.db import embedded
 from fieldsync.db.migrate import migrate
@@ -39,6 +40,7 @@ ROUTE_HANDLERS = [
     EnrollmentController,
     DeviceController,
     ReferenceController,
+    ReportController,
 ]
 
 

@@ -223,3 +223,36 @@ class RequestTooLarge(PayloadTooLarge):
 class DependencyUnavailable(Unavailable):
     code = "dependency.unavailable"
     title = "A dependency is unavailable"
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+
+class ReportInvalid(InvalidInput):
+    code = "report.invalid"
+    title = "The report is invalid"
+
+
+class ReportNotFound(NotFound):
+    code = "report.not_found"
+    title = "No such report"
+
+
+class ReportConflict(Conflict):
+    code = "report.conflict"
+    title = "A different report with this id exists; send base_version to revise it"
+
+
+class ReportStaleVersion(Conflict):
+    code = "report.stale_version"
+    title = "base_version is not the report's current version"
+
+
+class ReportLocked(Conflict):
+    code = "report.locked"
+    title = "The report is under review and can no longer be revised by its author"
+
+
+class ReportNotAuthor(Forbidden):
+    code = "report.not_author"
+    title = "Only the report's author may revise it"

@@ -53,7 +53,8 @@ _CODE_BY_HTTP_STATUS = {
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
-    """An RFC 9457 problem document with fieldsync's stable ``code``."""
+    """An RFC 9457 problem document with fieldsync's stable ``code``; extension members (such as
+    a conflict's current ``version``) are added at the top level, as the RFC allows."""
 
     type: str
     title: str
@@ -64,7 +65,6 @@ class Problem(msgspec.Struct, omit_defaults=True):
     request_id: str | None = None
     field: str | None = None
     errors: list[dict[str, Any]] | None = None
-    extra: dict[str, Any] | None = None
 
 
 def status_for(exc: errors.FieldsyncError) -> int:
@@ -89,7 +89,7 @@ def problem_response(
     field_errors: list[dict[str, Any]] | None = None,
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
-) -> Response[Problem]:
+) -> Response[dict[str, Any]]:
     request_id = request.scope.get("state", {}).get("request_id")
     body = Problem(
         type=_type_uri(code),
@@ -101,15 +101,18 @@ def problem_response(
         request_id=request_id,
         field=field,
         errors=field_errors,
-        extra=extra or None,
     )
+    document = msgspec.structs.asdict(body)
+    document = {key: value for key, value in document.items() if value is not None}
+    for key, value in (extra or {}).items():
+        document.setdefault(key, value)
     all_headers = dict(headers or {})
     if status == 401:
         all_headers.setdefault("WWW-Authenticate", 'Bearer realm="fieldsync"')
-    return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=all_headers)
+    return Response(content=document, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=all_headers)
 
 
-def handle_fieldsync_error(request: Request[Any, Any, Any], exc: errors.FieldsyncError) -> Response[Problem]:
+def handle_fieldsync_error(request: Request[Any, Any, Any], exc: errors.FieldsyncError) -> Response[dict[str, Any]]:
     extra = dict(exc.extra)
     field = extra.pop("field", None)
     headers: dict[str, str] = {}
@@ -149,7 +152,7 @@ def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
     return found
 
 
-def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
     if isinstance(exc, ValidationException) or status == 400:
         field_errors = _field_errors(exc) if isinstance(exc, ValidationException) else []
@@ -176,7 +179,7 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     )
 
 
-def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled_exception", error=exc.__class__.__name__)
     return problem_response(request, status=500, code="internal", title="Internal error", detail=None)
 

@@ -42,6 +42,12 @@ class Principal:
         """True if a jurisdiction with this materialised path lies in the caller's view."""
         return self.is_admin or jurisdiction_path.startswith(self.jurisdiction_path)
 
+    def sees_report(self, *, author_id: uuid.UUID, jurisdiction_path: str) -> bool:
+        """Inspectors see the reports they authored; supervisors and admins their subtree."""
+        if self.role is Role.INSPECTOR:
+            return author_id == self.user_id
+        return self.sees(jurisdiction_path)
+
     @property
     def scope_prefix(self) -> str:
         """The path prefix every visible jurisdiction's path starts with ('/' for admins)."""

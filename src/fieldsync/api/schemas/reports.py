@@ -1,0 +1,179 @@
+"""Wire types for reports: a tagged union on ``kind`` (hazard | disaster | accident).
+
+Unknown fields are ignored (newer apps may send more); every bound is in the type so that it
+shows in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+
+from fieldsync.api.schemas.common import NO_NUL, LongText, ShortText
+
+Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256")]
+AwareTime = Annotated[dt.datetime, msgspec.Meta(tz=True, description="RFC 3339 with offset")]
+Count = Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
+Amount = Annotated[float, msgspec.Meta(ge=0, le=1e15)]
+CategoryCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+CreditCode = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$",
+        description="18-character unified social credit code (GB 32100), checksum-validated",
+        examples=["91350100M000100Y43"],
+    ),
+]
+Severity = Literal["red", "orange", "yellow", "blue"]
+MediaRole = Literal["photo", "before", "after", "document"]
+Status = Literal["submitted", "needs_info", "verified", "rejected", "merged", "rectifying", "rectified", "closed"]
+
+
+class Location(msgspec.Struct):
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]
+    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)]
+    accuracy_m: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)]
+    altitude_m: Annotated[float, msgspec.Meta(ge=-500, le=9_000)] | None = None
+    address: Annotated[str, msgspec.Meta(max_length=500, pattern=NO_NUL)] | None = None
+
+
+class MediaRef(msgspec.Struct):
+    sha256: Sha256
+    role: MediaRole = "photo"
+    caption: Annotated[str, msgspec.Meta(max_length=500, pattern=NO_NUL)] | None = None
+
+
+class Enterprise(msgspec.Struct):
+    name: ShortText
+    credit_code: CreditCode
+    industry: Annotated[str, msgspec.Meta(max_length=100, pattern=NO_NUL)] | None = None
+
+
+class Losses(msgspec.Struct, omit_defaults=True):
+    deaths: Count | None = None
+    missing: Count | None = None
+    injured: Count | None = None
+    affected_people: Count | None = None
+    evacuated_people: Count | None = None
+    houses_collapsed: Count | None = None
+    houses_damaged: Count | None = None
+    crop_area_ha: Amount | None = None
+    direct_loss_cny: Amount | None = None
+
+
+class _ReportFields(msgspec.Struct, kw_only=True, tag_field="kind"):
+    id: uuid.UUID | None = None
+    category: CategoryCode
+    title: ShortText
+    description: LongText = ""
+    jurisdiction: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}([0-9]{6})?$")]
+    location: Location
+    observed_at: AwareTime
+    media: Annotated[list[MediaRef], msgspec.Meta(max_length=50)] = []
+    severity: Severity | None = None
+    base_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+class HazardReport(_ReportFields, kw_only=True, tag="hazard"):
+    """A hidden safety hazard (隐患) found at an enterprise."""
+
+    enterprise: Enterprise
+    grade: Literal["general", "major"]
+
+
+class DisasterReport(_ReportFields, kw_only=True, tag="disaster"):
+    """Natural-disaster information (灾情); reports sharing ``incident_id`` form one chain."""
+
+    incident_id: uuid.UUID
+    stage: Literal["initial", "update", "final"]
+    as_of: AwareTime
+    losses: Losses = msgspec.field(default_factory=Losses)
+
+
+class AccidentReport(_ReportFields, kw_only=True, tag="accident"):
+    """A production-safety accident (生产安全事故)."""
+
+    enterprise: Enterprise
+    deaths: Count = 0
+    injured: Count = 0
+    direct_loss_cny: Amount = 0
+
+
+ReportWrite = HazardReport | DisasterReport | AccidentReport
+
+
+class Receipt(msgspec.Struct):
+    id: uuid.UUID
+    version: int
+    status: Status
+    missing_media: list[str]
+    duplicate: bool
+
+
+class MediaEvidence(msgspec.Struct):
+    """Checks of one photo against its report: where and when it was taken."""
+
+    distance_m: float | None
+    time_gap_s: float | None
+    flags: list[str]
+
+
+class MediaAttachment(msgspec.Struct):
+    sha256: str
+    role: MediaRole
+    caption: str | None
+    present: bool
+    url: str | None
+    preview_url: str | None
+    thumbnail_url: str | None
+    content_type: str | None = None
+    bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+    taken_at: dt.datetime | None = None
+    lat: float | None = None
+    lon: float | None = None
+    make: str | None = None
+    model: str | None = None
+    evidence: MediaEvidence | None = None
+
+
+class Author(msgspec.Struct):
+    id: uuid.UUID
+    username: str
+
+
+class ReportRead(msgspec.Struct, kw_only=True):
+    """A report as the server holds it: the author's fields plus the server-owned ones."""
+
+    id: uuid.UUID
+    kind: Literal["hazard", "disaster", "accident"]
+    category: str
+    title: str
+    description: str
+    jurisdiction: str
+    location: Location
+    observed_at: dt.datetime
+    media: list[MediaAttachment]
+    severity: Severity | None = None
+    enterprise: Enterprise | None = None
+    grade: Literal["general", "major"] | None = None
+    incident_id: uuid.UUID | None = None
+    stage: Literal["initial", "update", "final"] | None = None
+    as_of: dt.datetime | None = None
+    losses: Losses | None = None
+    deaths: int | None = None
+    injured: int | None = None
+    direct_loss_cny: float | None = None
+    author: Author
+    device_id: uuid.UUID | None
+    received_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+    status: Status
+    missing_media: list[str]
+    possible_duplicates: list[uuid.UUID] = []
+    duplicate_of: uuid.UUID | None = None
