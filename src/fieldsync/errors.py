@@ -256,3 +256,26 @@ class ReportLocked(Conflict):
 class ReportNotAuthor(Forbidden):
     code = "report.not_author"
     title = "Only the report's author may revise it"
+
+
+# --- media --------------------------------------------------------------------------------------
+
+
+class MediaNotFound(NotFound):
+    code = "media.not_found"
+    title = "No such media object"
+
+
+class MediaUnsupportedType(UnsupportedMediaType):
+    code = "media.unsupported_type"
+    title = "Not an image of an allowed format (JPEG, PNG, WebP, HEIC)"
+
+
+class MediaUndecodable(Unprocessable):
+    code = "media.undecodable"
+    title = "The image is truncated or corrupt"
+
+
+class MediaTooManyPixels(Unprocessable):
+    code = "media.too_many_pixels"
+    title = "The image has more pixels than allowed"
