@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import httpx
 
@@ -124,3 +126,14 @@ async def test_refused_requests_give_their_connection_back(client, app):
         assert (await client.get("/v1/me")).status_code == 401
     pool = app.state.runtime.pool
     assert pool.get_idle_size() == pool.get_size()
+
+
+async def test_concurrent_bad_codes_cannot_outrun_the_throttle(client, settings):
+    """Codes sent in parallel are counted before they are checked, not after."""
+    attempts = settings.throttle_max_failures * 4
+    responses = await asyncio.gather(
+        *(client.post("/v1/devices/enroll", json={"code": f"ZZZZ-ZZZZ-{i:04d}", "label": "x"}) for i in range(attempts))
+    )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(401) <= settings.throttle_max_failures, statuses
+    assert statuses.count(429) == attempts - statuses.count(401)

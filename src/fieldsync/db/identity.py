@@ -235,27 +235,20 @@ async def revoke_device(
     )
 
 
-async def get_failures(conn: asyncpg.Connection, *, scope: str, key: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT failures, window_started_at FROM auth_failures WHERE scope = $1 AND key = $2",
-        scope,
-        key,
-    )
-
-
-async def add_failure(
+async def upsert_attempt(
     conn: asyncpg.Connection, *, scope: str, key: str, now: dt.datetime, window_s: int
-) -> None:
-    """Count one failure; a window older than ``window_s`` starts over."""
-    await conn.execute(
+) -> asyncpg.Record:
+    """Count one attempt and return the count in the current window (older windows start over)."""
+    return await conn.fetchrow(
         """
         INSERT INTO auth_failures AS f (scope, key, failures, window_started_at)
         VALUES ($1, $2, 1, $3)
         ON CONFLICT ON CONSTRAINT auth_failures_pkey DO UPDATE SET
-            failures = CASE WHEN f.window_started_at < $3 - make_interval(secs => $4)
+            failures = CASE WHEN f.window_started_at <= $3 - make_interval(secs => $4)
                             THEN 1 ELSE f.failures + 1 END,
-            window_started_at = CASE WHEN f.window_started_at < $3 - make_interval(secs => $4)
+            window_started_at = CASE WHEN f.window_started_at <= $3 - make_interval(secs => $4)
                                      THEN $3 ELSE f.window_started_at END
+        RETURNING failures, window_started_at
         """,
         scope,
         key,

@@ -1,8 +1,10 @@
 """Identity use cases: authenticate a bearer token, log in, users, enrollment codes, devices.
 
-Login and device enrollment count failed attempts for throttling; a failure must be recorded
-even though the attempt itself fails, so those two run their own short transactions instead of
-one owned by the caller. Every other function runs inside the caller's transaction.
+Login and device enrollment are throttled: every attempt is counted *before* its secret is
+checked and the count is dropped on success, so guesses sent in parallel cannot outrun the limit
+(checking first and counting failures afterwards let any number of concurrent guesses through).
+The count must survive the failed attempt, so those two run their own short transactions instead
+of one owned by the caller. Every other function runs inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -67,11 +69,12 @@ async def authenticate(conn: asyncpg.Connection, *, token: str, now: dt.datetime
     raise errors.TokenInvalid()
 
 
-async def _check_throttle(
+async def _count_attempt(
     conn: asyncpg.Connection, *, scope: str, key: str, now: dt.datetime, policy: ThrottlePolicy
 ) -> None:
-    row = await q.get_failures(conn, scope=scope, key=key)
-    if row is None or row["failures"] < policy.max_failures:
+    """Count this attempt; refuse it when the attempts in the window exceed the policy."""
+    row = await q.upsert_attempt(conn, scope=scope, key=key, now=now, window_s=policy.window_s)
+    if row["failures"] <= policy.max_failures:
         return
     window_end = row["window_started_at"] + dt.timedelta(seconds=policy.window_s)
     if window_end > now:
@@ -93,11 +96,10 @@ async def login(
 ) -> tuple[str, dt.datetime]:
     """Exchange a username and password for a session token; throttled per (username, client)."""
     key = f"{username.lower()}|{client}"
-    await _check_throttle(conn, scope="login", key=key, now=now, policy=throttle)
+    await _count_attempt(conn, scope="login", key=key, now=now, policy=throttle)
     user = await q.get_user_by_username(conn, username)
     stored = user["password_hash"] if user is not None and user["disabled_at"] is None else None
     if not await asyncio.to_thread(_verify_password, stored, password):
-        await q.add_failure(conn, scope="login", key=key, now=now, window_s=throttle.window_s)
         raise errors.BadCredentials()
     assert user is not None
     async with transaction(conn):
@@ -199,34 +201,29 @@ async def enroll_device(
     throttle: ThrottlePolicy,
 ) -> tuple[uuid.UUID, str]:
     """Trade a one-time enrollment code for a device id and a device token; throttled per client."""
-    await _check_throttle(conn, scope="enroll", key=client, now=now, policy=throttle)
+    await _count_attempt(conn, scope="enroll", key=client, now=now, policy=throttle)
     code_hash = tokens.digest(tokens.normalize_enrollment_code(code))
-    failure: errors.FieldsyncError | None = None
     async with transaction(conn):
         row = await q.get_enrollment_for_update(conn, code_hash)
         if row is None:
-            failure = errors.EnrollmentCodeInvalid()
-        elif row["used_at"] is not None:
-            failure = errors.EnrollmentCodeUsed()
-        elif row["expires_at"] <= now:
-            failure = errors.EnrollmentCodeExpired()
-        elif row["role"] != Role.INSPECTOR.value or row["disabled_at"] is not None:
-            failure = errors.EnrollmentCodeInvalid("the user of this code can no longer enroll devices")
-        else:
-            token = tokens.new_device_token()
-            device = await q.insert_device(
-                conn,
-                user_id=row["user_id"],
-                label=label,
-                platform=platform,
-                token_hash=tokens.digest(token),
-                enrolled_by=row["created_by"],
-                now=now,
-            )
-            await q.mark_enrollment_used(conn, code_hash=code_hash, device_id=device["id"], now=now)
-    if failure is not None:
-        await q.add_failure(conn, scope="enroll", key=client, now=now, window_s=throttle.window_s)
-        raise failure
+            raise errors.EnrollmentCodeInvalid()
+        if row["used_at"] is not None:
+            raise errors.EnrollmentCodeUsed()
+        if row["expires_at"] <= now:
+            raise errors.EnrollmentCodeExpired()
+        if row["role"] != Role.INSPECTOR.value or row["disabled_at"] is not None:
+            raise errors.EnrollmentCodeInvalid("the user of this code can no longer enroll devices")
+        token = tokens.new_device_token()
+        device = await q.insert_device(
+            conn,
+            user_id=row["user_id"],
+            label=label,
+            platform=platform,
+            token_hash=tokens.digest(token),
+            enrolled_by=row["created_by"],
+            now=now,
+        )
+        await q.mark_enrollment_used(conn, code_hash=code_hash, device_id=device["id"], now=now)
     await q.clear_failures(conn, scope="enroll", key=client)
     return device["id"], token
 
