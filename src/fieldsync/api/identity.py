@@ -12,7 +12,7 @@ from litestar.params import Parameter
 
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
-from fieldsync.api.schemas.common import Limit
+from fieldsync.api.schemas.common import NO_NUL, Limit
 from fieldsync.api.schemas.identity import (
     DeviceEnroll,
     DevicePage,
@@ -139,7 +139,7 @@ class UserController(Controller):
         principal: Principal,
         conn: asyncpg.Connection,
         limit: Limit = 100,
-        cursor: Annotated[str | None, Parameter(max_length=64)] = None,
+        cursor: Annotated[str | None, Parameter(max_length=64, pattern=NO_NUL)] = None,
     ) -> UserPage:
         rows = await identity.list_users(conn, principal, after=cursor, limit=limit + 1)
         items = [_user(row) for row in rows[:limit]]

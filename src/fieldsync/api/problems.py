@@ -135,6 +135,7 @@ def handle_fieldsync_error(request: Request[Any, Any, Any], exc: errors.Fieldsyn
 
 
 _KEY_IN_MESSAGE = re.compile(r"at `\$\.([^`]+)`")
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
 
 def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
@@ -148,6 +149,9 @@ def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
         match = _KEY_IN_MESSAGE.search(message)
         if match:
             key = match.group(1)
+        missing = _MISSING_FIELD.search(message)
+        if missing:
+            key = f"{match.group(1)}.{missing.group(1)}" if match else missing.group(1)
         found.append({"field": key, "message": message, "source": item.get("source")})
     return found
 
