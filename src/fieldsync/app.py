@@ -19,6 +19,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from fieldsync import __version__
+from fieldsync.api.allow import allow_header_middleware
 from fieldsync.api.deps import DEPENDENCIES, connection_release_middleware
 from fieldsync.api.identity import AuthController, DeviceController, EnrollmentController, UserController
 from fieldsync.api.observability import Metrics, observability_middleware_factory
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         route_handlers=ROUTE_HANDLERS,
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[observability_middleware_factory(metrics), connection_release_middleware],
+        middleware=[observability_middleware_factory(metrics), connection_release_middleware, allow_header_middleware],
         lifespan=[lifespan],
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_json_bytes,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
+from litestar.params import Parameter
 
 NO_NUL = r"^[^\x00]*$"
 
@@ -27,4 +28,6 @@ Password = Annotated[str, msgspec.Meta(min_length=8, max_length=200, pattern=NO_
 JurisdictionCode = Annotated[
     str, msgspec.Meta(pattern=r"^[0-9]{6}([0-9]{6})?$", description="GB/T 2260 code", examples=["140431"])
 ]
-Limit = Annotated[int, msgspec.Meta(ge=1, le=500)]
+# A query parameter: Litestar validates those against ``Parameter`` and ignores ``msgspec.Meta``
+# there (with Meta, ``limit=-1`` went unchecked to SQL and failed with a 500).
+Limit = Annotated[int, Parameter(ge=1, le=500, description="Page size")]

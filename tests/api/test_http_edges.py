@@ -1,0 +1,43 @@
+"""HTTP edge behaviour the contract run found wrong: OPTIONS ``Allow`` and page-limit bounds."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import make_user, problem
+
+
+@pytest.fixture
+async def admin(conn, clock):
+    return await make_user(conn, role="admin", jurisdiction="140400", now=clock.now())
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("/v1/users", {"GET", "POST", "OPTIONS"}),
+        ("/v1/devices", {"GET", "OPTIONS"}),
+        ("/v1/devices/6b1f9c3e-0d7a-4c51-9f3e-2a7d5b8c4e10", {"DELETE", "OPTIONS"}),
+    ],
+)
+async def test_options_lists_every_method_of_the_path(client, path, methods):
+    response = await client.request("OPTIONS", path)
+    assert response.status_code == 204
+    assert {m.strip() for m in response.headers["allow"].split(",")} == methods
+
+
+async def test_unsupported_method_answers_405_with_allow(client):
+    response = await client.request("PATCH", "/v1/users")
+    assert response.status_code == 405
+    assert problem(response)["code"] == "request.method_not_allowed"
+    assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "POST", "OPTIONS"}
+
+
+@pytest.mark.parametrize("path", ["/v1/users", "/v1/devices"])
+@pytest.mark.parametrize("limit", ["-1", "0", "501"])
+async def test_page_limit_out_of_bounds_is_a_400_naming_it(client, admin, path, limit):
+    response = await client.get(path, params={"limit": limit}, headers=admin.headers)
+    assert response.status_code == 400, response.text
+    body = problem(response)
+    assert body["code"] == "request.invalid"
+    assert body["field"] == "limit"
