@@ -1,0 +1,362 @@
+"""The authorization matrix: every route the app serves × every kind of caller → the expected answer.
+
+Reading it
+----------
+``MATRIX`` holds one ``Row`` per (HTTP method, route template) the app serves. The template is
+written exactly as Litestar reports it in ``app.routes`` (``/v1/devices/{device_id:uuid}``).
+``test_matrix_covers_every_served_route`` enumerates the app's route handlers and fails when a
+route has no row, or when a row names a route that is no longer served: a new endpoint cannot
+ship without saying who may call it.
+
+The columns are the callers (``Caller``), all created by the ``world`` fixture:
+
+===============  ==========================================================================
+``admin``        an admin whose home is 北京市 110000: admins are not scoped by jurisdiction
+``sup_in``       the supervisor of 长治市 140400, whose subtree holds every target object
+``sup_out``      the supervisor of 潞州区 140403, a sibling county: the targets lie outside
+``inspector``    the inspector of 沁源县 140431 who owns the targets (a user session token)
+``revoked``      a device enrolled for that inspector and then revoked
+``anonymous``    no ``Authorization`` header at all
+===============  ==========================================================================
+
+The target objects live in 沁源县 140431: the inspector, its live device, its report.
+
+Conventions (SPEC §3): an object outside the caller's scope answers 404 (existence is not
+revealed); a role lacking the right answers 403; no token answers 401 ``auth.required``; a
+revoked device answers 401 ``auth.revoked``. ``authed(...)`` fills in the last two, which hold
+for every protected route, so a row states only the four interesting cells. ``public(...)`` marks
+a route that ignores the token: every caller, the revoked device included, gets the same answer.
+
+Extending it
+------------
+Add a ``Row(method, template, expect, call)`` where ``call`` is an async function of the
+``World`` returning the concrete ``Call`` (path, optional JSON body). ``call`` runs once per cell,
+so a route that consumes or changes its target (revoke, enroll, create) makes a fresh one per
+cell through a ``World`` helper; add a helper there when a new kind of target is needed
+(a report under review, a media object, a sync cursor). For list routes, ``finds`` says whether
+a response contains the target, and ``Expect.sees`` states per caller whether it must: that is
+how a list proves it is scoped, not only allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from litestar import Litestar
+
+from fieldsync.app import create_app
+from fieldsync.settings import Settings
+from tests.support import Actor, MutableClock, hazard_report, make_device, make_user, principal_of
+
+PASSWORD = "matrix-password-1"
+
+
+class Caller(enum.StrEnum):
+    ADMIN = "admin"
+    SUP_IN = "sup_in"
+    SUP_OUT = "sup_out"
+    INSPECTOR = "inspector"
+    REVOKED = "revoked"
+    ANONYMOUS = "anonymous"
+
+
+@dataclasses.dataclass(frozen=True)
+class Expect:
+    status: int
+    code: str | None = None
+    sees: bool | None = None
+
+    def __str__(self) -> str:
+        seen = "" if self.sees is None else (" sees target" if self.sees else " target hidden")
+        return f"{self.status}{' ' + self.code if self.code else ''}{seen}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    path: str
+    json: Any = None
+
+
+@dataclasses.dataclass
+class World:
+    """The callers and target objects every row is checked against."""
+
+    client: httpx.AsyncClient
+    conn: asyncpg.Connection
+    clock: MutableClock
+    actors: dict[Caller, Actor]
+    inspector: Actor
+    device: Actor
+    report_id: uuid.UUID
+
+    def headers(self, caller: Caller) -> dict[str, str]:
+        return {} if caller is Caller.ANONYMOUS else self.actors[caller].headers
+
+    async def fresh_device(self) -> Actor:
+        issuer = principal_of(self.actors[Caller.SUP_IN], "/140000/140400/")
+        return await make_device(self.conn, self.inspector, issuer, now=self.clock.now())
+
+    async def fresh_code(self) -> str:
+        response = await self.client.post(
+            "/v1/enrollments", json={"username": self.inspector.username}, headers=self.headers(Caller.SUP_IN)
+        )
+        assert response.status_code == 201, response.text
+        code: str = response.json()["code"]
+        return code
+
+
+def authed(
+    *, admin: Expect | int, sup_in: Expect | int, sup_out: Expect | int, inspector: Expect | int
+) -> dict[Caller, Expect]:
+    cells = {Caller.ADMIN: admin, Caller.SUP_IN: sup_in, Caller.SUP_OUT: sup_out, Caller.INSPECTOR: inspector}
+    expected = {caller: cell if isinstance(cell, Expect) else Expect(cell) for caller, cell in cells.items()}
+    expected[Caller.REVOKED] = Expect(401, "auth.revoked")
+    expected[Caller.ANONYMOUS] = Expect(401, "auth.required")
+    return expected
+
+
+def public(status: int) -> dict[Caller, Expect]:
+    return {caller: Expect(status) for caller in Caller}
+
+
+FORBIDDEN = Expect(403, "auth.forbidden")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    method: str
+    template: str
+    expect: Mapping[Caller, Expect]
+    call: Callable[[World], Awaitable[Call]]
+    finds: Callable[[World, Any], bool] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.method, self.template
+
+    @property
+    def is_public(self) -> bool:
+        return all(e.status != 401 for e in self.expect.values())
+
+
+def at(path: str, json: Any = None) -> Callable[[World], Awaitable[Call]]:
+    async def call(world: World) -> Call:
+        return Call(path, json)
+
+    return call
+
+
+async def _new_user(world: World) -> Call:
+    return Call("/v1/users", {"username": f"new-{uuid.uuid4().hex[:12]}", "role": "inspector", "jurisdiction": "140431"})
+
+
+async def _enrollment(world: World) -> Call:
+    return Call("/v1/enrollments", {"username": world.inspector.username})
+
+
+async def _enroll(world: World) -> Call:
+    return Call("/v1/devices/enroll", {"code": await world.fresh_code(), "label": "matrix phone"})
+
+
+async def _revoke(world: World) -> Call:
+    device = await world.fresh_device()
+    return Call(f"/v1/devices/{device.device_id}")
+
+
+async def _login(world: World) -> Call:
+    return Call("/v1/auth/login", {"username": world.inspector.username, "password": PASSWORD})
+
+
+async def _put_report(world: World) -> Call:
+    return Call(f"/v1/reports/{uuid.uuid4()}", hazard_report())
+
+
+async def _get_report(world: World) -> Call:
+    return Call(f"/v1/reports/{world.report_id}")
+
+
+def _lists_inspector(world: World, body: Any) -> bool:
+    return world.inspector.username in {item["username"] for item in body["items"]}
+
+
+def _lists_device(world: World, body: Any) -> bool:
+    return str(world.device.device_id) in {item["id"] for item in body["items"]}
+
+
+MATRIX: list[Row] = [
+    # --- operations and documentation: public --------------------------------------------------
+    Row("GET", "/healthz", public(200), at("/healthz")),
+    Row("GET", "/readyz", public(200), at("/readyz")),
+    Row("GET", "/metrics", public(200), at("/metrics")),
+    Row("GET", "/schema", public(200), at("/schema")),
+    Row("GET", "/schema/scalar", public(200), at("/schema/scalar")),
+    Row("GET", "/schema/openapi.json", public(200), at("/schema/openapi.json")),
+    Row("GET", "/schema/{path:str}", public(404), at("/schema/no-such-renderer")),
+    # --- identity --------------------------------------------------------------------------------
+    Row("POST", "/v1/auth/login", public(200), _login),
+    Row("POST", "/v1/devices/enroll", public(201), _enroll),
+    Row("GET", "/v1/me", authed(admin=200, sup_in=200, sup_out=200, inspector=200), at("/v1/me")),
+    Row(
+        "POST",
+        "/v1/users",
+        authed(admin=201, sup_in=201, sup_out=Expect(403, "jurisdiction.out_of_scope"), inspector=FORBIDDEN),
+        _new_user,
+    ),
+    Row(
+        "GET",
+        "/v1/users",
+        authed(
+            admin=Expect(200, sees=True), sup_in=Expect(200, sees=True), sup_out=Expect(200, sees=False),
+            inspector=FORBIDDEN,
+        ),
+        at("/v1/users"),
+        finds=_lists_inspector,
+    ),
+    Row(
+        "POST",
+        "/v1/enrollments",
+        authed(admin=201, sup_in=201, sup_out=Expect(404, "user.not_found"), inspector=FORBIDDEN),
+        _enrollment,
+    ),
+    Row(
+        "GET",
+        "/v1/devices",
+        authed(
+            admin=Expect(200, sees=True), sup_in=Expect(200, sees=True), sup_out=Expect(200, sees=False),
+            inspector=FORBIDDEN,
+        ),
+        at("/v1/devices"),
+        finds=_lists_device,
+    ),
+    Row(
+        "DELETE",
+        "/v1/devices/{device_id:uuid}",
+        authed(admin=200, sup_in=200, sup_out=Expect(404, "device.not_found"), inspector=FORBIDDEN),
+        _revoke,
+    ),
+    # --- reference data ----------------------------------------------------------------------------
+    Row("GET", "/v1/jurisdictions", authed(admin=200, sup_in=200, sup_out=200, inspector=200), at("/v1/jurisdictions")),
+    Row("GET", "/v1/categories", authed(admin=200, sup_in=200, sup_out=200, inspector=200), at("/v1/categories")),
+    # --- reports -----------------------------------------------------------------------------------
+    Row(
+        "PUT",
+        "/v1/reports/{report_id:uuid}",
+        authed(admin=FORBIDDEN, sup_in=FORBIDDEN, sup_out=FORBIDDEN, inspector=201),
+        _put_report,
+    ),
+    Row(
+        "GET",
+        "/v1/reports/{report_id:uuid}",
+        authed(admin=200, sup_in=200, sup_out=Expect(404, "report.not_found"), inspector=200),
+        _get_report,
+    ),
+]
+
+PUBLIC_ROUTES = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("POST", "/v1/auth/login"),
+    ("POST", "/v1/devices/enroll"),
+}
+
+
+def _is_automatic_options(handler: Any) -> bool:
+    """Litestar answers OPTIONS on every path itself (no auth, no body); those are not ours."""
+    return handler.http_methods == {"OPTIONS"} and handler.fn.__qualname__.endswith(
+        "create_options_handler.<locals>.options_handler"
+    )
+
+
+def served_routes(app: Litestar) -> set[tuple[str, str]]:
+    return {
+        (method, route.path)
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", [])
+        if not _is_automatic_options(handler)
+        for method in handler.http_methods
+    }
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    literal_parts = re.split(r"\{[^}]+\}", template)
+    return re.compile("^" + "[^/]+".join(re.escape(part) for part in literal_parts) + "$")
+
+
+@pytest.fixture
+async def world(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock) -> World:
+    now = clock.now()
+    admin = await make_user(conn, role="admin", jurisdiction="110000", username="m-admin", now=now)
+    sup_in = await make_user(conn, role="supervisor", jurisdiction="140400", username="m-sup-in", now=now)
+    sup_out = await make_user(conn, role="supervisor", jurisdiction="140403", username="m-sup-out", now=now)
+    inspector = await make_user(
+        conn, role="inspector", jurisdiction="140431", username="m-inspector", password=PASSWORD, now=now
+    )
+    issuer = principal_of(sup_in, "/140000/140400/")
+    device = await make_device(conn, inspector, issuer, now=now)
+    revoked = await make_device(conn, inspector, issuer, now=now)
+    response = await client.delete(f"/v1/devices/{revoked.device_id}", headers=admin.headers)
+    assert response.status_code == 200, response.text
+
+    report_id = uuid.uuid4()
+    response = await client.put(f"/v1/reports/{report_id}", json=hazard_report(), headers=inspector.headers)
+    assert response.status_code == 201, response.text
+
+    actors = {
+        Caller.ADMIN: admin,
+        Caller.SUP_IN: sup_in,
+        Caller.SUP_OUT: sup_out,
+        Caller.INSPECTOR: inspector,
+        Caller.REVOKED: revoked,
+    }
+    return World(client, conn, clock, actors, inspector, device, report_id)
+
+
+def test_matrix_covers_every_served_route() -> None:
+    app = create_app(Settings.from_env({}, database_url="postgresql://unused.invalid/unused"))
+    served = served_routes(app)
+    rows = [row.key for row in MATRIX]
+
+    assert len(rows) == len(set(rows)), "a route has two rows in MATRIX"
+    missing = sorted(served - set(rows))
+    stale = sorted(set(rows) - served)
+    assert not missing, f"routes without a row in the authorization MATRIX: {missing}"
+    assert not stale, f"MATRIX rows for routes the app no longer serves: {stale}"
+
+
+def test_every_row_states_every_caller_and_public_routes_are_the_known_ones() -> None:
+    for row in MATRIX:
+        assert set(row.expect) == set(Caller), f"{row.key} does not state every caller"
+        if row.finds is None:
+            assert all(e.sees is None for e in row.expect.values()), f"{row.key} expects 'sees' but has no finds"
+    public_rows = {row.key for row in MATRIX if row.is_public and not row.template.startswith("/schema")}
+    assert public_rows == PUBLIC_ROUTES
+
+
+@pytest.mark.parametrize("row", MATRIX, ids=[f"{row.method} {row.template}" for row in MATRIX])
+async def test_authorization_matrix(world: World, row: Row) -> None:
+    pattern = _template_regex(row.template)
+    mismatches: list[str] = []
+    for caller in Caller:
+        expected = row.expect[caller]
+        call = await row.call(world)
+        assert pattern.match(call.path), f"{call.path} does not match the row's template {row.template}"
+        response = await world.client.request(row.method, call.path, json=call.json, headers=world.headers(caller))
+        code = None
+        body: Any = None
+        if response.headers.get("content-type", "").startswith(("application/json", "application/problem+json")):
+            body = response.json()
+            code = body.get("code") if isinstance(body, dict) and response.status_code >= 400 else None
+        sees = row.finds(world, body) if row.finds is not None and response.status_code == 200 else None
+        got = Expect(response.status_code, code if expected.code else None, sees if expected.sees is not None else None)
+        if got != expected:
+            mismatches.append(f"  {caller:<10} expected {expected}, got {got} ({response.text[:160]})")
+    assert not mismatches, f"{row.method} {row.template}:\n" + "\n".join(mismatches)
