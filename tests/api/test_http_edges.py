@@ -41,3 +41,26 @@ async def test_page_limit_out_of_bounds_is_a_400_naming_it(client, admin, path, 
     body = problem(response)
     assert body["code"] == "request.invalid"
     assert body["field"] == "limit"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("DELETE", "/v1/devices/not-a-uuid"), ("PUT", "/v1/reports/not-a-uuid"), ("GET", "/v1/reports/null,null")],
+)
+async def test_malformed_id_in_the_path_is_a_404_problem(client, admin, method, path):
+    response = await client.request(method, path, json={}, headers=admin.headers)
+    assert response.status_code == 404
+    assert problem(response)["code"] == "not_found"
+
+
+async def test_every_operation_with_a_path_parameter_documents_404(client):
+    """A path segment that does not parse (or names nothing) answers 404; the schema must say so."""
+    document = (await client.get("/schema/openapi.json")).json()
+    undocumented = [
+        f"{method.upper()} {path}"
+        for path, operations in document["paths"].items()
+        if "{" in path
+        for method, operation in operations.items()
+        if "404" not in operation["responses"]
+    ]
+    assert undocumented == []
