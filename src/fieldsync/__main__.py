@@ -1,4 +1,5 @@
-"""The ``fieldsync`` command line: serve, migrate, user add (and more as capabilities land).
+"""The ``fieldsync`` command line: serve, migrate, user add, jurisdictions import (and more as
+capabilities land).
 
 Every command works against the same data directory whether or not ``serve`` is running there:
 the embedded cluster is shared, and stopped by whichever process leaves it last.
@@ -11,6 +12,7 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 from fieldsync import errors
 from fieldsync.settings import Settings
@@ -105,6 +107,38 @@ def _cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_with_connection(settings, work))
 
 
+def _cmd_jurisdictions_import(args: argparse.Namespace, settings: Settings) -> int:
+    from fieldsync.db.constraints import transaction
+    from fieldsync.services import reference
+
+    path = Path(args.file)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            rows = reference.parse_jurisdiction_csv(handle)
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError:
+        print(f"error: {path} is not UTF-8 text", file=sys.stderr)
+        return 2
+    print(f"read {len(rows)} jurisdictions from {path}", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if done % 100 == 0 or done == total:
+            print(f"  {done}/{total}", file=sys.stderr, flush=True)
+
+    async def work(conn: object) -> int:
+        import asyncpg
+
+        assert isinstance(conn, asyncpg.Connection)
+        async with transaction(conn):
+            counts = await reference.import_jurisdictions(conn, rows, progress=progress)
+        print(f"added {counts.added} jurisdictions, {counts.present} already present")
+        return 0
+
+    return asyncio.run(_with_connection(settings, work))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldsync", description="fieldsync server and administration")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.add_argument("--token", action="store_true", help="print a bearer token as the last line")
     add.set_defaults(func=_cmd_user_add)
+
+    places = sub.add_parser("jurisdictions", help="manage jurisdictions")
+    places_sub = places.add_subparsers(dest="jurisdictions_command", required=True)
+    load = places_sub.add_parser(
+        "import", help="add jurisdictions from a UTF-8 CSV file: code,name_zh,name_en[,parent_code]"
+    )
+    load.add_argument("file", help="CSV file; codes already present are skipped")
+    load.set_defaults(func=_cmd_jurisdictions_import)
     return parser
 
 
