@@ -324,7 +324,7 @@ class S3MediaStore:
                 modified = item.last_modified or dt.datetime.fromtimestamp(0, dt.UTC)
                 yield StoredObject(item.object_name[strip:], int(item.size or 0), modified)
 
-        async for item in _threads.iterate(self._limiter, self._translated(lambda: _TranslatingIterator(listing()), None)):
+        async for item in _threads.iterate(self._limiter, lambda: _TranslatingIterator(listing())):
             yield item
 
     # --- operations -----------------------------------------------------------------------------
