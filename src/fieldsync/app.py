@@ -22,6 +22,7 @@ from fieldsync import __version__
 from fieldsync.api.allow import allow_header_middleware
 from fieldsync.api.deps import DEPENDENCIES, connection_release_middleware
 from fieldsync.api.identity import AuthController, DeviceController, EnrollmentController, UserController
+from fieldsync.api.media import MediaController
 from fieldsync.api.observability import Metrics, observability_middleware_factory
 from fieldsync.api.ops import OpsController
 from fieldsync.api.problems import EXCEPTION_HANDLERS
@@ -33,6 +34,7 @@ from fieldsync.db.migrate import migrate
 from fieldsync.db.pool import connect, create_pool
 from fieldsync.ports import Clock, SystemClock
 from fieldsync.settings import Settings
+from fieldsync.storage import open_media_store, open_spool
 
 ROUTE_HANDLERS = [
     OpsController,
@@ -42,6 +44,7 @@ ROUTE_HANDLERS = [
     DeviceController,
     ReferenceController,
     ReportController,
+    MediaController,
 ]
 
 
@@ -73,10 +76,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 await migrate(conn)
             finally:
                 await conn.close()
+            store = await open_media_store(settings)
+            spool = await open_spool(settings)
             pool = await create_pool(dsn)
             try:
-                app.state.runtime = Runtime(settings=settings, clock=clock, pool=pool)
-                yield
+                runtime = Runtime(settings=settings, clock=clock, pool=pool, media=store, spool=spool)
+                app.state.runtime = runtime
+                async with runtime.workers(settings.derivative_workers):
+                    yield
             finally:
                 try:
                     await asyncio.wait_for(pool.close(), timeout=30)

@@ -279,3 +279,23 @@ class MediaUndecodable(Unprocessable):
 class MediaTooManyPixels(Unprocessable):
     code = "media.too_many_pixels"
     title = "The image has more pixels than allowed"
+
+
+class MediaHashMismatch(InvalidInput):
+    code = "media.hash_mismatch"
+    title = "The body's SHA-256 differs from the one in the URL"
+
+
+class MediaTooLarge(PayloadTooLarge):
+    code = "media.too_large"
+    title = "The media object is larger than allowed"
+
+
+class MediaTypeMismatch(UnsupportedMediaType):
+    code = "media.type_mismatch"
+    title = "The declared Content-Type differs from the image's actual format"
+
+
+class MediaIncomplete(InvalidInput):
+    code = "media.incomplete"
+    title = "The upload ended before its last byte"

@@ -58,6 +58,7 @@ class Settings:
     throttle_window_s: int
     gc_grace_s: int
     upload_expiry_s: int
+    derivative_workers: int
     log_json: bool
     log_level: str
 
@@ -117,6 +118,7 @@ class Settings:
             throttle_window_s=get_int("THROTTLE_WINDOW_S", 15 * 60, 1),
             gc_grace_s=get_int("GC_GRACE_S", 7 * 24 * 3600),
             upload_expiry_s=get_int("UPLOAD_EXPIRY_S", 7 * 24 * 3600, 60),
+            derivative_workers=get_int("DERIVATIVE_WORKERS", 1),
             log_json=get_bool("LOG_JSON", True),
             log_level=get("LOG_LEVEL", "info").upper(),
         )

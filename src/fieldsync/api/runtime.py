@@ -1,14 +1,23 @@
-"""What a running app holds: settings, clock, database pool, media store. Built in the lifespan."""
+"""What a running app holds: settings, clock, database pool, media store, spool and the
+derivative workers. Built in the lifespan; handlers reach it through the ``runtime`` dependency."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-from typing import Any
+import logging
+from collections.abc import AsyncIterator
 
 import asyncpg
 
-from fieldsync.ports import Clock
+from fieldsync.ports import Clock, MediaStore
+from fieldsync.services import media
 from fieldsync.settings import Settings
+from fieldsync.storage.spool import Spool
+
+log = logging.getLogger("fieldsync.workers")
+IDLE_POLL_S = 5.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -16,4 +25,33 @@ class Runtime:
     settings: Settings
     clock: Clock
     pool: asyncpg.Pool
-    media: Any = None
+    media: MediaStore
+    spool: Spool
+    _wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def wake_derivative_workers(self) -> None:
+        self._wake.set()
+
+    async def _derivative_worker(self) -> None:
+        while True:
+            try:
+                while await media.run_one_derivative_job(self.pool, self.media, self.clock):
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a worker must survive a database blip; jobs stay queued
+                log.exception("derivative worker iteration failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=IDLE_POLL_S)
+
+    @contextlib.asynccontextmanager
+    async def workers(self, count: int) -> AsyncIterator[None]:
+        """Run ``count`` derivative workers for the duration of the block."""
+        tasks = [asyncio.create_task(self._derivative_worker(), name=f"derivatives-{i}") for i in range(count)]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,128 @@
+"""SQL for media rows, uploaders, access checks and the derivative job queue."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import asyncpg
+
+
+async def get_media(conn: asyncpg.Connection, sha256: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """
+        SELECT sha256, bytes, content_type, width, height, taken_at, taken_at_local, lat, lon, make, model,
+               created_at, derivatives_at
+        FROM media WHERE sha256 = $1
+        """,
+        sha256,
+    )
+
+
+async def insert_media(
+    conn: asyncpg.Connection,
+    *,
+    sha256: str,
+    size: int,
+    content_type: str,
+    width: int,
+    height: int,
+    taken_at: dt.datetime | None,
+    taken_at_local: dt.datetime | None,
+    lat: float | None,
+    lon: float | None,
+    make: str | None,
+    model: str | None,
+    now: dt.datetime,
+) -> bool:
+    """Record an object once per sha256; False when it was known already."""
+    inserted = await conn.fetchval(
+        """
+        INSERT INTO media (sha256, bytes, content_type, width, height, taken_at, taken_at_local, lat, lon,
+                           make, model, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        ON CONFLICT ON CONSTRAINT media_pkey DO NOTHING
+        RETURNING true
+        """,
+        sha256, size, content_type, width, height, taken_at, taken_at_local, lat, lon, make, model, now,
+    )
+    return bool(inserted)
+
+
+async def record_uploader(
+    conn: asyncpg.Connection, *, sha256: str, user_id: uuid.UUID, device_id: uuid.UUID | None, now: dt.datetime
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO media_uploads (sha256, user_id, device_id, uploaded_at) VALUES ($1, $2, $3, $4)
+        ON CONFLICT ON CONSTRAINT media_uploads_pkey DO NOTHING
+        """,
+        sha256, user_id, device_id, now,
+    )
+
+
+async def known_hashes(conn: asyncpg.Connection, hashes: list[str]) -> set[str]:
+    rows = await conn.fetch("SELECT sha256 FROM media WHERE sha256 = ANY($1::text[])", hashes)
+    return {row["sha256"] for row in rows}
+
+
+async def may_read(
+    conn: asyncpg.Connection, *, sha256: str, user_id: uuid.UUID, role: str, scope_prefix: str
+) -> bool:
+    """True if the user uploaded the photo or may see a report that references it."""
+    return bool(
+        await conn.fetchval(
+            """
+            SELECT EXISTS (SELECT 1 FROM media_uploads WHERE sha256 = $1 AND user_id = $2)
+                OR EXISTS (
+                    SELECT 1 FROM report_media rm
+                    JOIN reports r ON r.id = rm.report_id
+                    JOIN jurisdictions j ON j.code = r.jurisdiction
+                    WHERE rm.sha256 = $1
+                      AND CASE WHEN $3 = 'inspector' THEN r.author_id = $2
+                               ELSE j.path LIKE $4 || '%' END
+                )
+            """,
+            sha256, user_id, role, scope_prefix,
+        )
+    )
+
+
+async def mark_derivatives_done(conn: asyncpg.Connection, *, sha256: str, now: dt.datetime) -> None:
+    await conn.execute("UPDATE media SET derivatives_at = $2 WHERE sha256 = $1", sha256, now)
+
+
+async def enqueue_job(conn: asyncpg.Connection, *, kind: str, key: str, now: dt.datetime) -> None:
+    await conn.execute(
+        """
+        INSERT INTO jobs (kind, key, run_after, created_at) VALUES ($1, $2, $3, $3)
+        ON CONFLICT ON CONSTRAINT jobs_kind_key DO NOTHING
+        """,
+        kind, key, now,
+    )
+
+
+async def claim_job(conn: asyncpg.Connection, *, kind: str, now: dt.datetime) -> asyncpg.Record | None:
+    """Lock one due job for the rest of the caller's transaction; other workers skip it, and a
+    worker that dies releases it with its connection."""
+    return await conn.fetchrow(
+        """
+        SELECT id, key, attempts FROM jobs
+        WHERE kind = $1 AND run_after <= $2
+        ORDER BY run_after, id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+        """,
+        kind, now,
+    )
+
+
+async def delete_job(conn: asyncpg.Connection, job_id: int) -> None:
+    await conn.execute("DELETE FROM jobs WHERE id = $1", job_id)
+
+
+async def retry_job_later(conn: asyncpg.Connection, *, job_id: int, run_after: dt.datetime, error: str) -> None:
+    await conn.execute(
+        "UPDATE jobs SET attempts = attempts + 1, run_after = $2, last_error = $3 WHERE id = $1",
+        job_id, run_after, error[:2000],
+    )

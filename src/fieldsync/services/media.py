@@ -1,0 +1,193 @@
+"""Media use cases: accept an upload that was spooled and hashed, answer who may read it,
+find what is missing, and generate derivatives as durable background jobs.
+
+Order of an upload, so that a 2xx means "committed in PostgreSQL and durably in the store":
+the bytes are checked (hash, size, decodable image of the declared type) on the local spool
+file, handed to the store (durable once ``put_file`` returns), and only then is the row
+committed. A crash in between leaves an object without a row, which ``fieldsync gc`` removes
+after its grace period; it never leaves a row without an object. ``store_media`` therefore owns
+its transaction: it must begin after the store write, not around it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import tempfile
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import asyncpg
+
+from fieldsync import errors
+from fieldsync.db import media as q
+from fieldsync.db.constraints import transaction
+from fieldsync.domain.principals import Principal
+from fieldsync.imaging import probe, render_derivatives
+from fieldsync.ports import Clock, MediaStore
+from fieldsync.storage import keys
+from fieldsync.storage.spool import StagedFile
+
+log = logging.getLogger("fieldsync.media")
+
+DERIVATIVE_JOB = "derivatives"
+ALLOWED_TYPES = {
+    "image/jpeg": "image/jpeg",
+    "image/jpg": "image/jpeg",
+    "image/png": "image/png",
+    "image/webp": "image/webp",
+    "image/heic": "image/heic",
+    "image/heif": "image/heic",
+}
+
+
+_imaging_limiter: anyio.CapacityLimiter | None = None
+
+
+def imaging_limiter() -> anyio.CapacityLimiter:
+    """At most two images decode at once: a 64 MP PNG needs about 256 MB while it decodes."""
+    global _imaging_limiter
+    if _imaging_limiter is None:
+        _imaging_limiter = anyio.CapacityLimiter(2)
+    return _imaging_limiter
+
+
+def normalized_content_type(declared: str | None) -> str:
+    """The canonical allowed type for a ``Content-Type`` header, or ``media.unsupported_type``."""
+    bare = (declared or "").split(";", 1)[0].strip().lower()
+    if bare not in ALLOWED_TYPES:
+        raise errors.MediaUnsupportedType(
+            f"Content-Type must be one of image/jpeg, image/png, image/webp, image/heic; got {bare or 'none'!r}"
+        )
+    return ALLOWED_TYPES[bare]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MediaRecord:
+    sha256: str
+    bytes: int
+    content_type: str
+    width: int
+    height: int
+    taken_at: dt.datetime | None
+    taken_at_local: dt.datetime | None
+    lat: float | None
+    lon: float | None
+    make: str | None
+    model: str | None
+
+
+def record_of(row: asyncpg.Record) -> MediaRecord:
+    return MediaRecord(
+        sha256=row["sha256"], bytes=row["bytes"], content_type=row["content_type"], width=row["width"],
+        height=row["height"], taken_at=row["taken_at"], taken_at_local=row["taken_at_local"], lat=row["lat"],
+        lon=row["lon"], make=row["make"], model=row["model"],
+    )
+
+
+async def store_media(
+    conn: asyncpg.Connection,
+    actor: Principal,
+    *,
+    staged: StagedFile,
+    expected_sha256: str,
+    declared_type: str,
+    store: MediaStore,
+    max_pixels: int,
+    now: dt.datetime,
+) -> tuple[MediaRecord, bool]:
+    """Check a finished spool file and keep it; returns the record and whether it was new."""
+    if staged.sha256 != expected_sha256:
+        raise errors.MediaHashMismatch(
+            f"the body hashes to {staged.sha256}, not {expected_sha256}; nothing was kept", actual=staged.sha256
+        )
+    info = await anyio.to_thread.run_sync(
+        lambda: probe(staged.path, max_pixels=max_pixels), limiter=imaging_limiter()
+    )
+    if info.mime_type != declared_type:
+        raise errors.MediaTypeMismatch(f"declared {declared_type} but the content is {info.mime_type}")
+    await store.put_file(
+        keys.original_key(staged.sha256), staged.path, sha256=staged.sha256, size=staged.size,
+        content_type=info.mime_type,
+    )
+    async with transaction(conn):
+        created = await q.insert_media(
+            conn,
+            sha256=staged.sha256,
+            size=staged.size,
+            content_type=info.mime_type,
+            width=info.width,
+            height=info.height,
+            taken_at=info.taken_at if info.taken_at and info.taken_at.tzinfo else None,
+            taken_at_local=info.taken_at if info.taken_at and not info.taken_at.tzinfo else None,
+            lat=info.lat,
+            lon=info.lon,
+            make=info.make,
+            model=info.model,
+            now=now,
+        )
+        await q.record_uploader(conn, sha256=staged.sha256, user_id=actor.user_id, device_id=actor.device_id, now=now)
+        if created:
+            await q.enqueue_job(conn, kind=DERIVATIVE_JOB, key=staged.sha256, now=now)
+        row = await q.get_media(conn, staged.sha256)
+    assert row is not None
+    return record_of(row), created
+
+
+async def get_readable(conn: asyncpg.Connection, actor: Principal, sha256: str) -> MediaRecord:
+    """The media record if the caller uploaded it or may see a report using it; else not found."""
+    row = await q.get_media(conn, sha256)
+    if row is None or not await q.may_read(
+        conn, sha256=sha256, user_id=actor.user_id, role=actor.role.value, scope_prefix=actor.scope_prefix
+    ):
+        raise errors.MediaNotFound()
+    return record_of(row)
+
+
+async def exists(conn: asyncpg.Connection, sha256: str) -> bool:
+    return bool(await q.known_hashes(conn, [sha256]))
+
+
+async def missing(conn: asyncpg.Connection, hashes: list[str]) -> list[str]:
+    """The hashes the server does not hold, in the caller's order, without repeats."""
+    known = await q.known_hashes(conn, hashes)
+    return list(dict.fromkeys(h for h in hashes if h not in known))
+
+
+async def render_and_store(store: MediaStore, sha256: str) -> None:
+    """Produce the preview and thumbnail of one original and store them (idempotent)."""
+    with tempfile.TemporaryDirectory(prefix="fieldsync-derive-") as tmp:
+        local = Path(tmp) / "original"
+        chunks = await store.open(keys.original_key(sha256))
+        with local.open("wb") as handle:
+            async for chunk in chunks:
+                await anyio.to_thread.run_sync(handle.write, chunk)
+        rendered = await anyio.to_thread.run_sync(lambda: render_derivatives(local), limiter=imaging_limiter())
+    await store.put_bytes(keys.derivative_key(sha256, "preview"), rendered.preview, content_type="image/jpeg")
+    await store.put_bytes(keys.derivative_key(sha256, "thumbnail"), rendered.thumbnail, content_type="image/jpeg")
+
+
+async def run_one_derivative_job(pool: asyncpg.Pool, store: MediaStore, clock: Clock) -> bool:
+    """Claim and run one due derivative job; False when none is due.
+
+    The job row stays locked for the whole run inside one transaction: a crashed worker's lock
+    goes with its connection, so the job is simply due again after a restart.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        job = await q.claim_job(conn, kind=DERIVATIVE_JOB, now=clock.now())
+        if job is None:
+            return False
+        try:
+            await render_and_store(store, job["key"])
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job and retried later
+            delay = min(3600, 30 * 2 ** min(job["attempts"], 7))
+            log.warning("derivative job %s failed (attempt %s): %r", job["key"], job["attempts"] + 1, exc)
+            await q.retry_job_later(
+                conn, job_id=job["id"], run_after=clock.now() + dt.timedelta(seconds=delay), error=repr(exc)
+            )
+            return True
+        await q.mark_derivatives_done(conn, sha256=job["key"], now=clock.now())
+        await q.delete_job(conn, job["id"])
+    return True
