@@ -139,6 +139,39 @@ def _cmd_jurisdictions_import(args: argparse.Namespace, settings: Settings) -> i
     return asyncio.run(_with_connection(settings, work))
 
 
+def _cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
+    from fieldsync.ports import SystemClock
+    from fieldsync.services import gc
+    from fieldsync.storage import open_media_store, open_spool
+
+    async def work(conn: object) -> int:
+        import asyncpg
+
+        assert isinstance(conn, asyncpg.Connection)
+        store = await open_media_store(settings)
+        spool = await open_spool(settings)
+        result = await gc.collect(
+            conn,
+            store=store,
+            spool=spool,
+            now=SystemClock().now(),
+            grace_s=settings.gc_grace_s,
+            dry_run=args.dry_run,
+            progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True),
+        )
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"gc {verb}: {len(result.unreferenced_media)} unreferenced media (grace {settings.gc_grace_s} s), "
+              f"{len(result.orphan_objects)} objects without a row, {result.stale_spool_files} stale spool files; "
+              f"{result.objects_scanned} objects scanned")
+        for sha in result.unreferenced_media:
+            print(f"  media {sha}")
+        for key in result.orphan_objects:
+            print(f"  object {key}")
+        return 0
+
+    return asyncio.run(_with_connection(settings, work))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldsync", description="fieldsync server and administration")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("file", help="CSV file; codes already present are skipped")
     load.set_defaults(func=_cmd_jurisdictions_import)
+
+    collect = sub.add_parser("gc", help="remove media no report references (after a grace period) and leftovers")
+    collect.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
+    collect.set_defaults(func=_cmd_gc)
     return parser
 
 

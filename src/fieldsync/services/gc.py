@@ -1,0 +1,96 @@
+"""Garbage collection: what may be deleted, deleted in the order that never loses a reference.
+
+Three kinds of garbage:
+- media rows (and their objects) that no report references, older than the grace period: the
+  row goes first, in its own transaction that re-checks the reference, then the objects; a report
+  that references the hash afterwards simply lists it in ``missing_media`` and the device uploads
+  it again;
+- objects without a row, older than the grace period: a crash between the store write and the
+  row's commit leaves these (an upload never spends the grace period in between);
+- spool files left by a crash.
+Referenced objects are never touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+
+import asyncpg
+
+from fieldsync.db import gc as q
+from fieldsync.ports import MediaStore
+from fieldsync.storage import keys
+from fieldsync.storage.spool import Spool
+
+SPOOL_STALE_S = 3600
+BATCH = 500
+
+
+@dataclasses.dataclass(slots=True)
+class GcReport:
+    dry_run: bool
+    unreferenced_media: list[str] = dataclasses.field(default_factory=list)
+    orphan_objects: list[str] = dataclasses.field(default_factory=list)
+    stale_spool_files: int = 0
+    objects_scanned: int = 0
+
+
+async def _delete_objects(store: MediaStore, sha256: str) -> None:
+    await store.delete(keys.original_key(sha256))
+    for kind in keys.DERIVATIVE_KINDS:
+        await store.delete(keys.derivative_key(sha256, kind))
+
+
+async def collect(
+    conn: asyncpg.Connection,
+    *,
+    store: MediaStore,
+    spool: Spool,
+    now: dt.datetime,
+    grace_s: int,
+    dry_run: bool,
+    progress: Callable[[str], None] = lambda _: None,
+) -> GcReport:
+    report = GcReport(dry_run=dry_run)
+    cutoff = now - dt.timedelta(seconds=grace_s)
+
+    for sha256 in await q.list_unreferenced_media(conn, older_than=cutoff):
+        if dry_run:
+            report.unreferenced_media.append(sha256)
+            continue
+        async with conn.transaction():
+            deleted = await q.delete_media_if_unreferenced(conn, sha256)
+        if deleted:
+            await _delete_objects(store, sha256)
+            report.unreferenced_media.append(sha256)
+    progress(f"unreferenced media {'found' if dry_run else 'removed'}: {len(report.unreferenced_media)}")
+
+    pending: list[tuple[str, str]] = []
+
+    async def settle() -> None:
+        known = await q.known_media(conn, [sha for _, sha in pending])
+        for key, sha in pending:
+            if sha in known:
+                continue
+            report.orphan_objects.append(key)
+            if not dry_run:
+                await store.delete(key)
+        pending.clear()
+        progress(f"objects scanned: {report.objects_scanned}, without a row: {len(report.orphan_objects)}")
+
+    async for item in store.list_keys():
+        report.objects_scanned += 1
+        sha = keys.sha256_of_key(item.key)
+        if sha is None or item.modified_at >= cutoff:
+            continue
+        pending.append((item.key, sha))
+        if len(pending) >= BATCH:
+            await settle()
+    await settle()
+
+    stale = await spool.remove_stale(older_than_s=SPOOL_STALE_S, dry_run=dry_run)
+    report.stale_spool_files = len(stale)
+    progress(f"stale spool files {'found' if dry_run else 'removed'}: {len(stale)}")
+    return report
