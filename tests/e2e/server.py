@@ -1,0 +1,84 @@
+"""A real ``fieldsync serve`` process on a free loopback port, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+FIELDSYNC = [sys.executable, "-m", "fieldsync"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def environment(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSYNC_")}
+    env.update({"FIELDSYNC_DATA_DIR": str(data_dir), "FIELDSYNC_LOG_LEVEL": "warning", **extra})
+    return env
+
+
+def cli(data_dir: Path, *args: str, stdin: str | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FIELDSYNC, *args], env=environment(data_dir, **extra), input=stdin, capture_output=True, text=True,
+        timeout=120, check=True,
+    )
+
+
+def postgres_pids(data_dir: Path) -> list[int]:
+    """Postgres processes whose command line names this data directory."""
+    found: list[int] = []
+    needle = str(data_dir).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"postgres" in cmdline and needle in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+class ServerProcess:
+    def __init__(self, data_dir: Path, **extra_env: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [*FIELDSYNC, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=environment(data_dir, **extra_env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode() if self.process.stderr else ''}")
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("server did not become ready")
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 30) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout_s)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
