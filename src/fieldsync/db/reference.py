@@ -59,3 +59,8 @@ async def list_categories(conn: asyncpg.Connection, *, kind: str | None) -> list
         """,
         kind,
     )
+
+
+async def jurisdiction_paths(conn: asyncpg.Connection, codes: list[str]) -> dict[str, str]:
+    rows = await conn.fetch("SELECT code, path FROM jurisdictions WHERE code = ANY($1::text[])", codes)
+    return {row["code"]: row["path"] for row in rows}

@@ -33,66 +33,82 @@ class ReportRow:
     content_hash: bytes
 
 
-async def insert_report(
+_ROW_COLUMNS = (
+    "id", "kind", "category", "title", "description", "jurisdiction", "lat", "lon", "accuracy_m",
+    "observed_at", "severity", "grade", "credit_code", "incident_id", "stage", "body", "content_hash",
+)
+_ROW_TYPES = (
+    "uuid", "text", "text", "text", "text", "text", "float8", "float8", "float8", "timestamptz", "text",
+    "text", "text", "uuid", "text", "jsonb", "bytea",
+)
+
+
+def _columns(rows: list[ReportRow]) -> list[list[Any]]:
+    return [[getattr(row, name) for row in rows] for name in _ROW_COLUMNS]
+
+
+def _unnest(first_param: int, extra: tuple[tuple[str, str], ...] = ()) -> str:
+    """``unnest($n::uuid[], $n+1::text[], ...) AS v(id, kind, ...)`` over the row columns (+ extra)."""
+    names = (*_ROW_COLUMNS, *(name for name, _ in extra))
+    types = (*_ROW_TYPES, *(kind for _, kind in extra))
+    args = ", ".join(f"${first_param + i}::{t}[]" for i, t in enumerate(types))
+    return f"unnest({args}) AS v({', '.join(names)})"
+
+
+async def insert_reports(
     conn: asyncpg.Connection,
-    row: ReportRow,
+    rows: list[ReportRow],
     *,
     author_id: uuid.UUID,
     device_id: uuid.UUID | None,
     now: dt.datetime,
-) -> bool:
-    """Insert version 1; False (and nothing written) when the id exists. Concurrent inserts of
-    one id serialise on the primary key: exactly one wins, the rest see its committed row."""
-    inserted = await conn.fetchval(
-        """
-        INSERT INTO reports (id, kind, category, title, description, jurisdiction, lat, lon,
-                             accuracy_m, observed_at, severity, grade, credit_code, incident_id,
-                             stage, body, content_hash, author_id, device_id, received_at, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                $19, $20, $20)
+) -> set[uuid.UUID]:
+    """Insert version 1 of every row whose id is new, in one statement; returns the ids inserted.
+
+    Concurrent inserts of one id serialise on the primary key: exactly one wins, the others see
+    its committed row afterwards.
+    """
+    inserted = await conn.fetch(
+        f"""
+        INSERT INTO reports ({", ".join(_ROW_COLUMNS)}, author_id, device_id, received_at, updated_at)
+        SELECT v.*, $1::uuid, $2::uuid, $3::timestamptz, $3::timestamptz FROM {_unnest(4)}
         ON CONFLICT ON CONSTRAINT reports_pkey DO NOTHING
-        RETURNING true
+        RETURNING id
         """,
-        row.id, row.kind, row.category, row.title, row.description, row.jurisdiction, row.lat,
-        row.lon, row.accuracy_m, row.observed_at, row.severity, row.grade, row.credit_code,
-        row.incident_id, row.stage, row.body, row.content_hash, author_id, device_id, now,
+        author_id, device_id, now, *_columns(rows),
     )
-    return bool(inserted)
+    return {row["id"] for row in inserted}
 
 
-async def revise_report(
+async def revise_reports(
     conn: asyncpg.Connection,
-    row: ReportRow,
+    rows: list[ReportRow],
+    base_versions: list[int],
     *,
-    base_version: int,
     device_id: uuid.UUID | None,
     now: dt.datetime,
-) -> asyncpg.Record | None:
-    """Write a new version if ``base_version`` is still current and the report is editable."""
-    return await conn.fetchrow(
-        """
-        UPDATE reports SET
-            kind = $2, category = $3, title = $4, description = $5, jurisdiction = $6, lat = $7,
-            lon = $8, accuracy_m = $9, observed_at = $10, severity = $11, grade = $12,
-            credit_code = $13, incident_id = $14, stage = $15, body = $16, content_hash = $17,
-            device_id = coalesce($19, device_id), updated_at = $20,
-            version = version + 1, status = 'submitted'
-        WHERE id = $1 AND version = $18 AND status IN ('submitted', 'needs_info')
-        RETURNING version, status
+) -> dict[uuid.UUID, asyncpg.Record]:
+    """Write a new version of each row whose ``base_version`` is current and that is editable."""
+    assignments = ", ".join(f"{name} = v.{name}" for name in _ROW_COLUMNS if name != "id")
+    revised = await conn.fetch(
+        f"""
+        UPDATE reports r SET {assignments},
+            device_id = coalesce($1::uuid, r.device_id), updated_at = $2::timestamptz,
+            version = r.version + 1, status = 'submitted'
+        FROM {_unnest(3, (("base_version", "int"),))}
+        WHERE r.id = v.id AND r.version = v.base_version AND r.status IN ('submitted', 'needs_info')
+        RETURNING r.id, r.version, r.status
         """,
-        row.id, row.kind, row.category, row.title, row.description, row.jurisdiction, row.lat,
-        row.lon, row.accuracy_m, row.observed_at, row.severity, row.grade, row.credit_code,
-        row.incident_id, row.stage, row.body, row.content_hash, base_version, device_id, now,
+        device_id, now, *_columns(rows), base_versions,
     )
+    return {row["id"]: row for row in revised}
 
 
-async def insert_version(
+async def insert_versions(
     conn: asyncpg.Connection,
+    rows: list[ReportRow],
+    versions: list[int],
     *,
-    report_id: uuid.UUID,
-    version: int,
-    body: dict[str, Any],
-    content_hash: bytes,
     author_id: uuid.UUID,
     device_id: uuid.UUID | None,
     now: dt.datetime,
@@ -100,71 +116,85 @@ async def insert_version(
     await conn.execute(
         """
         INSERT INTO report_versions (report_id, version, body, content_hash, author_id, device_id, created_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        SELECT v.id, v.version, v.body, v.content_hash, $1, $2, $3
+        FROM unnest($4::uuid[], $5::int[], $6::jsonb[], $7::bytea[]) AS v(id, version, body, content_hash)
         """,
-        report_id, version, body, content_hash, author_id, device_id, now,
+        author_id, device_id, now,
+        [r.id for r in rows], versions, [r.body for r in rows], [r.content_hash for r in rows],
     )
 
 
 async def replace_media(
-    conn: asyncpg.Connection, *, report_id: uuid.UUID, media: list[tuple[str, str, str | None]]
+    conn: asyncpg.Connection, media: dict[uuid.UUID, list[tuple[str, str, str | None]]]
 ) -> None:
-    """Set the report's photo list to ``media`` [(sha256, role, caption)], in order."""
-    await conn.execute("DELETE FROM report_media WHERE report_id = $1", report_id)
-    if media:
+    """Set each report's photo list to the given [(sha256, role, caption)], in order."""
+    if not media:
+        return
+    ids = list(media)
+    await conn.execute("DELETE FROM report_media WHERE report_id = ANY($1::uuid[])", ids)
+    flat = [(report_id, n, sha, role, caption) for report_id, items in media.items()
+            for n, (sha, role, caption) in enumerate(items, start=1)]
+    if flat:
         await conn.execute(
             """
             INSERT INTO report_media (report_id, position, sha256, role, caption)
-            SELECT $1, m.position, m.sha256, m.role, m.caption
-            FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS m(sha256, role, caption, position)
+            SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[])
             """,
-            report_id,
-            [m[0] for m in media],
-            [m[1] for m in media],
-            [m[2] for m in media],
+            *(list(column) for column in zip(*flat, strict=True)),
         )
 
 
-async def get_report_for_update(conn: asyncpg.Connection, report_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+async def lock_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+    rows = await conn.fetch(
         """
         SELECT r.id, r.version, r.status, r.content_hash, r.author_id, j.path AS jurisdiction_path
         FROM reports r JOIN jurisdictions j ON j.code = r.jurisdiction
-        WHERE r.id = $1
+        WHERE r.id = ANY($1::uuid[])
+        ORDER BY r.id
         FOR UPDATE OF r
         """,
-        report_id,
+        ids,
     )
+    return {row["id"]: row for row in rows}
 
 
-async def find_version_with_hash(
-    conn: asyncpg.Connection, *, report_id: uuid.UUID, content_hash: bytes
-) -> int | None:
-    """The latest earlier version with exactly this content (a late replay), if any."""
-    version: int | None = await conn.fetchval(
-        """
-        SELECT max(version) FROM report_versions WHERE report_id = $1 AND content_hash = $2
-        """,
-        report_id,
-        content_hash,
-    )
-    return version
-
-
-async def missing_media(conn: asyncpg.Connection, report_id: uuid.UUID) -> list[str]:
-    """Referenced photos the server does not hold yet, in first-reference order."""
+async def versions_with_hashes(
+    conn: asyncpg.Connection, pairs: list[tuple[uuid.UUID, bytes]]
+) -> dict[tuple[uuid.UUID, bytes], int]:
+    """For each (report, content hash), the latest earlier version with exactly that content."""
+    if not pairs:
+        return {}
     rows = await conn.fetch(
         """
-        SELECT rm.sha256, min(rm.position) AS first_position
-        FROM report_media rm
-        WHERE rm.report_id = $1
-          AND NOT EXISTS (SELECT 1 FROM media m WHERE m.sha256 = rm.sha256)
-        GROUP BY rm.sha256
-        ORDER BY first_position
+        SELECT v.report_id, v.content_hash, max(v.version) AS version
+        FROM report_versions v
+        JOIN unnest($1::uuid[], $2::bytea[]) AS p(report_id, content_hash)
+          ON p.report_id = v.report_id AND p.content_hash = v.content_hash
+        GROUP BY v.report_id, v.content_hash
         """,
-        report_id,
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
     )
-    return [row["sha256"] for row in rows]
+    return {(row["report_id"], bytes(row["content_hash"])): row["version"] for row in rows}
+
+
+async def missing_media(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    """For each report, the referenced photos the server does not hold yet, in first-reference order."""
+    rows = await conn.fetch(
+        """
+        SELECT rm.report_id, rm.sha256, min(rm.position) AS first_position
+        FROM report_media rm
+        WHERE rm.report_id = ANY($1::uuid[])
+          AND NOT EXISTS (SELECT 1 FROM media m WHERE m.sha256 = rm.sha256)
+        GROUP BY rm.report_id, rm.sha256
+        ORDER BY rm.report_id, first_position
+        """,
+        ids,
+    )
+    found: dict[uuid.UUID, list[str]] = {report_id: [] for report_id in ids}
+    for row in rows:
+        found[row["report_id"]].append(row["sha256"])
+    return found
 
 
 async def get_report(conn: asyncpg.Connection, report_id: uuid.UUID) -> asyncpg.Record | None:
@@ -197,7 +227,5 @@ async def list_report_media(conn: asyncpg.Connection, report_id: uuid.UUID) -> l
     )
 
 
-async def category_exists(conn: asyncpg.Connection, *, kind: str, code: str) -> bool:
-    return bool(
-        await conn.fetchval("SELECT true FROM categories WHERE kind = $1 AND code = $2", kind, code)
-    )
+async def list_category_keys(conn: asyncpg.Connection) -> set[tuple[str, str]]:
+    return {(row["kind"], row["code"]) for row in await conn.fetch("SELECT kind, code FROM categories")}

@@ -91,7 +91,7 @@ class ReportSubmission:
         return content_hash(self.content)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class ReceiptData:
     id: uuid.UUID
     version: int

@@ -1,20 +1,27 @@
-"""Report ingest with exactly-once semantics, and the report detail.
+"""Report ingest with exactly-once semantics, one report or a thousand at a time, and the detail.
 
-``submit_report`` runs inside the caller's transaction. Exactly-once is the database's job: the
-first writer of an id wins on the primary key (``INSERT … ON CONFLICT DO NOTHING``); everyone
+``submit_reports`` runs inside the caller's transaction and decides every report of a batch with
+a constant number of statements (``unnest`` arrays, ``ON CONFLICT``), whatever the batch size.
+``PUT /v1/reports/{id}`` is a batch of one, so the single and the bulk path cannot drift apart.
+Exactly-once is the database's job: the first writer of an id wins on the primary key; everyone
 else reads the committed row under ``FOR UPDATE`` and decides:
 
 - same canonical content as the current version, or as an earlier version the device is
-  replaying late → the receipt again, ``duplicate: true``;
+  replaying late → the receipt again, ``duplicate``;
 - different content without ``base_version`` → ``report.conflict``;
 - ``base_version`` not current → ``report.stale_version``;
 - current ``base_version`` by the author while ``submitted``/``needs_info`` → a new version.
+
+One report's problem becomes that report's outcome; it never fails or reorders the others. A
+batch that names one id twice is applied in rounds, in input order, so the second sees the first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
+from typing import Literal
 
 import asyncpg
 
@@ -22,27 +29,47 @@ from fieldsync import errors
 from fieldsync.db import reference
 from fieldsync.db import reports as q
 from fieldsync.domain import reports as rules
-from fieldsync.domain.principals import Principal, Role, require_role
+from fieldsync.domain.principals import Principal, Role
+
+OutcomeStatus = Literal["applied", "duplicate", "conflict", "rejected"]
 
 
-async def _validate(
-    conn: asyncpg.Connection, actor: Principal, report: rules.ReportSubmission, *, now: dt.datetime, skew_s: int
-) -> None:
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    status: OutcomeStatus
+    receipt: rules.ReceiptData | None = None
+    error: errors.FieldsyncError | None = None
+
+
+def _rejected(error: errors.FieldsyncError) -> Outcome:
+    return Outcome("conflict" if isinstance(error, errors.Conflict) else "rejected", error=error)
+
+
+def _check(
+    actor: Principal,
+    report: rules.ReportSubmission,
+    *,
+    categories: set[tuple[str, str]],
+    paths: dict[str, str],
+    now: dt.datetime,
+    skew_s: int,
+) -> errors.FieldsyncError | None:
     if rules.observed_too_far_ahead(report.observed_at, now, skew_s):
-        raise errors.ReportInvalid(
+        return errors.ReportInvalid(
             f"observed_at lies more than {skew_s} s in the future; check the device clock", field="observed_at"
         )
     if report.credit_code is not None and not rules.is_valid_credit_code(report.credit_code):
-        raise errors.ReportInvalid(
+        return errors.ReportInvalid(
             "enterprise.credit_code fails the GB 32100 check character", field="enterprise.credit_code"
         )
-    if not await q.category_exists(conn, kind=report.kind, code=report.category):
-        raise errors.ReportInvalid(f"category {report.category!r} is not a {report.kind} category", field="category")
-    place = await reference.get_jurisdiction(conn, report.jurisdiction)
-    if place is None:
-        raise errors.JurisdictionUnknown(f"no jurisdiction with code {report.jurisdiction}", field="jurisdiction")
-    if not actor.sees(place["path"]):
-        raise errors.JurisdictionOutOfScope(field="jurisdiction")
+    if (report.kind, report.category) not in categories:
+        return errors.ReportInvalid(f"category {report.category!r} is not a {report.kind} category", field="category")
+    path = paths.get(report.jurisdiction)
+    if path is None:
+        return errors.JurisdictionUnknown(f"no jurisdiction with code {report.jurisdiction}", field="jurisdiction")
+    if not actor.sees(path):
+        return errors.JurisdictionOutOfScope(field="jurisdiction")
+    return None
 
 
 def _row(report: rules.ReportSubmission) -> q.ReportRow:
@@ -67,6 +94,126 @@ def _row(report: rules.ReportSubmission) -> q.ReportRow:
     )
 
 
+async def submit_reports(
+    conn: asyncpg.Connection,
+    actor: Principal,
+    reports: list[rules.ReportSubmission],
+    *,
+    now: dt.datetime,
+    clock_skew_s: int,
+) -> list[Outcome]:
+    """Create or revise each report; one outcome per input, in input order."""
+    outcomes: list[Outcome | None] = [None] * len(reports)
+    if actor.role is not Role.INSPECTOR:
+        return [_rejected(errors.RoleForbidden("only inspectors author reports")) for _ in reports]
+    categories = await q.list_category_keys(conn)
+    paths = await reference.jurisdiction_paths(conn, sorted({r.jurisdiction for r in reports}))
+    pending: list[int] = []
+    for index, report in enumerate(reports):
+        problem = _check(actor, report, categories=categories, paths=paths, now=now, skew_s=clock_skew_s)
+        if problem is not None:
+            outcomes[index] = _rejected(problem)
+        else:
+            pending.append(index)
+    while pending:
+        seen: set[uuid.UUID] = set()
+        this_round: list[int] = []
+        later: list[int] = []
+        for index in pending:
+            (later if reports[index].id in seen else this_round).append(index)
+            seen.add(reports[index].id)
+        await _apply_round(conn, actor, reports, this_round, outcomes, now=now)
+        pending = later
+    assert all(outcome is not None for outcome in outcomes)
+    return outcomes  # type: ignore[return-value]
+
+
+async def _apply_round(
+    conn: asyncpg.Connection,
+    actor: Principal,
+    reports: list[rules.ReportSubmission],
+    indices: list[int],
+    outcomes: list[Outcome | None],
+    *,
+    now: dt.datetime,
+) -> None:
+    """Apply reports with distinct ids: insert the new, decide the existing under row locks."""
+    rows = {index: _row(reports[index]) for index in indices}
+    inserted = await q.insert_reports(
+        conn, list(rows.values()), author_id=actor.user_id, device_id=actor.device_id, now=now
+    )
+    written: list[tuple[int, int]] = []
+    for index in indices:
+        if reports[index].id in inserted:
+            outcomes[index] = Outcome("applied", rules.ReceiptData(reports[index].id, 1, "submitted", [], False, True))
+            written.append((index, 1))
+
+    existing = [index for index in indices if reports[index].id not in inserted]
+    if existing:
+        current = await q.lock_reports(conn, [reports[i].id for i in existing])
+        past = await q.versions_with_hashes(
+            conn,
+            [(reports[i].id, rows[i].content_hash) for i in existing
+             if current[reports[i].id]["content_hash"] != rows[i].content_hash],
+        )
+        to_revise: list[int] = []
+        for index in existing:
+            report, row = reports[index], current[reports[index].id]
+            outcome = _decide(actor, report, row, past.get((report.id, rows[index].content_hash)))
+            if outcome is None:
+                to_revise.append(index)
+            else:
+                outcomes[index] = outcome
+        if to_revise:
+            revised = await q.revise_reports(
+                conn,
+                [rows[i] for i in to_revise],
+                [reports[i].base_version or 0 for i in to_revise],
+                device_id=actor.device_id,
+                now=now,
+            )
+            for index in to_revise:
+                got = revised[reports[index].id]
+                receipt = rules.ReceiptData(reports[index].id, got["version"], got["status"], [], False, False)
+                outcomes[index] = Outcome("applied", receipt)
+                written.append((index, got["version"]))
+
+    if written:
+        await q.insert_versions(
+            conn, [rows[i] for i, _ in written], [v for _, v in written],
+            author_id=actor.user_id, device_id=actor.device_id, now=now,
+        )
+        await q.replace_media(
+            conn, {reports[i].id: [(m.sha256, m.role, m.caption) for m in reports[i].media] for i, _ in written}
+        )
+    missing = await q.missing_media(conn, [reports[i].id for i in indices])
+    for index in indices:
+        outcome = outcomes[index]
+        if outcome is not None and outcome.receipt is not None:
+            outcome.receipt.missing_media = missing[reports[index].id]
+
+
+def _decide(
+    actor: Principal, report: rules.ReportSubmission, current: asyncpg.Record, replayed_version: int | None
+) -> Outcome | None:
+    """The outcome for a report whose id exists, or None when it is a valid revision."""
+    if not actor.sees_report(author_id=current["author_id"], jurisdiction_path=current["jurisdiction_path"]):
+        return _rejected(errors.ReportConflict("a report with this id exists"))
+    if current["content_hash"] == report.content_hash:
+        return Outcome("duplicate", rules.ReceiptData(report.id, current["version"], current["status"], [], True, False))
+    if replayed_version is not None and (report.base_version is None or report.base_version < replayed_version):
+        return Outcome("duplicate", rules.ReceiptData(report.id, replayed_version, current["status"], [], True, False))
+    if report.base_version is None:
+        return _rejected(errors.ReportConflict(version=current["version"], status=current["status"]))
+    if report.base_version != current["version"]:
+        return _rejected(errors.ReportStaleVersion(version=current["version"], status=current["status"]))
+    if current["author_id"] != actor.user_id:
+        return _rejected(errors.ReportNotAuthor())
+    if current["status"] not in rules.EDITABLE_STATUSES:
+        return _rejected(errors.ReportLocked(version=current["version"], status=current["status"]))
+    return None
+
+
 async def submit_report(
     conn: asyncpg.Connection,
     actor: Principal,
@@ -75,47 +222,12 @@ async def submit_report(
     now: dt.datetime,
     clock_skew_s: int,
 ) -> rules.ReceiptData:
-    """Create or revise one report; see the module docstring for the decision table."""
-    require_role(actor, Role.INSPECTOR)
-    await _validate(conn, actor, report, now=now, skew_s=clock_skew_s)
-    row = _row(report)
-    media = [(m.sha256, m.role, m.caption) for m in report.media]
-    if await q.insert_report(conn, row, author_id=actor.user_id, device_id=actor.device_id, now=now):
-        await q.insert_version(
-            conn, report_id=report.id, version=1, body=row.body, content_hash=row.content_hash,
-            author_id=actor.user_id, device_id=actor.device_id, now=now,
-        )
-        await q.replace_media(conn, report_id=report.id, media=media)
-        return rules.ReceiptData(report.id, 1, "submitted", await q.missing_media(conn, report.id), False, True)
-
-    current = await q.get_report_for_update(conn, report.id)
-    assert current is not None, "a report row cannot disappear: reports are never deleted"
-    if not actor.sees_report(author_id=current["author_id"], jurisdiction_path=current["jurisdiction_path"]):
-        raise errors.ReportConflict("a report with this id exists")
-    missing = await q.missing_media(conn, report.id)
-    if current["content_hash"] == row.content_hash:
-        return rules.ReceiptData(report.id, current["version"], current["status"], missing, True, False)
-    replayed = await q.find_version_with_hash(conn, report_id=report.id, content_hash=row.content_hash)
-    if replayed is not None and (report.base_version is None or report.base_version < replayed):
-        return rules.ReceiptData(report.id, replayed, current["status"], missing, True, False)
-    if report.base_version is None:
-        raise errors.ReportConflict(version=current["version"], status=current["status"])
-    if report.base_version != current["version"]:
-        raise errors.ReportStaleVersion(version=current["version"], status=current["status"])
-    if current["author_id"] != actor.user_id:
-        raise errors.ReportNotAuthor()
-    if current["status"] not in rules.EDITABLE_STATUSES:
-        raise errors.ReportLocked(version=current["version"], status=current["status"])
-    revised = await q.revise_report(conn, row, base_version=report.base_version, device_id=actor.device_id, now=now)
-    assert revised is not None, "the row is locked FOR UPDATE and was checked above"
-    await q.insert_version(
-        conn, report_id=report.id, version=revised["version"], body=row.body, content_hash=row.content_hash,
-        author_id=actor.user_id, device_id=actor.device_id, now=now,
-    )
-    await q.replace_media(conn, report_id=report.id, media=media)
-    return rules.ReceiptData(
-        report.id, revised["version"], revised["status"], await q.missing_media(conn, report.id), False, False
-    )
+    """One report, with the batch's semantics; its problem is raised rather than returned."""
+    outcome = (await submit_reports(conn, actor, [report], now=now, clock_skew_s=clock_skew_s))[0]
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.receipt is not None
+    return outcome.receipt
 
 
 async def get_visible_report(conn: asyncpg.Connection, actor: Principal, report_id: uuid.UUID) -> asyncpg.Record:
@@ -131,4 +243,4 @@ async def report_media(conn: asyncpg.Connection, report_id: uuid.UUID) -> list[a
 
 
 async def missing_media(conn: asyncpg.Connection, report_id: uuid.UUID) -> list[str]:
-    return await q.missing_media(conn, report_id)
+    return (await q.missing_media(conn, [report_id]))[report_id]
