@@ -28,6 +28,7 @@ from fieldsync.api.ops import OpsController
 from fieldsync.api.problems import EXCEPTION_HANDLERS
 from fieldsync.api.reference import ReferenceController
 from fieldsync.api.reports import ReportController
+from fieldsync.api.sync import SyncController
 from fieldsync.api.runtime import Runtime
 from fieldsync.db import embedded
 from fieldsync.db.migrate import migrate
@@ -45,6 +46,7 @@ ROUTE_HANDLERS = [
     ReferenceController,
     ReportController,
     MediaController,
+    SyncController,
 ]
 
 
@@ -90,11 +92,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 except TimeoutError:
                     pool.terminate()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=ROUTE_HANDLERS,
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[observability_middleware_factory(metrics), connection_release_middleware, allow_header_middleware],
+        middleware=[connection_release_middleware, allow_header_middleware],
         lifespan=[lifespan],
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_json_bytes,
@@ -103,3 +105,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         debug=False,
         logging_config=None,
     )
+    # Around the whole app, not per route: unmatched paths (404) and wrong methods (405) are
+    # answered before any route middleware runs, and they need a request id and a count too.
+    app.asgi_handler = observability_middleware_factory(metrics)(app.asgi_handler)
+    return app

@@ -41,7 +41,7 @@ async def provide_conn(request: Request[Any, Any, Any], state: State) -> asyncpg
     pool = runtime_of(state).pool
     try:
         conn = await pool.acquire(timeout=10)
-    except DATABASE_DOWN as exc:
+    except (*DATABASE_DOWN, asyncpg.PostgresError) as exc:  # acquiring only connects: any failure is an outage
         raise errors.DependencyUnavailable("the database is not reachable", dependency="database") from exc
     request.scope["state"]["_conn"] = (pool, conn)
     return conn
@@ -60,6 +60,17 @@ def connection_release_middleware(app: ASGIApp) -> ASGIApp:
                 await pool.release(conn)
 
     return wrapped
+
+
+def connection_lost(scope: Scope) -> bool:
+    """True when the server closed the request's connection under it (asyncpg then detaches it)."""
+    held = scope.get("state", {}).get("_conn")
+    if held is None:
+        return False
+    try:
+        return bool(held[1].is_closed())
+    except asyncpg.InterfaceError:
+        return True
 
 
 async def provide_now(state: State) -> dt.datetime:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import asyncpg
 import msgspec
 import structlog
 from litestar import MediaType, Request, Response
@@ -18,6 +19,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
 from fieldsync import errors
+from fieldsync.api.deps import connection_lost
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger("fieldsync.api")
@@ -138,7 +140,17 @@ _KEY_IN_MESSAGE = re.compile(r"at `\$\.([^`]+)`")
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
 
-def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
+def _wire_name(request: Request[Any, Any, Any], key: Any, source: Any) -> Any:
+    """A parameter's name as the client sent it (``?scope=``), not its Python name (``which``)."""
+    where = str(getattr(source, "value", source))
+    if where not in {"query", "header", "cookie"}:
+        return key
+    field = request.route_handler.parsed_fn_signature.parameters.get(str(key))
+    alias = getattr(getattr(field, "kwarg_definition", None), where, None)
+    return alias or key
+
+
+def _field_errors(request: Request[Any, Any, Any], exc: ValidationException) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     items = exc.extra if isinstance(exc.extra, list) else []
     for item in items:
@@ -152,14 +164,15 @@ def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
         missing = _MISSING_FIELD.search(message)
         if missing:
             key = f"{match.group(1)}.{missing.group(1)}" if match else missing.group(1)
-        found.append({"field": key, "message": message, "source": item.get("source")})
+        source = item.get("source")
+        found.append({"field": _wire_name(request, key, source), "message": message, "source": source})
     return found
 
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
     if isinstance(exc, ValidationException) or status == 400:
-        field_errors = _field_errors(exc) if isinstance(exc, ValidationException) else []
+        field_errors = _field_errors(request, exc) if isinstance(exc, ValidationException) else []
         detail = field_errors[0]["message"] if field_errors else exc.detail
         return problem_response(
             request,
@@ -183,6 +196,22 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     )
 
 
+_CLIENT_ERRORS = (asyncpg.InterfaceError, asyncpg.InternalClientError)
+
+
+def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A connection lost or a server shutting down mid-request is an outage (503), not a bug.
+
+    When the server closes a pooled connection, asyncpg detaches it or leaves its protocol in an
+    odd state, so the request's next query fails with a plain ``InterfaceError`` or
+    ``InternalClientError``; those are an outage only if the connection is in fact gone.
+    """
+    if isinstance(exc, _CLIENT_ERRORS) and not connection_lost(request.scope):
+        return handle_unexpected(request, exc)
+    lost = errors.DependencyUnavailable("the database connection was lost", dependency="database")
+    return handle_fieldsync_error(request, lost)
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled_exception", error=exc.__class__.__name__)
     return problem_response(request, status=500, code="internal", title="Internal error", detail=None)
@@ -191,6 +220,10 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     errors.FieldsyncError: handle_fieldsync_error,
     HTTPException: handle_http_exception,
+    asyncpg.PostgresConnectionError: handle_database_error,
+    asyncpg.OperatorInterventionError: handle_database_error,
+    asyncpg.InterfaceError: handle_database_error,
+    asyncpg.InternalClientError: handle_database_error,
     Exception: handle_unexpected,
 }
 

@@ -1,0 +1,301 @@
+"""Operations and the request edge: health, readiness against a really unreachable database,
+Prometheus metrics, request ids, and the problem documents for malformed or oversized requests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fieldsync.settings import Settings
+from tests.support import Actor, MutableClock, make_device, make_user, principal_of, problem
+
+
+@pytest.fixture
+async def admin(conn: asyncpg.Connection, clock: MutableClock) -> Actor:
+    return await make_user(conn, role="admin", jurisdiction="140000", now=clock.now())
+
+
+async def test_healthz_answers_ok(client):
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_reports_the_database_ok(client):
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"] == "ok"
+
+
+@pytest.fixture
+async def database_refusing(pg_server_url: str, database_url: str) -> AsyncIterator[object]:
+    """Make the test database refuse new connections and cut the existing ones; undo on demand."""
+    name = urlsplit(database_url).path.lstrip("/")
+    admin = await asyncpg.connect(pg_server_url)
+
+    class Outage:
+        async def start(self) -> None:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name,
+            )
+
+        async def end(self) -> None:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+    outage = Outage()
+    try:
+        yield outage
+    finally:
+        await outage.end()
+        await admin.close()
+
+
+async def test_readyz_answers_503_naming_the_database_while_it_is_unreachable(client, database_refusing):
+    assert (await client.get("/readyz")).status_code == 200
+
+    await database_refusing.start()
+    down = await client.get("/readyz")
+
+    assert down.status_code == 503
+    body = down.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"].startswith("unreachable")
+
+    await database_refusing.end()
+    assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_requests_needing_the_database_answer_503_while_it_is_unreachable(client, admin, database_refusing):
+    assert (await client.get("/v1/me", headers=admin.headers)).status_code == 200
+
+    await database_refusing.start()
+    for _ in range(3):
+        response = await client.get("/v1/me", headers=admin.headers)
+        assert response.status_code == 503, response.text
+        body = problem(response)
+        assert body["code"] == "dependency.unavailable"
+        assert body["dependency"] == "database"
+
+    await database_refusing.end()
+    assert (await client.get("/v1/me", headers=admin.headers)).status_code == 200
+
+
+_WAITING_DEVICE_UPDATE = """
+    SELECT pid FROM pg_stat_activity
+    WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE devices SET last_seen_at%'
+"""
+
+
+async def test_connection_killed_in_the_middle_of_a_request_answers_503(client, conn, clock, admin, pg_server_url):
+    """The device's 'last seen' update waits on a row lock; its backend is killed while it waits."""
+    inspector = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
+    device = await make_device(conn, inspector, principal_of(admin, "/"), now=clock.now())
+    observer = await asyncpg.connect(pg_server_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE", device.device_id)
+            request = asyncio.create_task(client.get("/v1/me", headers=device.headers))
+            async with asyncio.timeout(10):
+                while not (pid := await observer.fetchval(_WAITING_DEVICE_UPDATE)):
+                    await asyncio.sleep(0.02)
+            await observer.execute("SELECT pg_terminate_backend($1)", pid)
+            response = await request
+    finally:
+        await observer.close()
+
+    assert response.status_code == 503, response.text
+    assert problem(response)["code"] == "dependency.unavailable"
+    assert (await client.get("/v1/me", headers=device.headers)).status_code == 200
+
+
+def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    found: dict[tuple[tuple[str, str], ...], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def _count(samples: dict[tuple[tuple[str, str], ...], float], route: str, method: str, status: int) -> float:
+    return samples.get((("method", method), ("route", route), ("status", str(status))), 0.0)
+
+
+async def test_metrics_is_prometheus_text_counting_requests_by_route_template_and_status(client, admin):
+    device_id = uuid.uuid4()
+    await client.get("/healthz")
+    await client.get("/healthz")
+    await client.get("/v1/me")
+    await client.delete(f"/v1/devices/{device_id}", headers=admin.headers)
+    await client.get("/no/such/route")
+
+    response = await client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = _samples(response.text, "fieldsync_http_requests_total")
+    assert _count(samples, "/healthz", "GET", 200) == 2
+    assert _count(samples, "/v1/me", "GET", 401) == 1
+    assert _count(samples, "/v1/devices/{device_id}", "DELETE", 404) == 1
+    assert _count(samples, "unmatched", "GET", 404) == 1
+    assert str(device_id) not in response.text
+    assert "/no/such/route" not in response.text
+    latency = _samples(response.text, "fieldsync_http_request_duration_seconds_count")
+    assert latency[(("method", "GET"), ("route", "/healthz"))] == 2
+
+
+async def test_metrics_counts_grow_between_scrapes(client):
+    first = _samples((await client.get("/metrics")).text, "fieldsync_http_requests_total")
+    await client.get("/readyz")
+    second = _samples((await client.get("/metrics")).text, "fieldsync_http_requests_total")
+    assert _count(second, "/readyz", "GET", 200) == _count(first, "/readyz", "GET", 200) + 1
+    assert _count(second, "/metrics", "GET", 200) == _count(first, "/metrics", "GET", 200) + 1
+
+
+def _request_ids(response: httpx.Response) -> list[str]:
+    return response.headers.get_list("x-request-id")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        ("GET", "/healthz", {}, 200),
+        ("GET", "/v1/me", {}, 401),
+        ("GET", "/no/such/route", {}, 404),
+        ("POST", "/healthz", {}, 405),
+        ("POST", "/v1/auth/login", {"content": b"{", "headers": {"content-type": "application/json"}}, 400),
+    ],
+)
+async def test_every_response_carries_one_request_id(client, method, path, kwargs, status):
+    response = await client.request(method, path, **kwargs)
+    assert response.status_code == status
+    ids = _request_ids(response)
+    assert len(ids) == 1 and len(ids[0]) >= 16
+    if status >= 400:
+        assert problem(response)["request_id"] == ids[0]
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/healthz", 200), ("GET", "/v1/me", 401), ("GET", "/nowhere", 404)])
+async def test_valid_incoming_request_id_is_echoed(client, method, path, status):
+    response = await client.request(method, path, headers={"X-Request-ID": "edge-7f3a.42_b"})
+    assert response.status_code == status
+    assert _request_ids(response) == ["edge-7f3a.42_b"]
+    if status >= 400:
+        assert problem(response)["request_id"] == "edge-7f3a.42_b"
+
+
+@pytest.mark.parametrize("incoming", ["has space", "x" * 65, "semi;colon", ""])
+async def test_invalid_incoming_request_id_is_replaced(client, incoming):
+    response = await client.get("/healthz", headers={"X-Request-ID": incoming})
+    ids = _request_ids(response)
+    assert len(ids) == 1
+    assert ids[0] != incoming and len(ids[0]) >= 16
+
+
+async def test_request_ids_differ_between_requests(client):
+    ids = {_request_ids(await client.get("/healthz"))[0] for _ in range(5)}
+    assert len(ids) == 5
+
+
+async def test_malformed_json_is_400_request_invalid(client):
+    response = await client.post("/v1/auth/login", content=b'{"username": "a",', headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    body = problem(response)
+    assert body["code"] == "request.invalid"
+    assert body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/auth/login", {"username": ["alice"], "password": "x"}, "username"),
+        ("/v1/auth/login", {"username": "alice", "password": None}, "password"),
+        ("/v1/users", {"username": "okname", "role": "king", "jurisdiction": "140431"}, "role"),
+        ("/v1/users", {"username": "okname", "role": "inspector", "jurisdiction": 140431}, "jurisdiction"),
+        ("/v1/enrollments", {"username": "okname", "ttl_s": "ten minutes"}, "ttl_s"),
+        ("/v1/enrollments", {"username": "okname", "ttl_s": 10**30}, "ttl_s"),
+        ("/v1/enrollments", {"username": "okname", "ttl_s": 1.5}, "ttl_s"),
+        ("/v1/devices/enroll", {"code": "AAAA-BBBB-CCCC", "label": 7}, "label"),
+        ("/v1/devices/enroll", {"code": "AAAA-BBBB-CCCC"}, "label"),
+    ],
+)
+async def test_wrong_types_and_unknown_enum_values_are_400_naming_the_field(client, admin, path, body, field):
+    response = await client.post(path, json=body, headers=admin.headers)
+    assert response.status_code == 400, response.text
+    document = problem(response)
+    assert document["code"] == "request.invalid"
+    assert document["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/v1/categories", {"kind": "volcano"}, "kind"),
+        ("/v1/jurisdictions", {"scope": "everything"}, "scope"),
+        ("/v1/devices", {"cursor": "not-a-uuid"}, "cursor"),
+        ("/v1/devices", {"limit": "99999999999999999999999"}, "limit"),
+    ],
+)
+async def test_bad_query_parameters_are_400_naming_the_parameter(client, admin, path, params, field):
+    response = await client.get(path, params=params, headers=admin.headers)
+    assert response.status_code == 400, response.text
+    document = problem(response)
+    assert document["code"] == "request.invalid"
+    assert field in (document.get("field"), *(e.get("field") for e in document.get("errors", [])))
+
+
+async def test_body_over_the_json_limit_is_413_problem(client, settings: Settings):
+    oversized = b'{"username": "' + b"a" * settings.max_json_bytes + b'", "password": "x"}'
+    response = await client.post("/v1/auth/login", content=oversized, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert problem(response)["code"] == "request.too_large"
+
+
+async def test_streamed_body_over_the_json_limit_without_length_is_413_problem(client, settings: Settings):
+    chunk = b"a" * 65536
+    chunks = settings.max_json_bytes // len(chunk) + 2
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b'{"username": "'
+        for _ in range(chunks):
+            yield chunk
+        yield b'"}'
+
+    response = await client.post("/v1/auth/login", content=body(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert problem(response)["code"] == "request.too_large"
+
+
+async def test_unknown_route_is_404_problem(client):
+    response = await client.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert problem(response)["code"] == "not_found"
+
+
+async def test_wrong_method_is_405_problem_with_allow(client):
+    response = await client.put("/v1/me")
+    assert response.status_code == 405
+    assert problem(response)["code"] == "request.method_not_allowed"
+    assert "GET" in response.headers["allow"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"null", b"[]", b"\"text\"", b"{\"username\": \"\\u0000\"}", b"\xff\xfe", b"1e999", b"{" * 10000],
+)
+async def test_odd_bodies_never_give_a_500(client, admin, content):
+    for path in ("/v1/auth/login", "/v1/users", "/v1/enrollments", "/v1/devices/enroll"):
+        response = await client.post(path, content=content, headers={"content-type": "application/json", **admin.headers})
+        assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
+        problem(response)
