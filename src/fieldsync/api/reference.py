@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import asyncpg
 from litestar import Controller, get
+from litestar.params import Parameter
 
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.schemas.reference import CategoryRead, JurisdictionRead
@@ -24,11 +25,16 @@ class ReferenceController(Controller):
         responses=problem_responses(400, 401),
     )
     async def list_jurisdictions(
-        self, principal: Principal, conn: asyncpg.Connection, scope: Literal["all", "mine"] = "all"
+        self,
+        principal: Principal,
+        conn: asyncpg.Connection,
+        which: Annotated[
+            Literal["all", "mine"], Parameter(query="scope", description="all, or mine: the caller's subtree")
+        ] = "all",
     ) -> list[JurisdictionRead]:
-        rows = await reference.list_jurisdictions(
-            conn, under_path=principal.scope_prefix if scope == "mine" else "/"
-        )
+        # Not a parameter named ``scope``: Litestar reserves that name for the ASGI scope, so
+        # ``?scope=mine`` was silently ignored and every caller got the whole country.
+        rows = await reference.list_jurisdictions(conn, under_path=principal.scope_prefix if which == "mine" else "/")
         return [
             JurisdictionRead(
                 code=r["code"], parent_code=r["parent_code"], name_zh=r["name_zh"], name_en=r["name_en"],
