@@ -299,3 +299,66 @@ class MediaTypeMismatch(UnsupportedMediaType):
 class MediaIncomplete(InvalidInput):
     code = "media.incomplete"
     title = "The upload ended before its last byte"
+
+
+# --- uploads (tus 1.0.0 at /v1/uploads) ---------------------------------------------------------
+
+
+class UploadNotFound(NotFound):
+    code = "upload.not_found"
+    title = "No such upload"
+
+
+class UploadExpired(Gone):
+    code = "upload.expired"
+    title = "The upload has expired; create a new one"
+
+
+class UploadVersionUnsupported(PreconditionFailed):
+    code = "upload.version_unsupported"
+    title = "Tus-Resumable must be 1.0.0"
+
+
+class UploadHeaderInvalid(InvalidInput):
+    code = "upload.invalid_header"
+    title = "A tus header is missing or malformed"
+
+
+class UploadMetadataInvalid(InvalidInput):
+    code = "upload.metadata_invalid"
+    title = "Upload-Metadata must carry base64 'sha256' and 'content_type' values"
+
+
+class UploadChecksumUnsupported(InvalidInput):
+    code = "upload.checksum_unsupported"
+    title = "Upload-Checksum names an algorithm this server does not support (sha1, sha256)"
+
+
+class UploadInterrupted(InvalidInput):
+    code = "upload.interrupted"
+    title = "The chunk ended before its last byte"
+
+
+class UploadOffsetMismatch(Conflict):
+    code = "upload.offset_mismatch"
+    title = "Upload-Offset differs from the upload's current offset"
+
+
+class UploadLocked(Conflict):
+    code = "upload.locked"
+    title = "Another request is writing to this upload"
+
+
+class UploadLengthExceeded(PayloadTooLarge):
+    code = "upload.length_exceeded"
+    title = "The chunk goes past the upload's Upload-Length"
+
+
+class UploadContentTypeInvalid(UnsupportedMediaType):
+    code = "upload.unsupported_content_type"
+    title = "A chunk must be sent as application/offset+octet-stream"
+
+
+class UploadChecksumMismatch(ChecksumMismatch):
+    code = "upload.checksum_mismatch"
+    title = "The chunk's checksum does not match Upload-Checksum; it was discarded"
