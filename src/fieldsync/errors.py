@@ -301,6 +301,19 @@ class MediaIncomplete(InvalidInput):
     title = "The upload ended before its last byte"
 
 
+# --- sync ---------------------------------------------------------------------------------------
+
+
+class TooManyMutations(PayloadTooLarge):
+    code = "sync.too_many_mutations"
+    title = "Too many mutations in one push"
+
+
+class WorkflowUnavailable(Unprocessable):
+    code = "workflow.not_available"
+    title = "This operation arrives with the review workflow; it is accepted by the schema but not applied yet"
+
+
 # --- uploads (tus 1.0.0 at /v1/uploads) ---------------------------------------------------------
 
 

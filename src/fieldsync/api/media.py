@@ -3,6 +3,7 @@ and downloads of the original and its stripped derivatives for callers who may s
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Annotated, Any
 
@@ -28,6 +29,7 @@ Sha256Path = Annotated[str, Parameter(pattern=r"^[0-9a-f]{64}$", description="lo
 PRESIGN_TTL_S = 120
 
 
+@dataclasses.dataclass
 class _UploadOperation(Operation):
     """Documents the raw image body, which the handler streams itself instead of decoding."""
 

@@ -106,11 +106,16 @@ def attachment(row: asyncpg.Record, *, location: Location, observed_at: dt.datet
     )
 
 
-async def read_report(conn: asyncpg.Connection, row: asyncpg.Record) -> ReportRead:
+async def read_reports(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[ReportRead]:
+    """The read model of several reports with one media query."""
+    media_by_report = await reports.media_of_reports(conn, [row["id"] for row in rows])
+    return [_read(row, media_by_report[row["id"]]) for row in rows]
+
+
+def _read(row: asyncpg.Record, media_rows: list[asyncpg.Record]) -> ReportRead:
     body: dict[str, Any] = row["body"]
     location = msgspec.convert(body["location"], Location)
     observed_at = msgspec.convert(body["observed_at"], dt.datetime)
-    media_rows = await reports.report_media(conn, row["id"])
     fields = {k: v for k, v in body.items() if k != "media"}
     read = msgspec.convert(
         {
@@ -123,7 +128,7 @@ async def read_report(conn: asyncpg.Connection, row: asyncpg.Record) -> ReportRe
             "updated_at": row["updated_at"],
             "version": row["version"],
             "status": row["status"],
-            "missing_media": sorted({m["sha256"] for m in media_rows if not m["present"]}),
+            "missing_media": list(dict.fromkeys(m["sha256"] for m in media_rows if not m["present"])),
             "duplicate_of": row["duplicate_of"],
         },
         ReportRead,
@@ -172,4 +177,4 @@ class ReportController(Controller):
     )
     async def get_report(self, report_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection) -> ReportRead:
         row = await reports.get_visible_report(conn, principal, report_id)
-        return await read_report(conn, row)
+        return (await read_reports(conn, [row]))[0]

@@ -197,8 +197,13 @@ async def missing_media(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[
     return found
 
 
-async def get_report(conn: asyncpg.Connection, report_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+async def list_category_keys(conn: asyncpg.Connection) -> set[tuple[str, str]]:
+    return {(row["kind"], row["code"]) for row in await conn.fetch("SELECT kind, code FROM categories")}
+
+
+async def get_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """Rows for the report read model, in the order of ``ids``."""
+    rows = await conn.fetch(
         """
         SELECT r.id, r.kind, r.body, r.author_id, u.username AS author_username, r.device_id,
                r.received_at, r.updated_at, r.version, r.status, r.duplicate_of, r.jurisdiction,
@@ -206,26 +211,28 @@ async def get_report(conn: asyncpg.Connection, report_id: uuid.UUID) -> asyncpg.
         FROM reports r
         JOIN jurisdictions j ON j.code = r.jurisdiction
         JOIN users u ON u.id = r.author_id
-        WHERE r.id = $1
+        WHERE r.id = ANY($1::uuid[])
         """,
-        report_id,
+        ids,
     )
+    by_id = {row["id"]: row for row in rows}
+    return [by_id[i] for i in ids if i in by_id]
 
 
-async def list_report_media(conn: asyncpg.Connection, report_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(
+async def list_media_of_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[asyncpg.Record]]:
+    rows = await conn.fetch(
         """
-        SELECT rm.position, rm.sha256, rm.role, rm.caption, m.sha256 IS NOT NULL AS present,
+        SELECT rm.report_id, rm.position, rm.sha256, rm.role, rm.caption, m.sha256 IS NOT NULL AS present,
                m.content_type, m.bytes, m.width, m.height, m.taken_at, m.taken_at_local, m.lat, m.lon,
                m.make, m.model
         FROM report_media rm
         LEFT JOIN media m ON m.sha256 = rm.sha256
-        WHERE rm.report_id = $1
-        ORDER BY rm.position
+        WHERE rm.report_id = ANY($1::uuid[])
+        ORDER BY rm.report_id, rm.position
         """,
-        report_id,
+        ids,
     )
-
-
-async def list_category_keys(conn: asyncpg.Connection) -> set[tuple[str, str]]:
-    return {(row["kind"], row["code"]) for row in await conn.fetch("SELECT kind, code FROM categories")}
+    found: dict[uuid.UUID, list[asyncpg.Record]] = {i: [] for i in ids}
+    for row in rows:
+        found[row["report_id"]].append(row)
+    return found

@@ -232,15 +232,17 @@ async def submit_report(
 
 async def get_visible_report(conn: asyncpg.Connection, actor: Principal, report_id: uuid.UUID) -> asyncpg.Record:
     """The report row, or ``report.not_found`` when it does not exist or the caller may not see it."""
-    row = await q.get_report(conn, report_id)
+    rows = await q.get_reports(conn, [report_id])
+    row = rows[0] if rows else None
     if row is None or not actor.sees_report(author_id=row["author_id"], jurisdiction_path=row["jurisdiction_path"]):
         raise errors.ReportNotFound()
     return row
 
 
-async def report_media(conn: asyncpg.Connection, report_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await q.list_report_media(conn, report_id)
+async def get_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """Rows for the read model, in the order of ``ids`` (visibility is the caller's business)."""
+    return await q.get_reports(conn, ids)
 
 
-async def missing_media(conn: asyncpg.Connection, report_id: uuid.UUID) -> list[str]:
-    return (await q.missing_media(conn, [report_id]))[report_id]
+async def media_of_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[asyncpg.Record]]:
+    return await q.list_media_of_reports(conn, ids)

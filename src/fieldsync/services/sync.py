@@ -1,0 +1,194 @@
+"""Sync use cases: a batched push with one result per mutation, and a gap-free pull.
+
+Push. Each mutation is decoded on its own (a bad one becomes a ``rejected`` result and never
+fails, blocks or reorders the rest); every ``upsert_report`` of the batch goes through
+``reports.submit_reports`` together, set-based. The first result of each ``mutation_id`` is kept,
+in the same transaction as its effect, so a replay answers it again and nothing is applied twice.
+
+Pull. The feed is the ``reports`` table itself: every write stamps the row with its
+transaction's xid8. A pass covers the transactions that became visible between two snapshots:
+``base`` (where the previous pass ended) and ``upto`` (taken when this pass began), paged by
+(xid, id). A transaction that took its place early but committed late is not yet visible in
+``upto``, so it falls into a later pass instead of being skipped. The cursor is these snapshots
+and the page position, opaque to clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+
+from fieldsync import errors
+from fieldsync.db import sync as q
+from fieldsync.domain.principals import Principal, Role
+from fieldsync.domain.reports import ReportSubmission
+from fieldsync.services import reports
+from fieldsync.services.reports import Outcome
+
+# --- push ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class PushItem:
+    """One decoded mutation: a report to submit, an outcome already known, or an unsupported op."""
+
+    mutation_id: uuid.UUID | None
+    report: ReportSubmission | None = None
+    outcome: Outcome | None = None
+
+
+def result_of(mutation_id: uuid.UUID | None, outcome: Outcome, report_id: uuid.UUID | None) -> dict[str, Any]:
+    result: dict[str, Any] = {"mutation_id": str(mutation_id) if mutation_id else None, "status": outcome.status}
+    if outcome.receipt is not None:
+        result |= {
+            "report_id": str(outcome.receipt.id),
+            "version": outcome.receipt.version,
+            "missing_media": outcome.receipt.missing_media,
+        }
+    elif report_id is not None:
+        result["report_id"] = str(report_id)
+    if outcome.error is not None:
+        error: dict[str, Any] = {"code": outcome.error.code, "detail": outcome.error.detail}
+        if "field" in outcome.error.extra:
+            error["field"] = outcome.error.extra["field"]
+        if "version" in outcome.error.extra:
+            result["version"] = outcome.error.extra["version"]
+        result["error"] = error
+    return result
+
+
+async def push(
+    conn: asyncpg.Connection, actor: Principal, items: list[PushItem], *, now: dt.datetime, clock_skew_s: int
+) -> list[dict[str, Any]]:
+    """Apply a batch; one result per item, in input order, replays answering their first result."""
+    ids = [item.mutation_id for item in items if item.mutation_id is not None]
+    stored = await q.get_mutation_results(conn, user_id=actor.user_id, mutation_ids=ids)
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    first_index: dict[uuid.UUID, int] = {}
+    to_submit: list[int] = []
+    for index, item in enumerate(items):
+        mutation_id = item.mutation_id
+        if mutation_id is not None and mutation_id in stored:
+            results[index] = stored[mutation_id]
+        elif mutation_id is not None and mutation_id in first_index:
+            continue
+        elif item.report is not None:
+            to_submit.append(index)
+        else:
+            assert item.outcome is not None
+            results[index] = result_of(mutation_id, item.outcome, None)
+        if mutation_id is not None:
+            first_index.setdefault(mutation_id, index)
+
+    outcomes = await reports.submit_reports(
+        conn, actor, [items[i].report for i in to_submit], now=now, clock_skew_s=clock_skew_s  # type: ignore[misc]
+    )
+    for index, outcome in zip(to_submit, outcomes, strict=True):
+        report = items[index].report
+        results[index] = result_of(items[index].mutation_id, outcome, report.id if report else None)
+
+    for index, item in enumerate(items):
+        if results[index] is None:
+            assert item.mutation_id is not None
+            results[index] = results[first_index[item.mutation_id]]
+    fresh = {
+        item.mutation_id: results[index]
+        for index, item in enumerate(items)
+        if item.mutation_id is not None and item.mutation_id not in stored and first_index[item.mutation_id] == index
+    }
+    await q.insert_mutation_results(conn, user_id=actor.user_id, results=fresh, now=now)  # type: ignore[arg-type]
+    return results  # type: ignore[return-value]
+
+
+# --- pull ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cursor:
+    base: str | None = None
+    upto: str | None = None
+    after_xid: str | None = None
+    after_id: uuid.UUID | None = None
+
+    def encode(self) -> str:
+        data = {"b": self.base, "u": self.upto, "x": self.after_xid,
+                "i": str(self.after_id) if self.after_id else None}
+        return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str | None) -> Cursor:
+        if not text:
+            return cls()
+        try:
+            data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            cursor = cls(
+                base=_snapshot(data.get("b")),
+                upto=_snapshot(data.get("u")),
+                after_xid=_xid(data.get("x")),
+                after_id=uuid.UUID(data["i"]) if data.get("i") else None,
+            )
+        except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, UnicodeDecodeError):
+            raise errors.InvalidInput("the cursor is not one this server issued", field="cursor") from None
+        if (cursor.after_xid is None) != (cursor.after_id is None) or (cursor.after_xid and not cursor.upto):
+            raise errors.InvalidInput("the cursor is not one this server issued", field="cursor")
+        return cursor
+
+
+def _xid(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.isdigit() or len(value) > 20:
+        raise ValueError("bad xid")
+    return value
+
+
+def _snapshot(value: object) -> str | None:
+    """``xmin:xmax:xip,...`` as PostgreSQL prints a pg_snapshot; checked before it reaches SQL."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 100_000:
+        raise ValueError("bad snapshot")
+    xmin, xmax, xip = value.split(":")
+    numbers = [xmin, xmax, *(x for x in xip.split(",") if x)]
+    if not all(n.isdigit() and len(n) <= 20 for n in numbers) or int(xmin) > int(xmax):
+        raise ValueError("bad snapshot")
+    if any(not int(xmin) <= int(x) < int(xmax) for x in numbers[2:]):
+        raise ValueError("bad snapshot")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PullPage:
+    changes: list[tuple[uuid.UUID, bool]]
+    next_cursor: Cursor
+    has_more: bool
+
+
+async def pull(conn: asyncpg.Connection, actor: Principal, *, cursor: Cursor, limit: int) -> PullPage:
+    """One page of changes after ``cursor``; run it in one REPEATABLE READ transaction."""
+    upto = cursor.upto or await q.current_snapshot(conn)
+    after = (cursor.after_xid, cursor.after_id) if cursor.after_xid and cursor.after_id else None
+    rows = await q.list_changes(
+        conn,
+        base=cursor.base,
+        upto=upto,
+        after=after,  # type: ignore[arg-type]
+        inspector_id=actor.user_id if actor.role is Role.INSPECTOR else None,
+        scope_prefix=actor.scope_prefix,
+        limit=limit + 1,
+    )
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if has_more:
+        last = rows[-1]
+        next_cursor = Cursor(base=cursor.base, upto=upto, after_xid=last["xid"], after_id=last["id"])
+    else:
+        next_cursor = Cursor(base=upto)
+    return PullPage(changes=[(row["id"], row["deleted"]) for row in rows], next_cursor=next_cursor, has_more=has_more)
