@@ -19,13 +19,15 @@ The columns are the callers (``Caller``), all created by the ``world`` fixture:
 ``anonymous``    no ``Authorization`` header at all
 ===============  ==========================================================================
 
-The target objects live in 沁源县 140431: the inspector, its live device, its report.
+The target objects live in 沁源县 140431: the inspector, its live device, its report and that
+report's photo (uploaded by the inspector).
 
 Conventions (SPEC §3): an object outside the caller's scope answers 404 (existence is not
 revealed); a role lacking the right answers 403; no token answers 401 ``auth.required``; a
 revoked device answers 401 ``auth.revoked``. ``authed(...)`` fills in the last two, which hold
 for every protected route, so a row states only the four interesting cells. ``public(...)`` marks
 a route that ignores the token: every caller, the revoked device included, gets the same answer.
+A HEAD answer has no body, so only its status is compared.
 
 Extending it
 ------------
@@ -33,9 +35,10 @@ Add a ``Row(method, template, expect, call)`` where ``call`` is an async functio
 ``World`` returning the concrete ``Call`` (path, optional JSON body). ``call`` runs once per cell,
 so a route that consumes or changes its target (revoke, enroll, create) makes a fresh one per
 cell through a ``World`` helper; add a helper there when a new kind of target is needed
-(a report under review, a media object, a sync cursor). For list routes, ``finds`` says whether
-a response contains the target, and ``Expect.sees`` states per caller whether it must: that is
-how a list proves it is scoped, not only allowed.
+(a report under review, a rectification task). A 200 does not prove much for lists and batches,
+so a row may add ``check``, a yes/no question about the response body (does the list include the
+target? was the mutation applied?), and ``Expect.check`` states the answer per caller: that is
+how a list proves it is scoped, not only allowed, and a batch that it refuses per item.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from litestar import Litestar
 
 from fieldsync.app import create_app
 from fieldsync.settings import Settings
+from tests import images
 from tests.support import Actor, MutableClock, hazard_report, make_device, make_user, principal_of
 
 PASSWORD = "matrix-password-1"
@@ -72,17 +76,19 @@ class Caller(enum.StrEnum):
 class Expect:
     status: int
     code: str | None = None
-    sees: bool | None = None
+    check: bool | None = None
 
     def __str__(self) -> str:
-        seen = "" if self.sees is None else (" sees target" if self.sees else " target hidden")
-        return f"{self.status}{' ' + self.code if self.code else ''}{seen}"
+        checked = "" if self.check is None else f" check={self.check}"
+        return f"{self.status}{' ' + self.code if self.code else ''}{checked}"
 
 
 @dataclasses.dataclass(frozen=True)
 class Call:
     path: str
     json: Any = None
+    content: bytes | None = None
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -96,6 +102,7 @@ class World:
     inspector: Actor
     device: Actor
     report_id: uuid.UUID
+    photo_sha256: str
 
     def headers(self, caller: Caller) -> dict[str, str]:
         return {} if caller is Caller.ANONYMOUS else self.actors[caller].headers
@@ -111,6 +118,10 @@ class World:
         assert response.status_code == 201, response.text
         code: str = response.json()["code"]
         return code
+
+
+    def fresh_photo(self) -> bytes:
+        return images.jpeg(width=64, height=48, seed=uuid.uuid4().int & 0xFFFF_FFFF)
 
 
 def authed(
@@ -136,7 +147,7 @@ class Row:
     template: str
     expect: Mapping[Caller, Expect]
     call: Callable[[World], Awaitable[Call]]
-    finds: Callable[[World, Any], bool] | None = None
+    check: Callable[[World, Any], bool] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -183,6 +194,35 @@ async def _get_report(world: World) -> Call:
     return Call(f"/v1/reports/{world.report_id}")
 
 
+async def _upload(world: World) -> Call:
+    photo = world.fresh_photo()
+    return Call(f"/v1/media/{images.sha256(photo)}", content=photo, headers={"Content-Type": "image/jpeg"})
+
+
+def _photo(suffix: str = "") -> Callable[[World], Awaitable[Call]]:
+    async def call(world: World) -> Call:
+        return Call(f"/v1/media/{world.photo_sha256}{suffix}")
+
+    return call
+
+
+async def _missing(world: World) -> Call:
+    return Call("/v1/media/missing", {"sha256": [world.photo_sha256, "0" * 64]})
+
+
+async def _push(world: World) -> Call:
+    mutation = {"mutation_id": str(uuid.uuid4()), "op": "upsert_report", "report": hazard_report(id=str(uuid.uuid4()))}
+    return Call("/v1/sync/push", {"mutations": [mutation]})
+
+
+def _applied(world: World, body: Any) -> bool:
+    return [r["status"] for r in body["results"]] == ["applied"]
+
+
+def _pulls_report(world: World, body: Any) -> bool:
+    return str(world.report_id) in {change["id"] for change in body["changes"]}
+
+
 def _lists_inspector(world: World, body: Any) -> bool:
     return world.inspector.username in {item["username"] for item in body["items"]}
 
@@ -214,11 +254,11 @@ MATRIX: list[Row] = [
         "GET",
         "/v1/users",
         authed(
-            admin=Expect(200, sees=True), sup_in=Expect(200, sees=True), sup_out=Expect(200, sees=False),
+            admin=Expect(200, check=True), sup_in=Expect(200, check=True), sup_out=Expect(200, check=False),
             inspector=FORBIDDEN,
         ),
         at("/v1/users"),
-        finds=_lists_inspector,
+        check=_lists_inspector,
     ),
     Row(
         "POST",
@@ -230,11 +270,11 @@ MATRIX: list[Row] = [
         "GET",
         "/v1/devices",
         authed(
-            admin=Expect(200, sees=True), sup_in=Expect(200, sees=True), sup_out=Expect(200, sees=False),
+            admin=Expect(200, check=True), sup_in=Expect(200, check=True), sup_out=Expect(200, check=False),
             inspector=FORBIDDEN,
         ),
         at("/v1/devices"),
-        finds=_lists_device,
+        check=_lists_device,
     ),
     Row(
         "DELETE",
@@ -257,6 +297,49 @@ MATRIX: list[Row] = [
         "/v1/reports/{report_id:uuid}",
         authed(admin=200, sup_in=200, sup_out=Expect(404, "report.not_found"), inspector=200),
         _get_report,
+    ),
+    # --- media: anyone signed in may upload and ask what is missing; downloads follow the report -----
+    Row("PUT", "/v1/media/{sha256:str}", authed(admin=201, sup_in=201, sup_out=201, inspector=201), _upload),
+    Row("HEAD", "/v1/media/{sha256:str}", authed(admin=200, sup_in=200, sup_out=200, inspector=200), _photo()),
+    Row("POST", "/v1/media/missing", authed(admin=200, sup_in=200, sup_out=200, inspector=200), _missing),
+    Row(
+        "GET",
+        "/v1/media/{sha256:str}",
+        authed(admin=200, sup_in=200, sup_out=Expect(404, "media.not_found"), inspector=200),
+        _photo(),
+    ),
+    Row(
+        "GET",
+        "/v1/media/{sha256:str}/preview",
+        authed(admin=200, sup_in=200, sup_out=Expect(404, "media.not_found"), inspector=200),
+        _photo("/preview"),
+    ),
+    Row(
+        "GET",
+        "/v1/media/{sha256:str}/thumbnail",
+        authed(admin=200, sup_in=200, sup_out=Expect(404, "media.not_found"), inspector=200),
+        _photo("/thumbnail"),
+    ),
+    # --- sync: every caller gets 200; authoring is refused per mutation, pulls are scoped ----------
+    Row(
+        "POST",
+        "/v1/sync/push",
+        authed(
+            admin=Expect(200, check=False), sup_in=Expect(200, check=False), sup_out=Expect(200, check=False),
+            inspector=Expect(200, check=True),
+        ),
+        _push,
+        check=_applied,
+    ),
+    Row(
+        "GET",
+        "/v1/sync/pull",
+        authed(
+            admin=Expect(200, check=True), sup_in=Expect(200, check=True), sup_out=Expect(200, check=False),
+            inspector=Expect(200, check=True),
+        ),
+        at("/v1/sync/pull"),
+        check=_pulls_report,
     ),
 ]
 
@@ -306,8 +389,14 @@ async def world(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: Muta
     response = await client.delete(f"/v1/devices/{revoked.device_id}", headers=admin.headers)
     assert response.status_code == 200, response.text
 
+    photo = images.jpeg(width=64, height=48, seed=7)
+    response = await client.put(
+        f"/v1/media/{images.sha256(photo)}", content=photo, headers={**inspector.headers, "Content-Type": "image/jpeg"}
+    )
+    assert response.status_code == 201, response.text
     report_id = uuid.uuid4()
-    response = await client.put(f"/v1/reports/{report_id}", json=hazard_report(), headers=inspector.headers)
+    report = hazard_report(media=[{"sha256": images.sha256(photo), "role": "photo"}])
+    response = await client.put(f"/v1/reports/{report_id}", json=report, headers=inspector.headers)
     assert response.status_code == 201, response.text
 
     actors = {
@@ -317,7 +406,7 @@ async def world(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: Muta
         Caller.INSPECTOR: inspector,
         Caller.REVOKED: revoked,
     }
-    return World(client, conn, clock, actors, inspector, device, report_id)
+    return World(client, conn, clock, actors, inspector, device, report_id, images.sha256(photo))
 
 
 def test_matrix_covers_every_served_route() -> None:
@@ -335,8 +424,8 @@ def test_matrix_covers_every_served_route() -> None:
 def test_every_row_states_every_caller_and_public_routes_are_the_known_ones() -> None:
     for row in MATRIX:
         assert set(row.expect) == set(Caller), f"{row.key} does not state every caller"
-        if row.finds is None:
-            assert all(e.sees is None for e in row.expect.values()), f"{row.key} expects 'sees' but has no finds"
+        if row.check is None:
+            assert all(e.check is None for e in row.expect.values()), f"{row.key} expects a check but has none"
     public_rows = {row.key for row in MATRIX if row.is_public and not row.template.startswith("/schema")}
     assert public_rows == PUBLIC_ROUTES
 
@@ -349,14 +438,26 @@ async def test_authorization_matrix(world: World, row: Row) -> None:
         expected = row.expect[caller]
         call = await row.call(world)
         assert pattern.match(call.path), f"{call.path} does not match the row's template {row.template}"
-        response = await world.client.request(row.method, call.path, json=call.json, headers=world.headers(caller))
+        response = await world.client.request(
+            row.method,
+            call.path,
+            json=call.json,
+            content=call.content,
+            headers={**call.headers, **world.headers(caller)},
+        )
         code = None
         body: Any = None
-        if response.headers.get("content-type", "").startswith(("application/json", "application/problem+json")):
+        if response.content and response.headers.get("content-type", "").startswith(
+            ("application/json", "application/problem+json")
+        ):
             body = response.json()
             code = body.get("code") if isinstance(body, dict) and response.status_code >= 400 else None
-        sees = row.finds(world, body) if row.finds is not None and response.status_code == 200 else None
-        got = Expect(response.status_code, code if expected.code else None, sees if expected.sees is not None else None)
+        checked = row.check(world, body) if row.check is not None and response.status_code == 200 else None
+        if row.method == "HEAD":
+            expected = dataclasses.replace(expected, code=None)
+        got = Expect(
+            response.status_code, code if expected.code else None, checked if expected.check is not None else None
+        )
         if got != expected:
             mismatches.append(f"  {caller:<10} expected {expected}, got {got} ({response.text[:160]})")
     assert not mismatches, f"{row.method} {row.template}:\n" + "\n".join(mismatches)
