@@ -1,0 +1,120 @@
+"""``fieldsync serve`` on embedded defaults: it starts its own PostgreSQL under the data directory,
+shares it with CLI commands run meanwhile, stops it on SIGINT and SIGTERM without leaving a
+postgres process behind, and finds its data again on the next start."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.server import ServerProcess, cli, postgres_pids
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A fresh data directory under /tmp (the embedded cluster runs as another user, who cannot
+    enter /root)."""
+    path = Path(tempfile.mkdtemp(prefix="fieldsync-e2e-serve-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        for pid in postgres_pids(path):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _postmaster_pid(data_dir: Path) -> int:
+    return int((data_dir / "pg" / "postmaster.pid").read_text().splitlines()[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _assert_no_postgres_left(data_dir: Path, postmaster: int) -> None:
+    deadline = time.monotonic() + 15
+    while (postgres_pids(data_dir) or _alive(postmaster)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert postgres_pids(data_dir) == [], "a postgres process naming the data directory outlived the server"
+    assert not _alive(postmaster), "the embedded postmaster outlived the server"
+    assert not (data_dir / "pg" / "postmaster.pid").exists(), "postgres did not shut down cleanly"
+
+
+def _me(server: ServerProcess, token: str) -> httpx.Response:
+    return httpx.get(f"{server.base_url}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def _stop(server: ServerProcess, sig: int) -> None:
+    """Signal the server and check it shut down gracefully: uvicorn finishes the lifespan, then
+    re-raises the signal, so SIGTERM ends with the conventional 'terminated by SIGTERM' status."""
+    code = server.stop(sig, timeout_s=40)
+    assert code in (0, 128 + sig, -sig), f"exit status {code}"
+    stderr = server.process.stderr.read().decode() if server.process.stderr else ""
+    assert "Traceback" not in stderr, stderr
+
+
+def test_serve_on_embedded_postgres_stops_cleanly_and_reuses_its_data(data_dir: Path) -> None:
+    first = ServerProcess(data_dir)
+    try:
+        first.wait_ready(timeout_s=90)
+        ready = httpx.get(f"{first.base_url}/readyz", timeout=10)
+        assert ready.json()["checks"]["database"] == "ok"
+        postmaster = _postmaster_pid(data_dir)
+        assert postmaster in postgres_pids(data_dir), "the embedded cluster does not run under the data directory"
+
+        added = cli(data_dir, "user", "add", "e2e-admin", "--role", "admin", "--jurisdiction", "140400", "--token")
+        token = added.stdout.strip().splitlines()[-1]
+        assert token.startswith("fsu_")
+
+        me = _me(first, token)
+        assert me.status_code == 200, me.text
+        assert me.json()["username"] == "e2e-admin"
+        assert _alive(postmaster), "the CLI stopped the cluster the server still uses"
+        assert httpx.get(f"{first.base_url}/readyz", timeout=10).status_code == 200
+    except BaseException:
+        first.kill()
+        raise
+
+    _stop(first, signal.SIGINT)
+    _assert_no_postgres_left(data_dir, postmaster)
+
+    second = ServerProcess(data_dir)
+    try:
+        second.wait_ready(timeout_s=90)
+        me = _me(second, token)
+        assert me.status_code == 200, me.text
+        assert me.json()["username"] == "e2e-admin"
+        users = httpx.get(
+            f"{second.base_url}/v1/users", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        ).json()["items"]
+        assert [u["username"] for u in users] == ["e2e-admin"]
+        postmaster = _postmaster_pid(data_dir)
+    except BaseException:
+        second.kill()
+        raise
+
+    _stop(second, signal.SIGTERM)
+    _assert_no_postgres_left(data_dir, postmaster)
+
+
+def test_cli_alone_starts_and_stops_the_embedded_cluster(data_dir: Path) -> None:
+    """Without a server, a CLI command starts the cluster for itself and stops it when done."""
+    cli(data_dir, "migrate")
+    added = cli(data_dir, "user", "add", "e2e-insp", "--role", "inspector", "--jurisdiction", "140431", "--token")
+    assert added.stdout.strip().splitlines()[-1].startswith("fsu_")
+    assert postgres_pids(data_dir) == []
+    assert not (data_dir / "pg" / "postmaster.pid").exists()
