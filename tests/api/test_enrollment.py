@@ -137,3 +137,16 @@ async def test_concurrent_bad_codes_cannot_outrun_the_throttle(client, settings)
     statuses = [r.status_code for r in responses]
     assert statuses.count(401) <= settings.throttle_max_failures, statuses
     assert statuses.count(429) == attempts - statuses.count(401)
+
+
+async def test_one_code_enrolls_exactly_one_device_under_concurrency(client, county, conn, settings):
+    supervisor, inspector = county
+    code = await _code(client, supervisor, inspector.username)
+    attempts = settings.throttle_max_failures
+    responses = await asyncio.gather(
+        *(client.post("/v1/devices/enroll", json={"code": code, "label": f"phone {i}"}) for i in range(attempts))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [401] * (attempts - 1), statuses
+    assert {problem(r)["code"] for r in responses if r.status_code == 401} == {"enrollment.used"}
+    assert await conn.fetchval("SELECT count(*) FROM devices WHERE user_id = $1", inspector.user_id) == 1
