@@ -81,7 +81,7 @@ class MediaController(Controller):
         operation_class=_UploadOperation,
         responses={
             200: ResponseSpec(data_container=MediaRead, description="Already known", generate_examples=False),
-            **problem_responses(400, 401, 413, 415, 422),
+            **problem_responses(400, 401, 404, 413, 415, 422),
         },
     )
     async def upload(
@@ -102,7 +102,7 @@ class MediaController(Controller):
     @head(
         "/{sha256:str}",
         summary="200 if the server holds this photo, 404 if not",
-        responses=problem_responses(401, 404),
+        responses=problem_responses(400, 401, 404),
     )
     async def exists(self, sha256: Sha256Path, principal: Principal, conn: asyncpg.Connection) -> Response[None]:
         if not await media.exists(conn, sha256):
@@ -124,7 +124,7 @@ class MediaController(Controller):
         responses={
             200: ResponseSpec(data_container=bytes, description="The original bytes", generate_examples=False),
             307: ResponseSpec(data_container=None, description="Presigned URL of the original"),
-            **problem_responses(401, 404),
+            **problem_responses(400, 401, 404),
         },
         media_type="application/octet-stream",
     )
@@ -138,7 +138,7 @@ class MediaController(Controller):
         "/{sha256:str}/preview",
         summary="A ≤1280 px JPEG, oriented, with every metadata block stripped",
         responses={200: ResponseSpec(data_container=bytes, description="JPEG", generate_examples=False),
-                   **problem_responses(401, 404)},
+                   **problem_responses(400, 401, 404)},
         media_type="image/jpeg",
     )
     async def preview(
@@ -150,7 +150,7 @@ class MediaController(Controller):
         "/{sha256:str}/thumbnail",
         summary="A ≤320 px JPEG, oriented, with every metadata block stripped",
         responses={200: ResponseSpec(data_container=bytes, description="JPEG", generate_examples=False),
-                   **problem_responses(401, 404)},
+                   **problem_responses(400, 401, 404)},
         media_type="image/jpeg",
     )
     async def thumbnail(
