@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
 from fieldsync.settings import Settings
-from tests.support import MutableClock, make_user, problem
+from tests.support import Actor, MutableClock, make_user, problem
 
 PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
-async def alice(conn: asyncpg.Connection, clock: MutableClock):
+async def alice(conn: asyncpg.Connection, clock: MutableClock) -> Actor:
     return await make_user(
         conn, role="supervisor", jurisdiction="140431", username="alice", password=PASSWORD, now=clock.now()
     )
@@ -27,7 +28,7 @@ async def _login(client: httpx.AsyncClient, username: str, password: str) -> htt
     return await client.post("/v1/auth/login", json={"username": username, "password": password})
 
 
-async def test_login_returns_a_session_token_that_authenticates(client, alice, clock, settings: Settings):
+async def test_login_returns_a_session_token_that_authenticates(client: httpx.AsyncClient, alice: Actor, clock: MutableClock, settings: Settings) -> None:
     response = await _login(client, "alice", PASSWORD)
 
     assert response.status_code == 200, response.text
@@ -40,12 +41,12 @@ async def test_login_returns_a_session_token_that_authenticates(client, alice, c
     assert me.json()["username"] == "alice"
 
 
-async def test_login_username_is_case_insensitive(client, alice):
+async def test_login_username_is_case_insensitive(client: httpx.AsyncClient, alice: Actor) -> None:
     response = await _login(client, "ALICE", PASSWORD)
     assert response.status_code == 200, response.text
 
 
-async def test_wrong_password_and_unknown_user_answer_the_same(client, alice):
+async def test_wrong_password_and_unknown_user_answer_the_same(client: httpx.AsyncClient, alice: Actor) -> None:
     wrong = await _login(client, "alice", "not the password")
     unknown = await _login(client, "nobody", PASSWORD)
 
@@ -56,7 +57,7 @@ async def test_wrong_password_and_unknown_user_answer_the_same(client, alice):
     assert problem(wrong)["detail"] == problem(unknown)["detail"]
 
 
-async def test_user_without_password_cannot_log_in(client, conn, clock):
+async def test_user_without_password_cannot_log_in(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock) -> None:
     await make_user(conn, role="inspector", jurisdiction="140431", username="nopass", now=clock.now())
     response = await _login(client, "nopass", "")
     assert response.status_code == 400
@@ -65,7 +66,7 @@ async def test_user_without_password_cannot_log_in(client, conn, clock):
     assert problem(response)["code"] == "auth.bad_credentials"
 
 
-async def test_disabled_user_cannot_log_in_and_loses_its_sessions(client, conn, alice, clock):
+async def test_disabled_user_cannot_log_in_and_loses_its_sessions(client: httpx.AsyncClient, conn: asyncpg.Connection, alice: Actor, clock: MutableClock) -> None:
     token = (await _login(client, "alice", PASSWORD)).json()["token"]
     await conn.execute("UPDATE users SET disabled_at = $1 WHERE username = 'alice'", clock.now())
 
@@ -77,7 +78,7 @@ async def test_disabled_user_cannot_log_in_and_loses_its_sessions(client, conn, 
     assert problem(me)["code"] == "auth.revoked"
 
 
-async def test_expired_session_token_is_refused_as_expired(client, alice, clock, settings: Settings):
+async def test_expired_session_token_is_refused_as_expired(client: httpx.AsyncClient, alice: Actor, clock: MutableClock, settings: Settings) -> None:
     token = (await _login(client, "alice", PASSWORD)).json()["token"]
     headers = {"Authorization": f"Bearer {token}"}
 
@@ -95,13 +96,13 @@ async def test_expired_session_token_is_refused_as_expired(client, alice, clock,
     "authorization",
     ["Bearer fsu_not-a-real-token", "Bearer fsd_not-a-real-token", "Bearer something", "Basic YWxpY2U6cHc=", "Bearer"],
 )
-async def test_unknown_or_malformed_tokens_are_invalid(client, authorization: str):
+async def test_unknown_or_malformed_tokens_are_invalid(client: httpx.AsyncClient, authorization: str) -> None:
     response = await client.get("/v1/me", headers={"Authorization": authorization})
     assert response.status_code == 401
     assert problem(response)["code"] == "auth.invalid_token"
 
 
-async def test_token_in_the_url_is_never_accepted(client, alice):
+async def test_token_in_the_url_is_never_accepted(client: httpx.AsyncClient, alice: Actor) -> None:
     token = (await _login(client, "alice", PASSWORD)).json()["token"]
     for query in (f"token={token}", f"access_token={token}"):
         response = await client.get(f"/v1/me?{query}")
@@ -109,7 +110,7 @@ async def test_token_in_the_url_is_never_accepted(client, alice):
         assert problem(response)["code"] == "auth.required"
 
 
-async def test_repeated_bad_passwords_are_throttled_with_retry_after(client, alice, settings: Settings):
+async def test_repeated_bad_passwords_are_throttled_with_retry_after(client: httpx.AsyncClient, alice: Actor, settings: Settings) -> None:
     for _ in range(settings.throttle_max_failures):
         assert (await _login(client, "alice", "wrong password")).status_code == 401
 
@@ -121,7 +122,7 @@ async def test_repeated_bad_passwords_are_throttled_with_retry_after(client, ali
     assert 0 < retry_after <= settings.throttle_window_s + 1
 
 
-async def test_throttle_lifts_after_the_window(client, alice, clock, settings: Settings):
+async def test_throttle_lifts_after_the_window(client: httpx.AsyncClient, alice: Actor, clock: MutableClock, settings: Settings) -> None:
     for _ in range(settings.throttle_max_failures):
         await _login(client, "alice", "wrong password")
     throttled = await _login(client, "alice", PASSWORD)
@@ -132,7 +133,7 @@ async def test_throttle_lifts_after_the_window(client, alice, clock, settings: S
     assert (await _login(client, "alice", PASSWORD)).status_code == 200
 
 
-async def test_throttle_is_per_username(client, conn, alice, clock, settings: Settings):
+async def test_throttle_is_per_username(client: httpx.AsyncClient, conn: asyncpg.Connection, alice: Actor, clock: MutableClock, settings: Settings) -> None:
     await make_user(conn, role="inspector", jurisdiction="140431", username="bob", password=PASSWORD, now=clock.now())
     for _ in range(settings.throttle_max_failures):
         await _login(client, "alice", "wrong password")
@@ -140,7 +141,7 @@ async def test_throttle_is_per_username(client, conn, alice, clock, settings: Se
     assert (await _login(client, "bob", PASSWORD)).status_code == 200
 
 
-async def test_successful_login_resets_the_failure_count(client, alice, settings: Settings):
+async def test_successful_login_resets_the_failure_count(client: httpx.AsyncClient, alice: Actor, settings: Settings) -> None:
     for _ in range(settings.throttle_max_failures - 1):
         await _login(client, "alice", "wrong password")
     assert (await _login(client, "alice", PASSWORD)).status_code == 200
@@ -149,7 +150,7 @@ async def test_successful_login_resets_the_failure_count(client, alice, settings
     assert (await _login(client, "alice", PASSWORD)).status_code == 200
 
 
-async def test_concurrent_bad_passwords_cannot_outrun_the_throttle(client, alice, settings: Settings):
+async def test_concurrent_bad_passwords_cannot_outrun_the_throttle(client: httpx.AsyncClient, alice: Actor, settings: Settings) -> None:
     """Guesses sent in parallel are counted before they are checked, not after."""
     attempts = settings.throttle_max_failures * 4
     responses = await asyncio.gather(*(_login(client, "alice", f"guess {i}") for i in range(attempts)))
@@ -159,7 +160,7 @@ async def test_concurrent_bad_passwords_cannot_outrun_the_throttle(client, alice
     assert statuses.count(429) == attempts - statuses.count(401)
 
 
-async def test_password_is_stored_as_argon2_hash_only(client, conn, clock):
+async def test_password_is_stored_as_argon2_hash_only(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock) -> None:
     admin = await make_user(conn, role="admin", jurisdiction="140000", now=clock.now())
     secret = "a-very-memorable-password-42"
     created = await client.post(
@@ -177,7 +178,7 @@ async def test_password_is_stored_as_argon2_hash_only(client, conn, clock):
     assert (await _login(client, "carol", secret)).status_code == 200
 
 
-async def test_session_and_device_tokens_are_stored_only_as_hashes(client, conn, alice, clock):
+async def test_session_and_device_tokens_are_stored_only_as_hashes(client: httpx.AsyncClient, conn: asyncpg.Connection, alice: Actor, clock: MutableClock) -> None:
     token = (await _login(client, "alice", PASSWORD)).json()["token"]
     inspector = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
     alice_headers = {"Authorization": f"Bearer {(await _login(client, 'alice', PASSWORD)).json()['token']}"}
@@ -213,7 +214,7 @@ async def test_session_and_device_tokens_are_stored_only_as_hashes(client, conn,
         [],
     ],
 )
-async def test_invalid_login_bodies_answer_400(client, alice, body):
+async def test_invalid_login_bodies_answer_400(client: httpx.AsyncClient, alice: Actor, body: Any) -> None:
     response = await client.post("/v1/auth/login", json=body)
     assert response.status_code == 400, response.text
     assert problem(response)["code"] == "request.invalid"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -22,13 +23,13 @@ async def admin(conn: asyncpg.Connection, clock: MutableClock) -> Actor:
     return await make_user(conn, role="admin", jurisdiction="140000", now=clock.now())
 
 
-async def test_healthz_answers_ok(client):
+async def test_healthz_answers_ok(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-async def test_readyz_reports_the_database_ok(client):
+async def test_readyz_reports_the_database_ok(client: httpx.AsyncClient) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
     body = response.json()
@@ -36,24 +37,28 @@ async def test_readyz_reports_the_database_ok(client):
     assert body["checks"]["database"] == "ok"
 
 
+class Outage:
+    """Make one database refuse new connections and cut the existing ones, then undo it."""
+
+    def __init__(self, admin: asyncpg.Connection, name: str) -> None:
+        self.admin = admin
+        self.name = name
+
+    async def start(self) -> None:
+        await self.admin.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
+        await self.admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            self.name,
+        )
+
+    async def end(self) -> None:
+        await self.admin.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+
+
 @pytest.fixture
-async def database_refusing(pg_server_url: str, database_url: str) -> AsyncIterator[object]:
-    """Make the test database refuse new connections and cut the existing ones; undo on demand."""
-    name = urlsplit(database_url).path.lstrip("/")
+async def database_refusing(pg_server_url: str, database_url: str) -> AsyncIterator[Outage]:
     admin = await asyncpg.connect(pg_server_url)
-
-    class Outage:
-        async def start(self) -> None:
-            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                name,
-            )
-
-        async def end(self) -> None:
-            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-
-    outage = Outage()
+    outage = Outage(admin, urlsplit(database_url).path.lstrip("/"))
     try:
         yield outage
     finally:
@@ -61,7 +66,7 @@ async def database_refusing(pg_server_url: str, database_url: str) -> AsyncItera
         await admin.close()
 
 
-async def test_readyz_answers_503_naming_the_database_while_it_is_unreachable(client, database_refusing):
+async def test_readyz_answers_503_naming_the_database_while_it_is_unreachable(client: httpx.AsyncClient, database_refusing: Outage) -> None:
     assert (await client.get("/readyz")).status_code == 200
 
     await database_refusing.start()
@@ -76,7 +81,7 @@ async def test_readyz_answers_503_naming_the_database_while_it_is_unreachable(cl
     assert (await client.get("/readyz")).status_code == 200
 
 
-async def test_requests_needing_the_database_answer_503_while_it_is_unreachable(client, admin, database_refusing):
+async def test_requests_needing_the_database_answer_503_while_it_is_unreachable(client: httpx.AsyncClient, admin: Actor, database_refusing: Outage) -> None:
     assert (await client.get("/v1/me", headers=admin.headers)).status_code == 200
 
     await database_refusing.start()
@@ -97,7 +102,7 @@ _WAITING_DEVICE_UPDATE = """
 """
 
 
-async def test_connection_killed_in_the_middle_of_a_request_answers_503(client, conn, clock, admin, pg_server_url):
+async def test_connection_killed_in_the_middle_of_a_request_answers_503(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock, admin: Actor, pg_server_url: str) -> None:
     """The device's 'last seen' update waits on a row lock; its backend is killed while it waits."""
     inspector = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
     device = await make_device(conn, inspector, principal_of(admin, "/"), now=clock.now())
@@ -132,7 +137,7 @@ def _count(samples: dict[tuple[tuple[str, str], ...], float], route: str, method
     return samples.get((("method", method), ("route", route), ("status", str(status))), 0.0)
 
 
-async def test_metrics_is_prometheus_text_counting_requests_by_route_template_and_status(client, admin):
+async def test_metrics_is_prometheus_text_counting_requests_by_route_template_and_status(client: httpx.AsyncClient, admin: Actor) -> None:
     device_id = uuid.uuid4()
     await client.get("/healthz")
     await client.get("/healthz")
@@ -155,7 +160,7 @@ async def test_metrics_is_prometheus_text_counting_requests_by_route_template_an
     assert latency[(("method", "GET"), ("route", "/healthz"))] == 2
 
 
-async def test_metrics_counts_grow_between_scrapes(client):
+async def test_metrics_counts_grow_between_scrapes(client: httpx.AsyncClient) -> None:
     first = _samples((await client.get("/metrics")).text, "fieldsync_http_requests_total")
     await client.get("/readyz")
     second = _samples((await client.get("/metrics")).text, "fieldsync_http_requests_total")
@@ -177,7 +182,7 @@ def _request_ids(response: httpx.Response) -> list[str]:
         ("POST", "/v1/auth/login", {"content": b"{", "headers": {"content-type": "application/json"}}, 400),
     ],
 )
-async def test_every_response_carries_one_request_id(client, method, path, kwargs, status):
+async def test_every_response_carries_one_request_id(client: httpx.AsyncClient, method: str, path: str, kwargs: dict[str, Any], status: int) -> None:
     response = await client.request(method, path, **kwargs)
     assert response.status_code == status
     ids = _request_ids(response)
@@ -187,7 +192,7 @@ async def test_every_response_carries_one_request_id(client, method, path, kwarg
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [("GET", "/healthz", 200), ("GET", "/v1/me", 401), ("GET", "/nowhere", 404)])
-async def test_valid_incoming_request_id_is_echoed(client, method, path, status):
+async def test_valid_incoming_request_id_is_echoed(client: httpx.AsyncClient, method: str, path: str, status: int) -> None:
     response = await client.request(method, path, headers={"X-Request-ID": "edge-7f3a.42_b"})
     assert response.status_code == status
     assert _request_ids(response) == ["edge-7f3a.42_b"]
@@ -196,19 +201,19 @@ async def test_valid_incoming_request_id_is_echoed(client, method, path, status)
 
 
 @pytest.mark.parametrize("incoming", ["has space", "x" * 65, "semi;colon", ""])
-async def test_invalid_incoming_request_id_is_replaced(client, incoming):
+async def test_invalid_incoming_request_id_is_replaced(client: httpx.AsyncClient, incoming: str) -> None:
     response = await client.get("/healthz", headers={"X-Request-ID": incoming})
     ids = _request_ids(response)
     assert len(ids) == 1
     assert ids[0] != incoming and len(ids[0]) >= 16
 
 
-async def test_request_ids_differ_between_requests(client):
+async def test_request_ids_differ_between_requests(client: httpx.AsyncClient) -> None:
     ids = {_request_ids(await client.get("/healthz"))[0] for _ in range(5)}
     assert len(ids) == 5
 
 
-async def test_malformed_json_is_400_request_invalid(client):
+async def test_malformed_json_is_400_request_invalid(client: httpx.AsyncClient) -> None:
     response = await client.post("/v1/auth/login", content=b'{"username": "a",', headers={"content-type": "application/json"})
     assert response.status_code == 400
     body = problem(response)
@@ -230,7 +235,7 @@ async def test_malformed_json_is_400_request_invalid(client):
         ("/v1/devices/enroll", {"code": "AAAA-BBBB-CCCC"}, "label"),
     ],
 )
-async def test_wrong_types_and_unknown_enum_values_are_400_naming_the_field(client, admin, path, body, field):
+async def test_wrong_types_and_unknown_enum_values_are_400_naming_the_field(client: httpx.AsyncClient, admin: Actor, path: str, body: Any, field: str) -> None:
     response = await client.post(path, json=body, headers=admin.headers)
     assert response.status_code == 400, response.text
     document = problem(response)
@@ -247,7 +252,7 @@ async def test_wrong_types_and_unknown_enum_values_are_400_naming_the_field(clie
         ("/v1/devices", {"limit": "99999999999999999999999"}, "limit"),
     ],
 )
-async def test_bad_query_parameters_are_400_naming_the_parameter(client, admin, path, params, field):
+async def test_bad_query_parameters_are_400_naming_the_parameter(client: httpx.AsyncClient, admin: Actor, path: str, params: dict[str, str], field: str) -> None:
     response = await client.get(path, params=params, headers=admin.headers)
     assert response.status_code == 400, response.text
     document = problem(response)
@@ -255,14 +260,14 @@ async def test_bad_query_parameters_are_400_naming_the_parameter(client, admin, 
     assert field in (document.get("field"), *(e.get("field") for e in document.get("errors", [])))
 
 
-async def test_body_over_the_json_limit_is_413_problem(client, settings: Settings):
+async def test_body_over_the_json_limit_is_413_problem(client: httpx.AsyncClient, settings: Settings) -> None:
     oversized = b'{"username": "' + b"a" * settings.max_json_bytes + b'", "password": "x"}'
     response = await client.post("/v1/auth/login", content=oversized, headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert problem(response)["code"] == "request.too_large"
 
 
-async def test_streamed_body_over_the_json_limit_without_length_is_413_problem(client, settings: Settings):
+async def test_streamed_body_over_the_json_limit_without_length_is_413_problem(client: httpx.AsyncClient, settings: Settings) -> None:
     chunk = b"a" * 65536
     chunks = settings.max_json_bytes // len(chunk) + 2
 
@@ -277,13 +282,13 @@ async def test_streamed_body_over_the_json_limit_without_length_is_413_problem(c
     assert problem(response)["code"] == "request.too_large"
 
 
-async def test_unknown_route_is_404_problem(client):
+async def test_unknown_route_is_404_problem(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/nothing-here")
     assert response.status_code == 404
     assert problem(response)["code"] == "not_found"
 
 
-async def test_wrong_method_is_405_problem_with_allow(client):
+async def test_wrong_method_is_405_problem_with_allow(client: httpx.AsyncClient) -> None:
     response = await client.put("/v1/me")
     assert response.status_code == 405
     assert problem(response)["code"] == "request.method_not_allowed"
@@ -294,7 +299,7 @@ async def test_wrong_method_is_405_problem_with_allow(client):
     "content",
     [b"", b"null", b"[]", b"\"text\"", b"{\"username\": \"\\u0000\"}", b"\xff\xfe", b"1e999", b"{" * 10000],
 )
-async def test_odd_bodies_never_give_a_500(client, admin, content):
+async def test_odd_bodies_never_give_a_500(client: httpx.AsyncClient, admin: Actor, content: bytes) -> None:
     for path in ("/v1/auth/login", "/v1/users", "/v1/enrollments", "/v1/devices/enroll"):
         response = await client.post(path, content=content, headers={"content-type": "application/json", **admin.headers})
         assert 400 <= response.status_code < 500, (path, response.status_code, response.text)

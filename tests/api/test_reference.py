@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncpg
+import httpx
 import pytest
 
-from tests.support import make_user, problem
+from tests.support import Actor, MutableClock, make_user, problem
 
 CHANGZHI_COUNTIES = {
     "140403", "140404", "140405", "140406", "140423", "140425",
@@ -12,13 +14,13 @@ CHANGZHI_COUNTIES = {
 }
 
 
-async def _codes(client, actor, **params) -> list[str]:
+async def _codes(client: httpx.AsyncClient, actor: Actor, **params: str) -> list[str]:
     response = await client.get("/v1/jurisdictions", params=params, headers=actor.headers)
     assert response.status_code == 200, response.text
     return [item["code"] for item in response.json()]
 
 
-async def test_all_provinces_and_changzhi_with_its_counties_are_seeded(client, conn, clock):
+async def test_all_provinces_and_changzhi_with_its_counties_are_seeded(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock) -> None:
     inspector = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
     response = await client.get("/v1/jurisdictions", headers=inspector.headers)
     by_code = {item["code"]: item for item in response.json()}
@@ -38,26 +40,26 @@ async def test_all_provinces_and_changzhi_with_its_counties_are_seeded(client, c
         ("supervisor", "140400", {"140400"} | CHANGZHI_COUNTIES),
     ],
 )
-async def test_scope_mine_lists_only_the_callers_subtree(client, conn, clock, role, home, expected):
+async def test_scope_mine_lists_only_the_callers_subtree(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock, role: str, home: str, expected: set[str]) -> None:
     actor = await make_user(conn, role=role, jurisdiction=home, now=clock.now())
     assert set(await _codes(client, actor, scope="mine")) == expected
     assert len(await _codes(client, actor, scope="all")) > len(expected)
     assert await _codes(client, actor) == await _codes(client, actor, scope="all")
 
 
-async def test_scope_mine_of_an_admin_is_everything(client, conn, clock):
+async def test_scope_mine_of_an_admin_is_everything(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock) -> None:
     admin = await make_user(conn, role="admin", jurisdiction="140431", now=clock.now())
     assert await _codes(client, admin, scope="mine") == await _codes(client, admin, scope="all")
 
 
-async def test_unknown_scope_is_400(client, conn, clock):
+async def test_unknown_scope_is_400(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock) -> None:
     inspector = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
     response = await client.get("/v1/jurisdictions", params={"scope": "country"}, headers=inspector.headers)
     assert response.status_code == 400
     assert problem(response)["code"] == "request.invalid"
 
 
-async def test_categories_cover_the_spec_and_filter_by_kind(client, conn, clock):
+async def test_categories_cover_the_spec_and_filter_by_kind(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock) -> None:
     inspector = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
     everything = (await client.get("/v1/categories", headers=inspector.headers)).json()
     hazard = (await client.get("/v1/categories", params={"kind": "hazard"}, headers=inspector.headers)).json()

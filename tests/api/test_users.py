@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import httpx
 import pytest
@@ -24,7 +26,7 @@ async def _create(client: httpx.AsyncClient, actor: Actor, **body: object) -> ht
     return await client.post("/v1/users", json=body, headers=actor.headers)
 
 
-async def test_admin_creates_users_of_any_role_anywhere(client, admin):
+async def test_admin_creates_users_of_any_role_anywhere(client: httpx.AsyncClient, admin: Actor) -> None:
     for username, role, jurisdiction in [
         ("s-admin", "admin", "110000"),
         ("s-sup", "supervisor", "140100"),
@@ -43,7 +45,7 @@ async def test_admin_creates_users_of_any_role_anywhere(client, admin):
         assert "password" not in body and "password_hash" not in body
 
 
-async def test_created_user_can_log_in_with_its_password(client, admin):
+async def test_created_user_can_log_in_with_its_password(client: httpx.AsyncClient, admin: Actor) -> None:
     created = await _create(
         client, admin, username="wang.li", role="inspector", jurisdiction="140431", password="mountain-pass-9"
     )
@@ -54,7 +56,7 @@ async def test_created_user_can_log_in_with_its_password(client, admin):
     assert me.json()["user_id"] == created.json()["id"]
 
 
-async def test_supervisor_creates_inspectors_in_its_subtree(client, city_supervisor):
+async def test_supervisor_creates_inspectors_in_its_subtree(client: httpx.AsyncClient, city_supervisor: Actor) -> None:
     for jurisdiction in ("140400", "140431"):
         response = await _create(
             client, city_supervisor, username=f"insp-{jurisdiction}", role="inspector", jurisdiction=jurisdiction
@@ -63,7 +65,7 @@ async def test_supervisor_creates_inspectors_in_its_subtree(client, city_supervi
 
 
 @pytest.mark.parametrize("role", ["supervisor", "admin"])
-async def test_supervisor_cannot_create_other_roles(client, conn, city_supervisor, role):
+async def test_supervisor_cannot_create_other_roles(client: httpx.AsyncClient, conn: asyncpg.Connection, city_supervisor: Actor, role: str) -> None:
     response = await _create(client, city_supervisor, username="ambitious", role=role, jurisdiction="140431")
     assert response.status_code == 403
     assert problem(response)["code"] == "auth.forbidden"
@@ -71,7 +73,7 @@ async def test_supervisor_cannot_create_other_roles(client, conn, city_superviso
 
 
 @pytest.mark.parametrize("jurisdiction", ["140100", "140000", "110000"])
-async def test_supervisor_cannot_create_outside_its_subtree(client, conn, city_supervisor, jurisdiction):
+async def test_supervisor_cannot_create_outside_its_subtree(client: httpx.AsyncClient, conn: asyncpg.Connection, city_supervisor: Actor, jurisdiction: str) -> None:
     response = await _create(client, city_supervisor, username="faraway", role="inspector", jurisdiction=jurisdiction)
     assert response.status_code == 403
     body = problem(response)
@@ -80,21 +82,21 @@ async def test_supervisor_cannot_create_outside_its_subtree(client, conn, city_s
     assert await conn.fetchval("SELECT count(*) FROM users WHERE username = 'faraway'") == 0
 
 
-async def test_inspector_cannot_create_users(client, conn, clock):
+async def test_inspector_cannot_create_users(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock) -> None:
     inspector = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
     response = await _create(client, inspector, username="sidekick", role="inspector", jurisdiction="140431")
     assert response.status_code == 403
     assert problem(response)["code"] == "auth.forbidden"
 
 
-async def test_device_cannot_create_users(client, conn, clock, city_supervisor):
+async def test_device_cannot_create_users(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock, city_supervisor: Actor) -> None:
     inspector = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
     device = await make_device(conn, inspector, principal_of(city_supervisor, "/140000/140400/"), now=clock.now())
     response = await _create(client, device, username="sidekick", role="inspector", jurisdiction="140431")
     assert response.status_code == 403
 
 
-async def test_duplicate_username_is_a_conflict_whatever_the_case(client, admin):
+async def test_duplicate_username_is_a_conflict_whatever_the_case(client: httpx.AsyncClient, admin: Actor) -> None:
     first = await _create(client, admin, username="Zhang.Wei", role="inspector", jurisdiction="140431")
     assert first.status_code == 201
     for username in ("Zhang.Wei", "zhang.wei", "ZHANG.WEI"):
@@ -103,7 +105,7 @@ async def test_duplicate_username_is_a_conflict_whatever_the_case(client, admin)
         assert problem(again)["code"] == "user.exists"
 
 
-async def test_unknown_jurisdiction_is_a_bad_request_naming_the_field(client, admin):
+async def test_unknown_jurisdiction_is_a_bad_request_naming_the_field(client: httpx.AsyncClient, admin: Actor) -> None:
     response = await _create(client, admin, username="lost", role="inspector", jurisdiction="999999")
     assert response.status_code == 400
     body = problem(response)
@@ -111,7 +113,7 @@ async def test_unknown_jurisdiction_is_a_bad_request_naming_the_field(client, ad
     assert body["field"] == "jurisdiction"
 
 
-async def test_supervisor_gets_the_same_answer_for_unknown_jurisdictions(client, city_supervisor):
+async def test_supervisor_gets_the_same_answer_for_unknown_jurisdictions(client: httpx.AsyncClient, city_supervisor: Actor) -> None:
     response = await _create(client, city_supervisor, username="lost", role="inspector", jurisdiction="999999")
     assert response.status_code == 400
     assert problem(response)["code"] == "jurisdiction.unknown"
@@ -131,7 +133,7 @@ async def test_supervisor_gets_the_same_answer_for_unknown_jurisdictions(client,
         ({"role": "inspector", "jurisdiction": "140431"}, "username"),
     ],
 )
-async def test_invalid_user_bodies_answer_400_naming_the_field(client, admin, body, field):
+async def test_invalid_user_bodies_answer_400_naming_the_field(client: httpx.AsyncClient, admin: Actor, body: Any, field: str) -> None:
     response = await client.post("/v1/users", json=body, headers=admin.headers)
     assert response.status_code == 400, response.text
     problem_body = problem(response)
@@ -157,7 +159,7 @@ async def _all_pages(client: httpx.AsyncClient, actor: Actor, limit: int) -> lis
         assert len(pages) < 50, "pagination does not terminate"
 
 
-async def test_user_list_pages_with_a_cursor_without_gaps_or_repeats(client, conn, clock, admin):
+async def test_user_list_pages_with_a_cursor_without_gaps_or_repeats(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock, admin: Actor) -> None:
     names = [f"Insp-{i:02d}" if i % 2 else f"insp-{i:02d}" for i in range(7)]
     for name in names:
         await make_user(conn, role="inspector", jurisdiction="140431", username=name, now=clock.now())
@@ -170,7 +172,7 @@ async def test_user_list_pages_with_a_cursor_without_gaps_or_repeats(client, con
     assert [len(page) for page in pages] == [3, 3, 2]
 
 
-async def test_exact_last_page_has_no_next_cursor(client, conn, clock, admin):
+async def test_exact_last_page_has_no_next_cursor(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock, admin: Actor) -> None:
     await make_user(conn, role="inspector", jurisdiction="140431", username="only-one", now=clock.now())
     response = await client.get("/v1/users", params={"limit": 2}, headers=admin.headers)
     assert response.status_code == 200
@@ -178,7 +180,7 @@ async def test_exact_last_page_has_no_next_cursor(client, conn, clock, admin):
     assert len(response.json()["items"]) == 2
 
 
-async def test_supervisor_lists_only_inspectors_in_its_subtree(client, conn, clock):
+async def test_supervisor_lists_only_inspectors_in_its_subtree(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock) -> None:
     county_sup = await make_user(conn, role="supervisor", jurisdiction="140431", username="qinyuan-sup", now=clock.now())
     for username, role, jurisdiction in [
         ("in-county", "inspector", "140431"),
@@ -194,14 +196,14 @@ async def test_supervisor_lists_only_inspectors_in_its_subtree(client, conn, clo
     assert [name for page in pages for name in page] == ["in-county"]
 
 
-async def test_admin_lists_users_of_every_role_everywhere(client, conn, clock, admin):
+async def test_admin_lists_users_of_every_role_everywhere(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock, admin: Actor) -> None:
     await make_user(conn, role="supervisor", jurisdiction="110000", username="beijing-sup", now=clock.now())
     await make_user(conn, role="inspector", jurisdiction="140431", username="qinyuan-insp", now=clock.now())
     pages = await _all_pages(client, admin, limit=500)
     assert {name for page in pages for name in page} == {admin.username, "beijing-sup", "qinyuan-insp"}
 
 
-async def test_inspector_cannot_list_users(client, conn, clock):
+async def test_inspector_cannot_list_users(client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock) -> None:
     inspector = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
     response = await client.get("/v1/users", headers=inspector.headers)
     assert response.status_code == 403
@@ -212,7 +214,7 @@ async def test_inspector_cannot_list_users(client, conn, clock):
     "params",
     [{"limit": "0"}, {"limit": "501"}, {"limit": "ten"}, {"cursor": "x" * 65}, {"cursor": "\u0000"}, {"cursor": "a\u0000b"}],
 )
-async def test_bad_list_parameters_answer_400(client, admin, params):
+async def test_bad_list_parameters_answer_400(client: httpx.AsyncClient, admin: Actor, params: dict[str, str]) -> None:
     response = await client.get("/v1/users", params=params, headers=admin.headers)
     assert response.status_code == 400, response.text
     assert problem(response)["code"] == "request.invalid"

@@ -35,7 +35,7 @@ async def _place(conn: asyncpg.Connection, code: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT code, parent_code, name_zh, name_en, level, path FROM jurisdictions WHERE code = $1", code)
 
 
-async def test_townships_are_added_with_derived_level_parent_and_path(conn):
+async def test_townships_are_added_with_derived_level_parent_and_path(conn: asyncpg.Connection) -> None:
     counts = await _import(conn, QINYUAN_TOWNS)
 
     assert (counts.added, counts.present) == (3, 0)
@@ -50,7 +50,7 @@ async def test_townships_are_added_with_derived_level_parent_and_path(conn):
     }
 
 
-async def test_importing_the_same_file_again_adds_nothing(conn):
+async def test_importing_the_same_file_again_adds_nothing(conn: asyncpg.Connection) -> None:
     await _import(conn, QINYUAN_TOWNS)
     before = await conn.fetch("SELECT * FROM jurisdictions ORDER BY code")
 
@@ -60,13 +60,13 @@ async def test_importing_the_same_file_again_adds_nothing(conn):
     assert await conn.fetch("SELECT * FROM jurisdictions ORDER BY code") == before
 
 
-async def test_existing_codes_are_left_untouched(conn):
+async def test_existing_codes_are_left_untouched(conn: asyncpg.Connection) -> None:
     counts = await _import(conn, "140431,别的名字,Other\n")
     assert (counts.added, counts.present) == (0, 1)
     assert (await _place(conn, "140431"))["name_zh"] == "沁源县"
 
 
-async def test_parent_may_come_earlier_in_the_same_file(conn):
+async def test_parent_may_come_earlier_in_the_same_file(conn: asyncpg.Connection) -> None:
     text = "130100,石家庄市,Shijiazhuang\n130102,长安区,Chang'an\n130102001000,建北街道,Jianbei,130102\n"
     counts = await _import(conn, text)
 
@@ -75,13 +75,13 @@ async def test_parent_may_come_earlier_in_the_same_file(conn):
     assert (await _place(conn, "130102001000"))["level"] == "township"
 
 
-async def test_municipal_district_without_a_city_level_hangs_under_the_province(conn):
+async def test_municipal_district_without_a_city_level_hangs_under_the_province(conn: asyncpg.Connection) -> None:
     await _import(conn, "110101,东城区,Dongcheng\n")
     district = await _place(conn, "110101")
     assert (district["parent_code"], district["level"], district["path"]) == ("110000", "county", "/110000/110101/")
 
 
-async def test_missing_parent_refuses_the_whole_file_naming_the_line(conn):
+async def test_missing_parent_refuses_the_whole_file_naming_the_line(conn: asyncpg.Connection) -> None:
     before = await conn.fetchval("SELECT count(*) FROM jurisdictions")
     text = "140431103000,韩洪乡,Hanhong\n999901,无名县,Nowhere\n"
 
@@ -91,7 +91,7 @@ async def test_missing_parent_refuses_the_whole_file_naming_the_line(conn):
     assert await conn.fetchval("SELECT count(*) FROM jurisdictions") == before
 
 
-async def test_county_never_skips_a_missing_city_of_an_ordinary_province(conn):
+async def test_county_never_skips_a_missing_city_of_an_ordinary_province(conn: asyncpg.Connection) -> None:
     """唐山市 comes later in the file: 路南区 must not silently hang under 河北省 instead."""
     with pytest.raises(errors.JurisdictionUnknown, match="line 1"):
         await _import(conn, "130202,路南区,Lunan\n130200,唐山市,Tangshan\n")
@@ -109,12 +109,12 @@ async def test_county_never_skips_a_missing_city_of_an_ordinary_province(conn):
         ("140431100000,沁河镇,Qinhe\n14043110100X,郭道镇,Guodao\n", "line 2"),
     ],
 )
-def test_malformed_lines_are_refused_naming_the_line(text, message):
+def test_malformed_lines_are_refused_naming_the_line(text: str, message: str) -> None:
     with pytest.raises(errors.InvalidInput, match=message):
         _rows(text)
 
 
-def test_header_and_blank_lines_are_optional():
+def test_header_and_blank_lines_are_optional() -> None:
     bare = _rows("140431100000,沁河镇,Qinhe\n\n")
     with_header = _rows("code,name_zh,name_en\n140431100000,沁河镇,Qinhe\n")
     assert [(r.code, r.name_zh, r.name_en, r.parent_code) for r in bare] == [
@@ -131,7 +131,7 @@ def _cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_imports_a_utf8_bom_file_and_is_rerunnable(database_url: str, tmp_path: Path):
+def test_cli_imports_a_utf8_bom_file_and_is_rerunnable(database_url: str, tmp_path: Path) -> None:
     csv_file = tmp_path / "towns.csv"
     csv_file.write_bytes("\ufeff".encode() + QINYUAN_TOWNS.encode())
 
@@ -145,7 +145,7 @@ def test_cli_imports_a_utf8_bom_file_and_is_rerunnable(database_url: str, tmp_pa
     assert "added 0 jurisdictions, 3 already present" in second.stdout
 
 
-def test_cli_refuses_a_bad_file_with_the_line_and_a_nonzero_status(database_url: str, tmp_path: Path):
+def test_cli_refuses_a_bad_file_with_the_line_and_a_nonzero_status(database_url: str, tmp_path: Path) -> None:
     csv_file = tmp_path / "bad.csv"
     csv_file.write_text("140431100000,沁河镇,Qinhe\n999901,无名县,Nowhere\n", encoding="utf-8")
 
@@ -156,7 +156,7 @@ def test_cli_refuses_a_bad_file_with_the_line_and_a_nonzero_status(database_url:
     assert "Traceback" not in result.stderr
 
 
-def test_cli_reports_an_unreadable_file(database_url: str, tmp_path: Path):
+def test_cli_reports_an_unreadable_file(database_url: str, tmp_path: Path) -> None:
     result = _cli("jurisdictions", "import", str(tmp_path / "missing.csv"), database_url=database_url)
     assert result.returncode == 2
     assert "cannot read" in result.stderr
