@@ -4,6 +4,7 @@ Prometheus metrics, request ids, and the problem documents for malformed or over
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,8 +13,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
+from fieldsync.logging import configure_logging
 from fieldsync.settings import Settings
 from tests.support import Actor, MutableClock, make_device, make_user, principal_of, problem
 
@@ -211,6 +214,25 @@ async def test_invalid_incoming_request_id_is_replaced(client: httpx.AsyncClient
 async def test_request_ids_differ_between_requests(client: httpx.AsyncClient) -> None:
     ids = {_request_ids(await client.get("/healthz"))[0] for _ in range(5)}
     assert len(ids) == 5
+
+
+async def test_each_request_logs_one_json_line_with_its_request_id(
+    client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(json=True, level="INFO")
+    try:
+        capsys.readouterr()
+        await client.get("/v1/me", headers={"X-Request-ID": "log-check-1"})
+        await client.get("/no/such/route", headers={"X-Request-ID": "log-check-2"})
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    finally:
+        structlog.reset_defaults()
+
+    requests = {line["request_id"]: line for line in lines if line.get("event") == "request"}
+    first = requests["log-check-1"]
+    assert (first["method"], first["route"], first["status"], first["level"]) == ("GET", "/v1/me", 401, "info")
+    assert requests["log-check-2"]["status"] == 404
+    assert "timestamp" in requests["log-check-1"] and "duration_ms" in requests["log-check-1"]
 
 
 async def test_malformed_json_is_400_request_invalid(client: httpx.AsyncClient) -> None:
