@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 import pytest
 import schemathesis
+import asyncpg
 import hypothesis
 from hypothesis import HealthCheck, settings
 from litestar import Litestar
@@ -111,7 +112,7 @@ schemathesis.serializer.alias("application/offset+octet-stream", "application/oc
 
 
 @pytest.fixture
-async def admin(conn: Any, clock: MutableClock) -> Actor:
+async def admin(conn: asyncpg.Connection, clock: MutableClock) -> Actor:
     return await make_user(conn, role="admin", jurisdiction="140400", now=clock.now())
 
 
