@@ -27,11 +27,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import hypothesis
 import msgspec
 import pytest
 import schemathesis
-import asyncpg
-import hypothesis
 from hypothesis import HealthCheck, settings
 from litestar import Litestar
 from litestar.types import Receive, Scope, Send
