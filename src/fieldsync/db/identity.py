@@ -29,7 +29,7 @@ async def get_session_principal(conn: asyncpg.Connection, token_hash: bytes) -> 
 async def get_device_principal(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"""
-        SELECT {_PRINCIPAL_COLUMNS}, d.id AS device_id, d.revoked_at
+        SELECT {_PRINCIPAL_COLUMNS}, d.id AS device_id, d.revoked_at, d.last_seen_at
         FROM devices d
         JOIN users u ON u.id = d.user_id
         JOIN jurisdictions j ON j.code = u.jurisdiction
@@ -39,15 +39,24 @@ async def get_device_principal(conn: asyncpg.Connection, token_hash: bytes) -> a
     )
 
 
+DEVICE_SEEN_EVERY = dt.timedelta(minutes=5)
+
+
+def device_seen_due(last_seen_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether ``mark_device_seen`` would write: callers skip the statement when it would not."""
+    return last_seen_at is None or last_seen_at < now - DEVICE_SEEN_EVERY
+
+
 async def mark_device_seen(conn: asyncpg.Connection, device_id: uuid.UUID, now: dt.datetime) -> None:
     """Record a device's last request, at most once every five minutes (no write per request)."""
     await conn.execute(
         """
         UPDATE devices SET last_seen_at = $2
-        WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $2::timestamptz - interval '5 minutes')
+        WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $2::timestamptz - $3::interval)
         """,
         device_id,
         now,
+        DEVICE_SEEN_EVERY,
     )
 
 

@@ -61,6 +61,23 @@ async def list_categories(conn: asyncpg.Connection, *, kind: str | None) -> list
     )
 
 
-async def jurisdiction_paths(conn: asyncpg.Connection, codes: list[str]) -> dict[str, str]:
-    rows = await conn.fetch("SELECT code, path FROM jurisdictions WHERE code = ANY($1::text[])", codes)
-    return {row["code"]: row["path"] for row in rows}
+async def lookup(
+    conn: asyncpg.Connection, *, categories: list[tuple[str, str]], jurisdictions: list[str]
+) -> tuple[set[tuple[str, str]], dict[str, str]]:
+    """Which of these (kind, code) categories exist, and the paths of these jurisdiction codes.
+
+    One statement for both, because report ingest asks on every request.
+    """
+    rows = await conn.fetch(
+        """
+        SELECT c.kind, c.code, NULL::text AS path
+        FROM categories c JOIN unnest($1::text[], $2::text[]) AS k(kind, code) ON k.kind = c.kind AND k.code = c.code
+        UNION ALL
+        SELECT NULL, j.code, j.path FROM jurisdictions j WHERE j.code = ANY($3::text[])
+        """,
+        [kind for kind, _ in categories],
+        [code for _, code in categories],
+        jurisdictions,
+    )
+    found = {(row["kind"], row["code"]) for row in rows if row["kind"] is not None}
+    return found, {row["code"]: row["path"] for row in rows if row["kind"] is None}

@@ -125,13 +125,21 @@ async def insert_versions(
 
 
 async def replace_media(
-    conn: asyncpg.Connection, media: dict[uuid.UUID, list[tuple[str, str, str | None]]]
+    conn: asyncpg.Connection,
+    media: dict[uuid.UUID, list[tuple[str, str, str | None]]],
+    *,
+    created: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset(),
 ) -> None:
-    """Set each report's photo list to the given [(sha256, role, caption)], in order."""
+    """Set each report's photo list to the given [(sha256, role, caption)], in order.
+
+    ``created``: reports inserted by this transaction. They hold no photo rows yet (the foreign
+    key needs the report row first), so there is nothing of theirs to delete.
+    """
     if not media:
         return
-    ids = list(media)
-    await conn.execute("DELETE FROM report_media WHERE report_id = ANY($1::uuid[])", ids)
+    revised = [report_id for report_id in media if report_id not in created]
+    if revised:
+        await conn.execute("DELETE FROM report_media WHERE report_id = ANY($1::uuid[])", revised)
     flat = [(report_id, n, sha, role, caption) for report_id, items in media.items()
             for n, (sha, role, caption) in enumerate(items, start=1)]
     if flat:
@@ -195,10 +203,6 @@ async def missing_media(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[
     for row in rows:
         found[row["report_id"]].append(row["sha256"])
     return found
-
-
-async def list_category_keys(conn: asyncpg.Connection) -> set[tuple[str, str]]:
-    return {(row["kind"], row["code"]) for row in await conn.fetch("SELECT kind, code FROM categories")}
 
 
 async def get_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:

@@ -106,8 +106,11 @@ async def submit_reports(
     outcomes: list[Outcome | None] = [None] * len(reports)
     if actor.role is not Role.INSPECTOR:
         return [_rejected(errors.RoleForbidden("only inspectors author reports")) for _ in reports]
-    categories = await q.list_category_keys(conn)
-    paths = await reference.jurisdiction_paths(conn, sorted({r.jurisdiction for r in reports}))
+    categories, paths = await reference.lookup(
+        conn,
+        categories=sorted({(r.kind, r.category) for r in reports}),
+        jurisdictions=sorted({r.jurisdiction for r in reports}),
+    )
     pending: list[int] = []
     for index, report in enumerate(reports):
         problem = _check(actor, report, categories=categories, paths=paths, now=now, skew_s=clock_skew_s)
@@ -184,7 +187,9 @@ async def _apply_round(
             author_id=actor.user_id, device_id=actor.device_id, now=now,
         )
         await q.replace_media(
-            conn, {reports[i].id: [(m.sha256, m.role, m.caption) for m in reports[i].media] for i, _ in written}
+            conn,
+            {reports[i].id: [(m.sha256, m.role, m.caption) for m in reports[i].media] for i, _ in written},
+            created=inserted,
         )
     missing = await q.missing_media(conn, [reports[i].id for i in indices])
     for index in indices:
