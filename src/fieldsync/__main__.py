@@ -172,6 +172,24 @@ def _cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_with_connection(settings, work))
 
 
+def _cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from fieldsync.services import audit
+
+    async def work(conn: object) -> int:
+        import asyncpg
+
+        assert isinstance(conn, asyncpg.Connection)
+        result = await audit.verify(conn)
+        if result.ok:
+            print(f"audit log intact: {result.events_checked} events in {result.chains_checked} chains")
+            return 0
+        where = f"event {result.broken_event_id}" if result.broken_event_id is not None else "the end of the chain"
+        print(f"audit log BROKEN at {where} (chain {result.broken_chain}): {result.reason}")
+        return 3
+
+    return asyncio.run(_with_connection(settings, work))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldsync", description="fieldsync server and administration")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -202,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("file", help="CSV file; codes already present are skipped")
     load.set_defaults(func=_cmd_jurisdictions_import)
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="walk every hash chain; name the first broken row")
+    verify.set_defaults(func=_cmd_audit_verify)
 
     collect = sub.add_parser("gc", help="remove media no report references (after a grace period) and leftovers")
     collect.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")

@@ -28,6 +28,7 @@ from fieldsync.api.ops import OpsController
 from fieldsync.api.problems import EXCEPTION_HANDLERS
 from fieldsync.api.reference import ReferenceController
 from fieldsync.api.reports import ReportController
+from fieldsync.api.review import IncidentController, ReviewController
 from fieldsync.api.sync import SyncController
 from fieldsync.api.runtime import Runtime
 from fieldsync.db import embedded
@@ -45,6 +46,8 @@ ROUTE_HANDLERS = [
     DeviceController,
     ReferenceController,
     ReportController,
+    ReviewController,
+    IncidentController,
     MediaController,
     SyncController,
 ]

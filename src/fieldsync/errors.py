@@ -309,11 +309,6 @@ class TooManyMutations(PayloadTooLarge):
     title = "Too many mutations in one push"
 
 
-class WorkflowUnavailable(Unprocessable):
-    code = "workflow.not_available"
-    title = "This operation arrives with the review workflow; it is accepted by the schema but not applied yet"
-
-
 # --- uploads (tus 1.0.0 at /v1/uploads) ---------------------------------------------------------
 
 
@@ -375,3 +370,36 @@ class UploadContentTypeInvalid(UnsupportedMediaType):
 class UploadChecksumMismatch(ChecksumMismatch):
     code = "upload.checksum_mismatch"
     title = "The chunk's checksum does not match Upload-Checksum; it was discarded"
+
+
+# --- workflow -----------------------------------------------------------------------------------
+
+
+class InvalidTransition(Unprocessable):
+    code = "workflow.invalid_transition"
+    title = "This action is not allowed from the report's current state"
+
+
+class StaleVersion(Conflict):
+    code = "workflow.stale_version"
+    title = "The report changed since the version you acted on"
+
+
+class ListingLevelForbidden(Forbidden):
+    code = "workflow.listing_level"
+    title = "Only a supervisor at the listing level or above may do this to a listed hazard"
+
+
+class RectificationEvidenceMissing(InvalidInput):
+    code = "workflow.after_photo_required"
+    title = "Submitting a rectification needs at least one 'after' photo"
+
+
+class IncidentStageTaken(Conflict):
+    code = "incident.stage_taken"
+    title = "A disaster chain has exactly one initial and at most one final report"
+
+
+class IncidentNotFound(NotFound):
+    code = "incident.not_found"
+    title = "No visible report belongs to this incident"

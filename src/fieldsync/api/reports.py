@@ -21,16 +21,21 @@ from fieldsync.api.schemas.reports import (
     HazardReport,
     Location,
     MediaAttachment,
+    EventRead,
+    ListingRead,
     MediaEvidence,
     Receipt,
+    RectificationRead,
     ReportRead,
     ReportWrite,
+    WorkflowRead,
 )
 from fieldsync.db.constraints import transaction
 from fieldsync.domain import evidence
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.reports import MediaReference, ReceiptData, ReportSubmission
-from fieldsync.services import reports
+from fieldsync.domain.workflow import is_overdue
+from fieldsync.services import audit, reports
 
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -106,13 +111,26 @@ def attachment(row: asyncpg.Record, *, location: Location, observed_at: dt.datet
     )
 
 
-async def read_reports(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[ReportRead]:
+async def read_reports(conn: asyncpg.Connection, rows: list[asyncpg.Record], *, now: dt.datetime) -> list[ReportRead]:
     """The read model of several reports with one media query."""
     media_by_report = await reports.media_of_reports(conn, [row["id"] for row in rows])
-    return [_read(row, media_by_report[row["id"]]) for row in rows]
+    return [_read(row, media_by_report[row["id"]], now=now) for row in rows]
 
 
-def _read(row: asyncpg.Record, media_rows: list[asyncpg.Record]) -> ReportRead:
+def _workflow(row: asyncpg.Record, *, now: dt.datetime) -> WorkflowRead:
+    plan = row["rectification"]
+    return WorkflowRead(
+        verified_at=row["verified_at"],
+        rectification=msgspec.convert(plan, RectificationRead) if plan else None,
+        rectification_note=row["rectification_note"],
+        rectified_at=row["rectified_at"],
+        closed_at=row["closed_at"],
+        listing=ListingRead(level=row["listed_level"], deadline=row["listed_deadline"]) if row["listed_level"] else None,
+        overdue=is_overdue(status=row["status"], deadline=row["rectification_deadline"], now=now),
+    )
+
+
+def _read(row: asyncpg.Record, media_rows: list[asyncpg.Record], *, now: dt.datetime) -> ReportRead:
     body: dict[str, Any] = row["body"]
     location = msgspec.convert(body["location"], Location)
     observed_at = msgspec.convert(body["observed_at"], dt.datetime)
@@ -130,12 +148,26 @@ def _read(row: asyncpg.Record, media_rows: list[asyncpg.Record]) -> ReportRead:
             "status": row["status"],
             "missing_media": list(dict.fromkeys(m["sha256"] for m in media_rows if not m["present"])),
             "duplicate_of": row["duplicate_of"],
+            "merged_from": list(row["merged_from"]),
         },
         ReportRead,
         from_attributes=True,
     )
     media = [attachment(m, location=location, observed_at=observed_at) for m in media_rows]
-    return msgspec.structs.replace(read, media=media)
+    return msgspec.structs.replace(read, media=media, workflow=_workflow(row, now=now))
+
+
+async def report_events(conn: asyncpg.Connection, report_id: uuid.UUID) -> list[EventRead]:
+    rows = await audit.report_events(conn, report_id)
+    return [
+        EventRead(
+            id=row["id"], action=row["action"], from_status=row["from_status"], to_status=row["to_status"],
+            version=row["version"],
+            actor=Author(id=row["actor_id"], username=row["actor_username"]) if row["actor_id"] else None,
+            device_id=row["device_id"], detail=msgspec.json.decode(row["detail"]), created_at=row["created_at"],
+        )
+        for row in rows
+    ]
 
 
 class ReportController(Controller):
@@ -175,6 +207,9 @@ class ReportController(Controller):
         summary="A report with its photos, their evidence checks, version and status",
         responses=problem_responses(401, 404),
     )
-    async def get_report(self, report_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection) -> ReportRead:
+    async def get_report(
+        self, report_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection, now: dt.datetime
+    ) -> ReportRead:
         row = await reports.get_visible_report(conn, principal, report_id)
-        return (await read_reports(conn, [row]))[0]
+        read = (await read_reports(conn, [row], now=now))[0]
+        return msgspec.structs.replace(read, events=await report_events(conn, report_id))

@@ -24,6 +24,7 @@ from fieldsync.api.reports import read_reports, to_submission
 from fieldsync.api.runtime import Runtime
 from fieldsync.api.schemas.sync import (
     MAX_MUTATIONS,
+    AddComment,
     Deleted,
     MutationHead,
     PullResponse,
@@ -31,12 +32,14 @@ from fieldsync.api.schemas.sync import (
     PushResponse,
     PushResult,
     RawPush,
+    SubmitRectification,
     UpsertReport,
     inline_schema,
     pull_response_schema,
 )
 from fieldsync.db.constraints import transaction
 from fieldsync.domain.principals import Principal
+from fieldsync.domain.reports import MediaReference
 from fieldsync.services import reports, sync
 from fieldsync.services.reports import Outcome
 
@@ -122,12 +125,12 @@ def decode_push(body: bytes, content_type: str) -> list[sync.PushItem]:
             items.append(sync.PushItem(None, outcome=Outcome("rejected", error=errors.InvalidInput(
                 f"every mutation needs a mutation_id (UUID) and an op: {exc}", field="mutation_id"))))
             continue
+        if head.op not in SUPPORTED_OPS:
+            error = errors.InvalidInput(f"unknown op {head.op!r}", field="op")
+            items.append(sync.PushItem(head.mutation_id, outcome=Outcome("rejected", error=error)))
+            continue
         if head.op != "upsert_report":
-            code_error: errors.FieldsyncError = (
-                errors.WorkflowUnavailable() if head.op in SUPPORTED_OPS
-                else errors.InvalidInput(f"unknown op {head.op!r}", field="op")
-            )
-            items.append(sync.PushItem(head.mutation_id, outcome=Outcome("rejected", error=code_error)))
+            items.append(_review_item(head, raw, is_msgpack))
             continue
         try:
             mutation = upsert_decoder.decode(raw)
@@ -143,6 +146,20 @@ def decode_push(body: bytes, content_type: str) -> list[sync.PushItem]:
         except errors.FieldsyncError as exc:
             items.append(sync.PushItem(head.mutation_id, outcome=Outcome("rejected", error=exc)))
     return items
+
+
+def _review_item(head: MutationHead, raw: msgspec.Raw, is_msgpack: bool) -> sync.PushItem:
+    decode = msgspec.msgpack.decode if is_msgpack else msgspec.json.decode
+    try:
+        if head.op == "add_comment":
+            comment = decode(raw, type=AddComment)
+            return sync.PushItem(head.mutation_id, comment=(comment.report_id, comment.body))
+        fix = decode(raw, type=SubmitRectification)
+        media = tuple(MediaReference(m.sha256, m.role, m.caption) for m in fix.media)
+        return sync.PushItem(head.mutation_id, rectification=(fix.report_id, fix.note, media))
+    except msgspec.ValidationError as exc:
+        return sync.PushItem(head.mutation_id, outcome=Outcome(
+            "rejected", error=errors.InvalidInput(str(exc), field=_path(exc))))
 
 
 class SyncController(Controller):
@@ -183,6 +200,7 @@ class SyncController(Controller):
         request: Request[Any, Any, Any],
         principal: Principal,
         conn: asyncpg.Connection,
+        now: dt.datetime,
         cursor: Annotated[str | None, Parameter(max_length=200_000)] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 500,
     ) -> Response[bytes]:
@@ -191,7 +209,7 @@ class SyncController(Controller):
             page = await sync.pull(conn, principal, cursor=position, limit=limit)
             present = [report_id for report_id, deleted in page.changes if not deleted]
             rows = {row["id"]: row for row in await reports.get_reports(conn, present)}
-            reads = {read.id: read for read in await read_reports(conn, list(rows.values()))}
+            reads = {read.id: read for read in await read_reports(conn, list(rows.values()), now=now)}
         changes: list[Any] = [
             Deleted(id=report_id) if deleted else reads[report_id] for report_id, deleted in page.changes
         ]

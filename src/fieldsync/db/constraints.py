@@ -21,6 +21,8 @@ _BY_CONSTRAINT: dict[str, Callable[[], errors.FieldsyncError]] = {
         "username must be 2-64 characters of letters, digits, '.', '_' or '-'", field="username"
     ),
     "users_jurisdiction_fkey": lambda: errors.JurisdictionUnknown(field="jurisdiction"),
+    "reports_incident_initial_key": lambda: errors.IncidentStageTaken(field="stage"),
+    "reports_incident_final_key": lambda: errors.IncidentStageTaken(field="stage"),
     "jurisdictions_pkey": lambda: errors.Conflict("a jurisdiction with this code exists"),
     "jurisdictions_parent_fkey": lambda: errors.JurisdictionUnknown("the parent jurisdiction does not exist"),
 }

@@ -66,13 +66,14 @@ async def insert_reports(
     """Insert version 1 of every row whose id is new, in one statement; returns the ids inserted.
 
     Concurrent inserts of one id serialise on the primary key: exactly one wins, the others see
-    its committed row afterwards.
+    its committed row afterwards. A row that would give a disaster chain a second initial or final
+    report is not inserted either (the partial unique indexes); the caller finds no row for it.
     """
     inserted = await conn.fetch(
         f"""
         INSERT INTO reports ({", ".join(_ROW_COLUMNS)}, author_id, device_id, received_at, updated_at)
         SELECT v.*, $1::uuid, $2::uuid, $3::timestamptz, $3::timestamptz FROM {_unnest(4)}
-        ON CONFLICT ON CONSTRAINT reports_pkey DO NOTHING
+        ON CONFLICT DO NOTHING
         RETURNING id
         """,
         author_id, device_id, now, *_columns(rows),
@@ -211,7 +212,10 @@ async def get_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[as
         """
         SELECT r.id, r.kind, r.body, r.author_id, u.username AS author_username, r.device_id,
                r.received_at, r.updated_at, r.version, r.status, r.duplicate_of, r.jurisdiction,
-               j.path AS jurisdiction_path
+               j.path AS jurisdiction_path, r.verified_at, r.rectification, r.rectification_deadline,
+               r.rectified_at, r.rectification_note, r.closed_at, r.listed_level, r.listed_deadline,
+               coalesce((SELECT array_agg(d.id ORDER BY d.received_at, d.id) FROM reports d
+                         WHERE d.duplicate_of = r.id), '{}') AS merged_from
         FROM reports r
         JOIN jurisdictions j ON j.code = r.jurisdiction
         JOIN users u ON u.id = r.author_id
@@ -240,3 +244,10 @@ async def list_media_of_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) 
     for row in rows:
         found[row["report_id"]].append(row)
     return found
+
+
+async def incident_report_ids(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT id FROM reports WHERE incident_id = $1 ORDER BY observed_at, received_at, id", incident_id
+    )
+    return [row["id"] for row in rows]

@@ -30,6 +30,7 @@ from fieldsync.db import reference
 from fieldsync.db import reports as q
 from fieldsync.domain import reports as rules
 from fieldsync.domain.principals import Principal, Role
+from fieldsync.services import audit
 
 OutcomeStatus = Literal["applied", "duplicate", "conflict", "rejected"]
 
@@ -157,11 +158,15 @@ async def _apply_round(
         past = await q.versions_with_hashes(
             conn,
             [(reports[i].id, rows[i].content_hash) for i in existing
-             if current[reports[i].id]["content_hash"] != rows[i].content_hash],
+             if reports[i].id in current and current[reports[i].id]["content_hash"] != rows[i].content_hash],
         )
         to_revise: list[int] = []
         for index in existing:
-            report, row = reports[index], current[reports[index].id]
+            report, row = reports[index], current.get(reports[index].id)
+            if row is None:
+                outcomes[index] = _rejected(errors.IncidentStageTaken(
+                    f"incident {report.incident_id} already has its {report.stage} report", field="stage"))
+                continue
             outcome = _decide(actor, report, row, past.get((report.id, rows[index].content_hash)))
             if outcome is None:
                 to_revise.append(index)
@@ -190,6 +195,18 @@ async def _apply_round(
             conn,
             {reports[i].id: [(m.sha256, m.role, m.caption) for m in reports[i].media] for i, _ in written},
             created=inserted,
+        )
+        await audit.record(
+            conn,
+            [
+                audit.NewEvent(
+                    chain=audit.report_chain(reports[i].id), action="created" if version == 1 else "revised",
+                    actor_id=actor.user_id, device_id=actor.device_id, report_id=reports[i].id,
+                    to_status="submitted", version=version,
+                )
+                for i, version in written
+            ],
+            now=now,
         )
     missing = await q.missing_media(conn, [reports[i].id for i in indices])
     for index in indices:

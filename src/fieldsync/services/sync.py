@@ -2,7 +2,8 @@
 
 Push. Each mutation is decoded on its own (a bad one becomes a ``rejected`` result and never
 fails, blocks or reorders the rest); every ``upsert_report`` of the batch goes through
-``reports.submit_reports`` together, set-based. The first result of each ``mutation_id`` is kept,
+``reports.submit_reports`` together, set-based, and then comments and rectifications are applied
+in input order, each in a savepoint (a device's queue creates a report before it comments on it). The first result of each ``mutation_id`` is kept,
 in the same transaction as its effect, so a replay answers it again and nothing is applied twice.
 
 Pull. The feed is the ``reports`` table itself: every write stamps the row with its
@@ -28,8 +29,8 @@ import asyncpg
 from fieldsync import errors
 from fieldsync.db import sync as q
 from fieldsync.domain.principals import Principal, Role
-from fieldsync.domain.reports import ReportSubmission
-from fieldsync.services import reports
+from fieldsync.domain.reports import MediaReference, ReceiptData, ReportSubmission
+from fieldsync.services import reports, workflow
 from fieldsync.services.reports import Outcome
 
 # --- push ---------------------------------------------------------------------------------------
@@ -42,6 +43,8 @@ class PushItem:
     mutation_id: uuid.UUID | None
     report: ReportSubmission | None = None
     outcome: Outcome | None = None
+    comment: tuple[uuid.UUID, str] | None = None
+    rectification: tuple[uuid.UUID, str, tuple[MediaReference, ...]] | None = None
 
 
 def result_of(mutation_id: uuid.UUID | None, outcome: Outcome, report_id: uuid.UUID | None) -> dict[str, Any]:
@@ -73,6 +76,7 @@ async def push(
     results: list[dict[str, Any] | None] = [None] * len(items)
     first_index: dict[uuid.UUID, int] = {}
     to_submit: list[int] = []
+    review: list[int] = []
     for index, item in enumerate(items):
         mutation_id = item.mutation_id
         if mutation_id is not None and mutation_id in stored:
@@ -81,6 +85,8 @@ async def push(
             continue
         elif item.report is not None:
             to_submit.append(index)
+        elif item.comment is not None or item.rectification is not None:
+            review.append(index)
         else:
             assert item.outcome is not None
             results[index] = result_of(mutation_id, item.outcome, None)
@@ -93,6 +99,9 @@ async def push(
     for index, outcome in zip(to_submit, outcomes, strict=True):
         report = items[index].report
         results[index] = result_of(items[index].mutation_id, outcome, report.id if report else None)
+    for index in review:
+        outcome, report_id = await _apply_review_item(conn, actor, items[index], now=now)
+        results[index] = result_of(items[index].mutation_id, outcome, report_id)
 
     for index, item in enumerate(items):
         if results[index] is None:
@@ -105,6 +114,29 @@ async def push(
     }
     await q.insert_mutation_results(conn, user_id=actor.user_id, results=fresh, now=now)  # type: ignore[arg-type]
     return results  # type: ignore[return-value]
+
+
+async def _apply_review_item(
+    conn: asyncpg.Connection, actor: Principal, item: PushItem, *, now: dt.datetime
+) -> tuple[Outcome, uuid.UUID]:
+    """A comment or a rectification from a device, in a savepoint so its failure stays its own."""
+    report_id = item.comment[0] if item.comment else item.rectification[0]  # type: ignore[index]
+    try:
+        async with conn.transaction():
+            if item.comment is not None:
+                await workflow.add_comment(conn, actor, report_id, body=item.comment[1], now=now)
+                return Outcome("applied"), report_id
+            assert item.rectification is not None
+            _, note, media = item.rectification
+            version = await workflow.current_version(conn, report_id)
+            request = workflow.TransitionRequest(
+                action="submit_rectification", version=version or 0, note=note or None, media=media
+            )
+            new_version = await workflow.apply_transition(conn, actor, report_id, request, now=now)
+    except errors.FieldsyncError as exc:
+        return Outcome("conflict" if isinstance(exc, errors.Conflict) else "rejected", error=exc), report_id
+    receipt = ReceiptData(report_id, new_version, "rectified", [], False, False)
+    return Outcome("applied", receipt), report_id
 
 
 # --- pull ---------------------------------------------------------------------------------------

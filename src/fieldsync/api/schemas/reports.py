@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -146,6 +146,46 @@ class Author(msgspec.Struct):
     username: str
 
 
+class RectificationRead(msgspec.Struct):
+    """The five implementations (五落实) of an assigned rectification."""
+
+    responsible_person: str | None
+    measures: str | None
+    funds_cny: float | None
+    deadline: dt.datetime | None
+    contingency_plan: str | None
+    assigned_at: dt.datetime | None = None
+
+
+class ListingRead(msgspec.Struct):
+    """Listed supervision (挂牌督办): the supervising bureau and its deadline."""
+
+    level: str
+    deadline: dt.datetime
+
+
+class WorkflowRead(msgspec.Struct):
+    verified_at: dt.datetime | None = None
+    rectification: RectificationRead | None = None
+    rectification_note: str | None = None
+    rectified_at: dt.datetime | None = None
+    closed_at: dt.datetime | None = None
+    listing: ListingRead | None = None
+    overdue: bool = False
+
+
+class EventRead(msgspec.Struct):
+    id: int
+    action: str
+    from_status: str | None
+    to_status: str | None
+    version: int | None
+    actor: Author | None
+    device_id: uuid.UUID | None
+    detail: dict[str, Any]
+    created_at: dt.datetime
+
+
 class ReportRead(msgspec.Struct, kw_only=True):
     """A report as the server holds it: the author's fields plus the server-owned ones."""
 
@@ -177,3 +217,54 @@ class ReportRead(msgspec.Struct, kw_only=True):
     missing_media: list[str]
     possible_duplicates: list[uuid.UUID] = []
     duplicate_of: uuid.UUID | None = None
+    merged_from: list[uuid.UUID] = []
+    workflow: WorkflowRead = msgspec.field(default_factory=WorkflowRead)
+    events: list[EventRead] | None = None
+
+
+class TransitionCreate(msgspec.Struct, kw_only=True):
+    """A workflow action on the report at ``version``, with the fields that action needs."""
+
+    action: Literal[
+        "verify", "reject", "request_info", "merge", "assign_rectification", "submit_rectification",
+        "accept_rectification", "reopen", "list_supervision",
+    ]
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    note: LongText | None = None
+    into: uuid.UUID | None = None
+    responsible_person: ShortText | None = None
+    measures: LongText | None = None
+    funds_cny: Amount | None = None
+    deadline: AwareTime | None = None
+    contingency_plan: LongText | None = None
+    level: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}([0-9]{6})?$")] | None = None
+    media: Annotated[list[MediaRef], msgspec.Meta(max_length=50)] = []
+
+
+class CommentCreate(msgspec.Struct):
+    body: Annotated[str, msgspec.Meta(min_length=1, max_length=20_000, pattern=NO_NUL)]
+
+
+class CommentRead(msgspec.Struct):
+    id: uuid.UUID
+    report_id: uuid.UUID
+    author: Author
+    device_id: uuid.UUID | None
+    body: str
+    created_at: dt.datetime
+
+
+class IncidentDeadline(msgspec.Struct):
+    stage: Literal["initial"]
+    due_at: dt.datetime
+    met_at: dt.datetime | None
+    missed: bool
+
+
+class IncidentRead(msgspec.Struct):
+    incident_id: uuid.UUID
+    category: str | None
+    reports: list[ReportRead]
+    stages: dict[str, int]
+    deadlines: list[IncidentDeadline]
+    missed: list[str]

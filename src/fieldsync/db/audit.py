@@ -1,0 +1,89 @@
+"""SQL for the audit trail: chain heads, appending events, reading and walking them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from fieldsync.domain.audit import EventFields
+
+
+async def lock_heads(conn: asyncpg.Connection, chains: list[str]) -> dict[str, tuple[int, bytes]]:
+    """Each existing chain's (length, head hash), locked until the caller's transaction ends."""
+    rows = await conn.fetch(
+        "SELECT chain, length, head_hash FROM audit_heads WHERE chain = ANY($1::text[]) ORDER BY chain FOR UPDATE",
+        chains,
+    )
+    return {row["chain"]: (row["length"], bytes(row["head_hash"])) for row in rows}
+
+
+async def insert_events(conn: asyncpg.Connection, events: list[tuple[EventFields, bytes, bytes]]) -> None:
+    """Insert (fields, prev_hash, row_hash) rows and move each chain's head, in two statements."""
+    if not events:
+        return
+    columns = list(zip(*[
+        (e.chain, e.position, e.report_id, e.actor_id, e.device_id, e.action, e.from_status, e.to_status,
+         e.version, e.detail, e.created_at, prev, row)
+        for e, prev, row in events
+    ], strict=True))
+    await conn.execute(
+        """
+        INSERT INTO events (chain, position, report_id, actor_id, device_id, action, from_status, to_status,
+                            version, detail, created_at, prev_hash, row_hash)
+        SELECT * FROM unnest($1::text[], $2::int[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[],
+                             $8::text[], $9::int[], $10::text[], $11::timestamptz[], $12::bytea[], $13::bytea[])
+        """,
+        *(list(c) for c in columns),
+    )
+    heads: dict[str, tuple[int, bytes]] = {}
+    for event, _, row_hash in events:
+        heads[event.chain] = (event.position, row_hash)
+    await conn.execute(
+        """
+        INSERT INTO audit_heads (chain, length, head_hash)
+        SELECT * FROM unnest($1::text[], $2::int[], $3::bytea[])
+        ON CONFLICT ON CONSTRAINT audit_heads_pkey DO UPDATE SET length = EXCLUDED.length,
+                                                              head_hash = EXCLUDED.head_hash
+        """,
+        list(heads), [h[0] for h in heads.values()], [h[1] for h in heads.values()],
+    )
+
+
+async def list_report_events(conn: asyncpg.Connection, report_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT e.id, e.action, e.from_status, e.to_status, e.version, e.detail, e.created_at,
+               e.actor_id, u.username AS actor_username, e.device_id
+        FROM events e LEFT JOIN users u ON u.id = e.actor_id
+        WHERE e.report_id = $1
+        ORDER BY e.id
+        """,
+        report_id,
+    )
+
+
+async def walk_events(conn: asyncpg.Connection, *, batch: int = 5000) -> AsyncIterator[asyncpg.Record]:
+    """Every event ordered by chain and position, read in batches (constant memory)."""
+    after_chain, after_position = "", 0
+    while True:
+        rows = await conn.fetch(
+            """
+            SELECT id, chain, position, report_id, actor_id, device_id, action, from_status, to_status,
+                   version, detail, created_at, prev_hash, row_hash
+            FROM events WHERE (chain, position) > ($1, $2)
+            ORDER BY chain, position LIMIT $3
+            """,
+            after_chain, after_position, batch,
+        )
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        after_chain, after_position = rows[-1]["chain"], rows[-1]["position"]
+
+
+async def list_heads(conn: asyncpg.Connection) -> dict[str, tuple[int, bytes]]:
+    rows = await conn.fetch("SELECT chain, length, head_hash FROM audit_heads")
+    return {row["chain"]: (row["length"], bytes(row["head_hash"])) for row in rows}

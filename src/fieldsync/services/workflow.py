@@ -1,0 +1,192 @@
+"""Review use cases: apply a workflow action to a report, and comments. Each runs inside the
+caller's transaction, locks the report row first, and records its audit event.
+
+Order of refusals, so that the answer does not depend on timing: not visible → 404; role may
+never do this → 403; ``version`` stale → 409; not possible from the current status → 422.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+
+from fieldsync import errors
+from fieldsync.db import reference
+from fieldsync.db import workflow as q
+from fieldsync.domain import workflow as rules
+from fieldsync.domain.principals import Principal, Role
+from fieldsync.domain.reports import MediaReference
+from fieldsync.services import audit
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TransitionRequest:
+    action: str
+    version: int
+    note: str | None = None
+    into: uuid.UUID | None = None
+    responsible_person: str | None = None
+    measures: str | None = None
+    funds_cny: float | None = None
+    deadline: dt.datetime | None = None
+    contingency_plan: str | None = None
+    level: str | None = None
+    media: tuple[MediaReference, ...] = ()
+
+
+def _role_may(action: str, kind: str, role: Role) -> None:
+    moves = [m for m in rules.MOVES if m.action == action and kind in m.kinds]
+    if moves and all(role not in m.roles for m in moves):
+        raise errors.RoleForbidden(f"a {role.value} may not {action}")
+
+
+async def current_version(conn: asyncpg.Connection, report_id: uuid.UUID) -> int | None:
+    state = await q.lock_state(conn, report_id)
+    return state["version"] if state else None
+
+
+async def apply_transition(
+    conn: asyncpg.Connection, actor: Principal, report_id: uuid.UUID, request: TransitionRequest, *, now: dt.datetime
+) -> int:
+    """Apply one action; returns the report's new version."""
+    state = await q.lock_state(conn, report_id)
+    if state is None or not actor.sees_report(author_id=state["author_id"], jurisdiction_path=state["jurisdiction_path"]):
+        raise errors.ReportNotFound()
+    _role_may(request.action, state["kind"], actor.role)
+    if request.version != state["version"]:
+        raise errors.StaleVersion(version=state["version"], status=state["status"])
+    move = rules.find_move(request.action, kind=state["kind"], status=state["status"], role=actor.role)
+    fields: dict[str, Any] = {
+        name: state[name]
+        for name in ("verified_at", "rectification", "rectification_deadline", "rectified_at", "rectification_note",
+                     "closed_at", "listed_level", "listed_deadline", "duplicate_of")
+    }
+    detail: dict[str, Any] = {"note": request.note} if request.note else {}
+    await _apply_action(conn, actor, state, request, fields, detail, now=now)
+    target = move.target or state["status"]
+    new_version = await q.move(
+        conn, report_id=report_id, version=request.version, from_status=state["status"], to_status=target,
+        now=now, fields=fields,
+    )
+    assert new_version is not None, "the row is locked and its version and status were checked"
+    await audit.record(
+        conn,
+        [audit.NewEvent(
+            chain=audit.report_chain(report_id), action=request.action, actor_id=actor.user_id,
+            device_id=actor.device_id, report_id=report_id, from_status=state["status"], to_status=target,
+            version=new_version, detail=detail,
+        )],
+        now=now,
+    )
+    return new_version
+
+
+async def _apply_action(
+    conn: asyncpg.Connection,
+    actor: Principal,
+    state: asyncpg.Record,
+    request: TransitionRequest,
+    fields: dict[str, Any],
+    detail: dict[str, Any],
+    *,
+    now: dt.datetime,
+) -> None:
+    action = request.action
+    if action == "verify":
+        fields["verified_at"] = now
+    elif action == "merge":
+        await _check_merge(conn, actor, state, request.into)
+        fields["duplicate_of"] = request.into
+        detail["into"] = str(request.into)
+    elif action == "assign_rectification":
+        plan = rules.Rectification(
+            responsible_person=request.responsible_person, measures=request.measures, funds_cny=request.funds_cny,
+            deadline=request.deadline, contingency_plan=request.contingency_plan,
+        )
+        rules.check_rectification(plan, grade=state["grade"], now=now)
+        fields["rectification"] = {
+            "responsible_person": plan.responsible_person, "measures": plan.measures, "funds_cny": plan.funds_cny,
+            "deadline": plan.deadline.isoformat() if plan.deadline else None,
+            "contingency_plan": plan.contingency_plan, "assigned_at": now.isoformat(),
+            "assigned_by": str(actor.user_id),
+        }
+        fields["rectification_deadline"] = plan.deadline
+        detail["rectification"] = fields["rectification"]
+    elif action == "submit_rectification":
+        if actor.role is Role.INSPECTOR and state["author_id"] != actor.user_id:
+            raise errors.ReportNotAuthor("only the report's author or a supervisor may submit its rectification")
+        if not any(m.role == "after" for m in request.media):
+            raise errors.RectificationEvidenceMissing(field="media")
+        await q.append_media(conn, report_id=state["id"], media=[(m.sha256, m.role, m.caption) for m in request.media])
+        fields["rectified_at"] = now
+        fields["rectification_note"] = request.note
+        detail["media"] = [m.sha256 for m in request.media]
+    elif action == "accept_rectification":
+        if state["listed_level"] is not None and not actor.sees(state["listed_path"]):
+            raise errors.ListingLevelForbidden(
+                f"listed for supervision by {state['listed_level']}; only that bureau or one above may accept it"
+            )
+        fields["closed_at"] = now
+    elif action == "reopen":
+        fields["rectified_at"] = None
+    elif action == "list_supervision":
+        await _check_listing(conn, actor, state, request, now=now)
+        fields["listed_level"] = request.level
+        fields["listed_deadline"] = request.deadline
+        detail |= {"level": request.level, "deadline": request.deadline.isoformat() if request.deadline else None}
+
+
+async def _check_merge(conn: asyncpg.Connection, actor: Principal, state: asyncpg.Record, into: uuid.UUID | None) -> None:
+    if into is None:
+        raise errors.InvalidInput("merge needs `into`, the surviving report", field="into")
+    if into == state["id"]:
+        raise errors.InvalidInput("a report cannot be merged into itself", field="into")
+    survivor = await q.lock_state(conn, into)
+    if survivor is None or not actor.sees_report(author_id=survivor["author_id"],
+                                                 jurisdiction_path=survivor["jurisdiction_path"]):
+        raise errors.InvalidInput("the surviving report does not exist", field="into")
+    if survivor["status"] in rules.TERMINAL - {"closed"} or survivor["kind"] != state["kind"]:
+        raise errors.InvalidTransition("merge into an open report of the same kind", field="into")
+
+
+async def _check_listing(
+    conn: asyncpg.Connection, actor: Principal, state: asyncpg.Record, request: TransitionRequest, *, now: dt.datetime
+) -> None:
+    if state["grade"] != "major":
+        raise errors.InvalidTransition("only a major hazard can be put under listed supervision")
+    if request.level is None or request.deadline is None:
+        raise errors.InvalidInput("list_supervision needs `level` and `deadline`", field="level")
+    if request.deadline <= now:
+        raise errors.InvalidInput("the supervision deadline must lie in the future", field="deadline")
+    level = await reference.get_jurisdiction(conn, request.level)
+    level_path = level["path"] if level else None
+    if level_path is None or not state["jurisdiction_path"].startswith(level_path):
+        raise errors.InvalidInput("level must be the report's jurisdiction or one above it", field="level")
+    if not actor.sees(level_path):
+        raise errors.ListingLevelForbidden("you may list at your own level or below only")
+
+
+async def add_comment(
+    conn: asyncpg.Connection, actor: Principal, report_id: uuid.UUID, *, body: str, now: dt.datetime
+) -> asyncpg.Record:
+    state = await q.lock_state(conn, report_id)
+    if state is None or not actor.sees_report(author_id=state["author_id"], jurisdiction_path=state["jurisdiction_path"]):
+        raise errors.ReportNotFound()
+    comment = await q.insert_comment(
+        conn, report_id=report_id, author_id=actor.user_id, device_id=actor.device_id, body=body, now=now
+    )
+    await audit.record(
+        conn,
+        [audit.NewEvent(chain=audit.report_chain(report_id), action="comment", actor_id=actor.user_id,
+                        device_id=actor.device_id, report_id=report_id, detail={"comment_id": str(comment["id"])})],
+        now=now,
+    )
+    return comment
+
+
+async def list_comments(conn: asyncpg.Connection, report_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return await q.list_comments(conn, report_ids)
