@@ -143,6 +143,7 @@ def _cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
     from fieldsync.ports import SystemClock
     from fieldsync.services import gc
     from fieldsync.storage import open_media_store, open_spool
+    from fieldsync.storage.uploads import upload_area
 
     async def work(conn: object) -> int:
         import asyncpg
@@ -154,6 +155,7 @@ def _cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
             conn,
             store=store,
             spool=spool,
+            upload_area=upload_area(settings.data_dir),
             now=SystemClock().now(),
             grace_s=settings.gc_grace_s,
             dry_run=args.dry_run,
@@ -161,8 +163,8 @@ def _cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
         )
         verb = "would remove" if args.dry_run else "removed"
         print(f"gc {verb}: {len(result.unreferenced_media)} unreferenced media (grace {settings.gc_grace_s} s), "
-              f"{len(result.orphan_objects)} objects without a row, {result.stale_spool_files} stale spool files; "
-              f"{result.objects_scanned} objects scanned")
+              f"{len(result.orphan_objects)} objects without a row, {result.stale_spool_files} stale spool files, "
+              f"{result.expired_uploads} expired uploads; {result.objects_scanned} objects scanned")
         for sha in result.unreferenced_media:
             print(f"  media {sha}")
         for key in result.orphan_objects:

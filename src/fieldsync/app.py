@@ -30,6 +30,7 @@ from fieldsync.api.reference import ReferenceController
 from fieldsync.api.reports import ReportController
 from fieldsync.api.review import IncidentController, ReviewController
 from fieldsync.api.sync import SyncController
+from fieldsync.api.uploads import UploadController
 from fieldsync.api.runtime import Runtime
 from fieldsync.db import embedded
 from fieldsync.db.migrate import migrate
@@ -50,6 +51,7 @@ ROUTE_HANDLERS = [
     IncidentController,
     MediaController,
     SyncController,
+    UploadController,
 ]
 
 

@@ -43,6 +43,7 @@ how a list proves it is scoped, not only allowed, and a batch that it refuses pe
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import re
@@ -122,6 +123,14 @@ class World:
 
     def fresh_photo(self) -> bytes:
         return images.jpeg(width=64, height=48, seed=uuid.uuid4().int & 0xFFFF_FFFF)
+
+    async def fresh_upload(self) -> str:
+        """A new tus upload of the inspector's (its URL): uploads belong to the user who made them."""
+        response = await self.client.post(
+            "/v1/uploads", headers={**TUS, **_upload_creation(self.fresh_photo()), **self.inspector.headers}
+        )
+        assert response.status_code == 201, response.text
+        return response.headers["location"]
 
 
 def authed(
@@ -208,6 +217,28 @@ def _photo(suffix: str = "") -> Callable[[World], Awaitable[Call]]:
 
 async def _missing(world: World) -> Call:
     return Call("/v1/media/missing", {"sha256": [world.photo_sha256, "0" * 64]})
+
+
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+def _upload_creation(photo: bytes) -> dict[str, str]:
+    sha256 = base64.b64encode(images.sha256(photo).encode()).decode()
+    content_type = base64.b64encode(b"image/jpeg").decode()
+    return {"Upload-Length": str(len(photo)), "Upload-Metadata": f"sha256 {sha256},content_type {content_type}"}
+
+
+async def _create_upload(world: World) -> Call:
+    return Call("/v1/uploads", headers={**TUS, **_upload_creation(world.fresh_photo())})
+
+
+async def _upload_offset(world: World) -> Call:
+    return Call(await world.fresh_upload(), headers=TUS)
+
+
+async def _upload_chunk(world: World) -> Call:
+    headers = {**TUS, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+    return Call(await world.fresh_upload(), content=b"\xff\xd8", headers=headers)
 
 
 async def _push(world: World) -> Call:
@@ -341,6 +372,33 @@ MATRIX: list[Row] = [
         at("/v1/sync/pull"),
         check=_pulls_report,
     ),
+    # --- tus uploads: discovery is public; an upload is its creator's alone (anyone else: 404) ------
+    Row("OPTIONS", "/v1/uploads", public(204), at("/v1/uploads")),
+    Row("POST", "/v1/uploads", authed(admin=201, sup_in=201, sup_out=201, inspector=201), _create_upload),
+    Row(
+        "HEAD",
+        "/v1/uploads/{upload_id:uuid}",
+        authed(admin=404, sup_in=404, sup_out=404, inspector=200),
+        _upload_offset,
+    ),
+    Row(
+        "PATCH",
+        "/v1/uploads/{upload_id:uuid}",
+        authed(
+            admin=Expect(404, "upload.not_found"), sup_in=Expect(404, "upload.not_found"),
+            sup_out=Expect(404, "upload.not_found"), inspector=204,
+        ),
+        _upload_chunk,
+    ),
+    Row(
+        "DELETE",
+        "/v1/uploads/{upload_id:uuid}",
+        authed(
+            admin=Expect(404, "upload.not_found"), sup_in=Expect(404, "upload.not_found"),
+            sup_out=Expect(404, "upload.not_found"), inspector=204,
+        ),
+        _upload_offset,
+    ),
 ]
 
 PUBLIC_ROUTES = {
@@ -349,6 +407,7 @@ PUBLIC_ROUTES = {
     ("GET", "/metrics"),
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/devices/enroll"),
+    ("OPTIONS", "/v1/uploads"),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import os
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from fieldsync.services import gc
 from fieldsync.storage import keys, open_media_store, open_spool
+from fieldsync.storage.uploads import upload_area
 from tests import images
 from tests.support import hazard_report, make_user
 
@@ -49,7 +51,8 @@ async def gc_ready(conn, store, sha: str) -> None:
 
 async def _collect(conn, store, settings, *, now, dry_run=False):
     return await gc.collect(
-        conn, store=store, spool=await open_spool(settings), now=now, grace_s=3600, dry_run=dry_run
+        conn, store=store, spool=await open_spool(settings), upload_area=upload_area(settings.data_dir), now=now,
+        grace_s=3600, dry_run=dry_run,
     )
 
 
@@ -118,3 +121,44 @@ async def test_gc_command_reports_what_it_would_remove(world, settings, monkeypa
     assert "would remove: 1 unreferenced media" in out
     assert f"media {unreferenced}" in out and referenced not in out
     assert await store.exists(keys.original_key(unreferenced))
+
+
+async def test_gc_removes_expired_uploads_with_their_part_files(client, conn, settings, clock):
+    inspector = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
+    tus = {**inspector.headers, "Tus-Resumable": "1.0.0"}
+    photo = images.jpeg(seed=51)
+    meta = f"sha256 {base64.b64encode(images.sha256(photo).encode()).decode()},content_type aW1hZ2UvanBlZw=="
+
+    async def new_upload() -> str:
+        headers = {**tus, "Upload-Length": str(len(photo)), "Upload-Metadata": meta}
+        response = await client.post("/v1/uploads", headers=headers)
+        assert response.status_code == 201, response.text
+        return response.headers["location"]
+
+    abandoned = await new_upload()
+    patched = await client.patch(
+        abandoned, content=photo[:1000],
+        headers={**tus, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
+    )
+    assert patched.status_code == 204
+    clock.advance(hours=12)
+    recent = await new_upload()
+    uploads_dir = settings.data_dir / "uploads"
+    assert len(list(uploads_dir.glob("*.part"))) == 2
+    crash_leftover = uploads_dir / f"{uuid.uuid4().hex}.part"
+    crash_leftover.write_bytes(b"a part whose row never committed")
+    old = time.time() - 2 * 3600
+    os.utime(crash_leftover, (old, old))
+
+    store = await open_media_store(settings)
+    past_first_expiry = clock.now() + dt.timedelta(seconds=settings.upload_expiry_s) - dt.timedelta(hours=1)
+    dry = await _collect(conn, store, settings, now=past_first_expiry, dry_run=True)
+    assert (dry.expired_uploads, dry.stale_upload_parts) == (1, 1)
+    assert await conn.fetchval("SELECT count(*) FROM uploads") == 2 and crash_leftover.exists()
+
+    result = await _collect(conn, store, settings, now=past_first_expiry)
+    assert (result.expired_uploads, result.stale_upload_parts) == (1, 1)
+    remaining = await conn.fetch("SELECT id FROM uploads")
+    assert [f"/v1/uploads/{row['id']}" for row in remaining] == [recent]
+    assert sorted(p.name for p in uploads_dir.glob("*")) == [f"{uuid.UUID(recent.rsplit('/', 1)[1]).hex}.part"]
+    assert (await client.head(abandoned, headers=tus)).status_code == 404

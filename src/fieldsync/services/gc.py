@@ -7,7 +7,9 @@ Three kinds of garbage:
   it again;
 - objects without a row, older than the grace period: a crash between the store write and the
   row's commit leaves these (an upload never spends the grace period in between);
-- spool files left by a crash.
+- spool files left by a crash;
+- tus uploads past their expiry (row and part file; ``services.uploads.remove_expired``), and
+  part files whose row never committed.
 Referenced objects are never touched.
 """
 
@@ -21,8 +23,10 @@ import asyncpg
 
 from fieldsync.db import gc as q
 from fieldsync.ports import MediaStore
+from fieldsync.services import uploads
 from fieldsync.storage import keys
 from fieldsync.storage.spool import Spool
+from fieldsync.storage.uploads import UploadArea
 
 SPOOL_STALE_S = 3600
 BATCH = 500
@@ -35,6 +39,8 @@ class GcReport:
     orphan_objects: list[str] = dataclasses.field(default_factory=list)
     stale_spool_files: int = 0
     objects_scanned: int = 0
+    expired_uploads: int = 0
+    stale_upload_parts: int = 0
 
 
 async def _delete_objects(store: MediaStore, sha256: str) -> None:
@@ -48,6 +54,7 @@ async def collect(
     *,
     store: MediaStore,
     spool: Spool,
+    upload_area: UploadArea,
     now: dt.datetime,
     grace_s: int,
     dry_run: bool,
@@ -93,4 +100,11 @@ async def collect(
     stale = await spool.remove_stale(older_than_s=SPOOL_STALE_S, dry_run=dry_run)
     report.stale_spool_files = len(stale)
     progress(f"stale spool files {'found' if dry_run else 'removed'}: {len(stale)}")
+
+    report.expired_uploads = await uploads.remove_expired(conn, area=upload_area, now=now, dry_run=dry_run)
+    report.stale_upload_parts = await uploads.remove_stale_parts(conn, area=upload_area, dry_run=dry_run)
+    progress(
+        f"expired uploads {'found' if dry_run else 'removed'}: {report.expired_uploads}, "
+        f"part files without an upload: {report.stale_upload_parts}"
+    )
     return report

@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 import anyio.to_thread
@@ -28,7 +29,6 @@ from fieldsync.domain.principals import Principal
 from fieldsync.imaging import probe, render_derivatives
 from fieldsync.ports import Clock, MediaStore
 from fieldsync.storage import keys
-from fieldsync.storage.spool import StagedFile
 
 log = logging.getLogger("fieldsync.media")
 
@@ -64,6 +64,20 @@ def normalized_content_type(declared: str | None) -> str:
     return ALLOWED_TYPES[bare]
 
 
+class Staged(Protocol):
+    """A finished local file and what was measured while it arrived: a spool ``StagedFile``, or a
+    completed tus upload (``services.uploads``)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class MediaRecord:
     sha256: str
@@ -91,7 +105,7 @@ async def store_media(
     conn: asyncpg.Connection,
     actor: Principal,
     *,
-    staged: StagedFile,
+    staged: Staged,
     expected_sha256: str,
     declared_type: str,
     store: MediaStore,

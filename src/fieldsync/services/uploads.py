@@ -1,0 +1,316 @@
+"""Resumable uploads (tus 1.0.0): create, report the offset, append a chunk, terminate, expire.
+
+An upload is a row (``uploads``: owner, length, offset, the declared sha256 and content type,
+expiry) plus a part file (``storage.uploads``). Its life:
+
+    create ─▶ PATCH chunk … PATCH chunk ─(last byte)─▶ store_media ─▶ completed (row kept, file gone)
+      │            │ checksum mismatch: chunk dropped, offset unchanged (460)
+      │            │ client vanished mid-chunk: the bytes that arrived are kept (no checksum sent)
+      └─ DELETE / expiry (fieldsync gc) ─▶ row and file removed
+
+Rules this module keeps:
+
+- Only the creating user sees an upload; anyone else gets ``upload.not_found`` (404), and an
+  upload past ``expires_at`` answers ``upload.expired`` (410). A PATCH slides the expiry forward.
+- Every write, the finish and the termination run under the upload's advisory lock
+  (``db.uploads.try_lock_upload``), so two PATCHes to one upload never interleave; the loser
+  waits briefly, then gets ``upload.locked`` (409), which tus clients answer by re-reading the
+  offset. Each use case here owns its short statements: the lock is held outside any
+  transaction, and the offset is stored only after the bytes it counts were fsynced.
+- The last byte makes the upload go through ``services.media.store_media``, the very checks of
+  ``PUT /v1/media/{sha256}`` (hash against the declared sha256, decoded type against the
+  declared one, pixel limit). A failed check discards the upload and answers that check's
+  problem. A store outage (503) leaves the offset before the last chunk, so the client's retry
+  resends it and the finish runs again; ``store_media`` is idempotent per hash.
+- The offset never reaches the length before the media object exists, so a completed upload
+  (HEAD shows offset = length) always means a stored, committed media object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+
+import anyio
+import asyncpg
+
+from fieldsync import errors
+from fieldsync.db import uploads as q
+from fieldsync.db.constraints import transaction
+from fieldsync.domain import uploads as tus
+from fieldsync.domain.principals import Principal
+from fieldsync.ports import MediaStore
+from fieldsync.services import media
+from fieldsync.storage.uploads import PartMissing, PartWriter, UploadArea
+
+LOCK_WAIT_S = 2.0
+LOCK_POLL_S = 0.05
+STALE_PART_S = 3600
+_CONNECTION_GONE = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UploadState:
+    id: uuid.UUID
+    length: int
+    offset: int
+    metadata: str
+    sha256: str
+    content_type: str
+    expires_at: dt.datetime
+    completed: bool
+
+
+def state_of(row: asyncpg.Record) -> UploadState:
+    return UploadState(
+        id=row["id"], length=row["upload_length"], offset=row["upload_offset"], metadata=row["metadata"],
+        sha256=row["sha256"], content_type=row["content_type"], expires_at=row["expires_at"],
+        completed=row["completed_at"] is not None,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Chunk:
+    """What the client says about the body it sends: where it starts, how long, its checksum."""
+
+    offset: int
+    content_length: int | None
+    checksum: tus.Checksum | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Appended:
+    upload: UploadState
+    media: media.MediaRecord | None = None  # set by the chunk that completed the upload
+    created: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _FinishedPart:
+    """A whole part file, shaped as ``services.media.Staged``."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+async def create_upload(
+    conn: asyncpg.Connection,
+    actor: Principal,
+    *,
+    area: UploadArea,
+    length: int,
+    metadata: str | None,
+    max_bytes: int,
+    now: dt.datetime,
+    ttl_s: int,
+) -> UploadState:
+    """A new, empty upload of ``length`` bytes declared by ``Upload-Metadata``."""
+    if length > max_bytes:
+        raise errors.MediaTooLarge(f"Upload-Length {length} is over the limit of {max_bytes} bytes", limit=max_bytes)
+    pairs = tus.parse_metadata(metadata)
+    sha256 = tus.declared_sha256(pairs)
+    content_type = media.normalized_content_type(tus.metadata_text(pairs, "content_type"))
+    assert metadata is not None
+    upload_id = uuid.uuid4()
+    await area.create(upload_id)
+    try:
+        async with transaction(conn):
+            row = await q.insert_upload(
+                conn, upload_id=upload_id, user_id=actor.user_id, device_id=actor.device_id, length=length,
+                metadata=metadata.strip(), sha256=sha256, content_type=content_type, now=now,
+                expires_at=now + dt.timedelta(seconds=ttl_s),
+            )
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await area.remove(upload_id)
+        raise
+    return state_of(row)
+
+
+async def get_upload(
+    conn: asyncpg.Connection, actor: Principal, upload_id: uuid.UUID, *, now: dt.datetime
+) -> UploadState:
+    """The caller's own, unexpired upload; ``upload.not_found`` / ``upload.expired`` otherwise."""
+    row = await q.get_upload(conn, upload_id)
+    if row is None or row["user_id"] != actor.user_id:
+        raise errors.UploadNotFound()
+    if row["expires_at"] <= now:
+        raise errors.UploadExpired(f"the upload expired at {row['expires_at'].isoformat()}")
+    return state_of(row)
+
+
+async def append_chunk(
+    conn: asyncpg.Connection,
+    actor: Principal,
+    upload_id: uuid.UUID,
+    *,
+    area: UploadArea,
+    body: AsyncIterable[bytes],
+    chunk: Chunk,
+    store: MediaStore,
+    max_pixels: int,
+    now: dt.datetime,
+    ttl_s: int,
+) -> Appended:
+    """Write one chunk at the upload's offset; the chunk with the last byte finishes the upload."""
+    await get_upload(conn, actor, upload_id, now=now)
+    async with _locked(conn, upload_id):
+        state = await get_upload(conn, actor, upload_id, now=now)
+        if chunk.offset != state.offset:
+            raise errors.UploadOffsetMismatch(
+                f"Upload-Offset is {chunk.offset} but the upload is at {state.offset}", offset=state.offset
+            )
+        remaining = state.length - state.offset
+        if chunk.content_length is not None and chunk.content_length > remaining:
+            raise errors.UploadLengthExceeded(f"{remaining} bytes remain, the chunk announces {chunk.content_length}")
+        if state.completed:
+            return Appended(state)
+        expires_at = now + dt.timedelta(seconds=ttl_s)
+        algorithm = chunk.checksum.algorithm if chunk.checksum else None
+        try:
+            async with area.writer(upload_id, offset=state.offset, algorithm=algorithm) as part:
+                end = await _receive(conn, part, body, upload_id, remaining, chunk.checksum, expires_at)
+        except PartMissing:
+            await _discard(conn, area, upload_id)
+            raise errors.UploadExpired("the upload's bytes are no longer on the server; create a new one") from None
+        if end < state.length:
+            row = await q.mark_offset(conn, upload_id=upload_id, offset=end, expires_at=expires_at)
+            assert row is not None
+            return Appended(state_of(row))
+        return await _finish(conn, actor, state, area=area, store=store, max_pixels=max_pixels, now=now)
+
+
+async def _receive(
+    conn: asyncpg.Connection,
+    part: PartWriter,
+    body: AsyncIterable[bytes],
+    upload_id: uuid.UUID,
+    remaining: int,
+    checksum: tus.Checksum | None,
+    expires_at: dt.datetime,
+) -> int:
+    """Stream the body into the part file; returns the new end offset, fsynced."""
+    try:
+        async for data in body:
+            if part.received + len(data) > remaining:
+                raise errors.UploadLengthExceeded(f"the chunk goes past Upload-Length ({remaining} bytes remained)")
+            await part.write(data)
+    except errors.UploadInterrupted:
+        with anyio.CancelScope(shield=True):
+            if checksum is not None:  # a partial chunk cannot be verified: none of it counts
+                await part.rollback()
+            elif 0 < part.received < remaining:
+                end = await part.commit()  # tus: the bytes that arrived are kept
+                await q.mark_offset(conn, upload_id=upload_id, offset=end, expires_at=expires_at)
+            else:
+                await part.rollback()  # a complete body without its end-of-request is not trusted to finish
+        raise
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await part.rollback()
+        raise
+    if checksum is not None and await part.chunk_digest() != checksum.digest:
+        await part.rollback()
+        raise errors.UploadChecksumMismatch(
+            f"the chunk's {checksum.algorithm} differs from Upload-Checksum; it was discarded, the offset is still "
+            f"{part.offset}",
+            offset=part.offset,
+        )
+    return await part.commit()
+
+
+async def _finish(
+    conn: asyncpg.Connection,
+    actor: Principal,
+    state: UploadState,
+    *,
+    area: UploadArea,
+    store: MediaStore,
+    max_pixels: int,
+    now: dt.datetime,
+) -> Appended:
+    finished = _FinishedPart(area.path(state.id), state.length, await area.sha256(state.id))
+    try:
+        record, created = await media.store_media(
+            conn, actor, staged=finished, expected_sha256=state.sha256, declared_type=state.content_type,
+            store=store, max_pixels=max_pixels, now=now,
+        )
+    except errors.Unavailable:
+        raise  # the offset stays before the last chunk: the client's retry finishes it
+    except errors.FieldsyncError:
+        with anyio.CancelScope(shield=True):
+            await _discard(conn, area, state.id)
+        raise
+    row = await q.mark_completed(conn, upload_id=state.id, now=now)
+    await area.remove(state.id)
+    assert row is not None
+    return Appended(state_of(row), record, created)
+
+
+async def terminate_upload(
+    conn: asyncpg.Connection, actor: Principal, upload_id: uuid.UUID, *, area: UploadArea, now: dt.datetime
+) -> None:
+    """tus termination: the row and the bytes go; a media object already made stays."""
+    await get_upload(conn, actor, upload_id, now=now)
+    async with _locked(conn, upload_id):
+        await get_upload(conn, actor, upload_id, now=now)
+        await _discard(conn, area, upload_id)
+
+
+async def remove_expired(conn: asyncpg.Connection, *, area: UploadArea, now: dt.datetime, dry_run: bool) -> int:
+    """Remove uploads past ``expires_at`` (rows and part files); returns how many (would) go.
+
+    An upload some request is writing right now holds its lock and is skipped: it is being used.
+    """
+    removed = 0
+    for upload_id in await q.list_expired(conn, now=now):
+        if dry_run:
+            removed += 1
+            continue
+        if not await q.try_lock_upload(conn, upload_id):
+            continue
+        try:
+            deleted = await q.delete_upload_if_expired(conn, upload_id=upload_id, now=now)
+            if deleted:
+                await area.remove(upload_id)
+                removed += 1
+        finally:
+            await q.unlock_upload(conn, upload_id)
+    return removed
+
+
+async def remove_stale_parts(conn: asyncpg.Connection, *, area: UploadArea, dry_run: bool) -> int:
+    """Part files without a row, untouched for an hour (a crash between file and row)."""
+    candidates = await area.list_stale(older_than_s=STALE_PART_S)
+    if not candidates:
+        return 0
+    known = await q.known_upload_ids(conn, candidates)
+    stale = [upload_id for upload_id in candidates if upload_id not in known]
+    if not dry_run:
+        for upload_id in stale:
+            await area.remove(upload_id)
+    return len(stale)
+
+
+async def _discard(conn: asyncpg.Connection, area: UploadArea, upload_id: uuid.UUID) -> None:
+    await q.delete_upload(conn, upload_id)
+    await area.remove(upload_id)
+
+
+@contextlib.asynccontextmanager
+async def _locked(conn: asyncpg.Connection, upload_id: uuid.UUID) -> AsyncIterator[None]:
+    deadline = anyio.current_time() + LOCK_WAIT_S
+    while not await q.try_lock_upload(conn, upload_id):
+        if anyio.current_time() >= deadline:
+            raise errors.UploadLocked("another request is writing to this upload; read its offset and retry")
+        await anyio.sleep(LOCK_POLL_S)
+    try:
+        yield
+    finally:
+        with anyio.CancelScope(shield=True), contextlib.suppress(*_CONNECTION_GONE):
+            await q.unlock_upload(conn, upload_id)
