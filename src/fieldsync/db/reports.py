@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import uuid
 from typing import Any
 
 import asyncpg
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ReportRow:
-    """The columns a write sets; ``body`` is the canonical content the projections come from."""
-
-    id: uuid.UUID
-    kind: str
-    category: str
-    title: str
-    description: str
-    jurisdiction: str
-    lat: float
-    lon: float
-    accuracy_m: float | None
-    observed_at: dt.datetime
-    severity: str | None
-    grade: str | None
-    credit_code: str | None
-    incident_id: uuid.UUID | None
-    stage: str | None
-    body: dict[str, Any]
-    content_hash: bytes
+from fieldsync.domain.reports import ReportSubmission
 
 
 _ROW_COLUMNS = (
@@ -43,7 +21,7 @@ _ROW_TYPES = (
 )
 
 
-def _columns(rows: list[ReportRow]) -> list[list[Any]]:
+def _columns(rows: list[ReportSubmission]) -> list[list[Any]]:
     return [[getattr(row, name) for row in rows] for name in _ROW_COLUMNS]
 
 
@@ -57,7 +35,7 @@ def _unnest(first_param: int, extra: tuple[tuple[str, str], ...] = ()) -> str:
 
 async def insert_reports(
     conn: asyncpg.Connection,
-    rows: list[ReportRow],
+    rows: list[ReportSubmission],
     *,
     author_id: uuid.UUID,
     device_id: uuid.UUID | None,
@@ -83,7 +61,7 @@ async def insert_reports(
 
 async def revise_reports(
     conn: asyncpg.Connection,
-    rows: list[ReportRow],
+    rows: list[ReportSubmission],
     base_versions: list[int],
     *,
     device_id: uuid.UUID | None,
@@ -107,7 +85,7 @@ async def revise_reports(
 
 async def insert_versions(
     conn: asyncpg.Connection,
-    rows: list[ReportRow],
+    rows: list[ReportSubmission],
     versions: list[int],
     *,
     author_id: uuid.UUID,

@@ -86,9 +86,15 @@ class ReportSubmission:
     incident_id: uuid.UUID | None = None
     stage: str | None = None
 
+    content_hash: bytes = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "content_hash", content_hash(self.content))
+
     @property
-    def content_hash(self) -> bytes:
-        return content_hash(self.content)
+    def body(self) -> dict[str, Any]:
+        """The canonical content as stored: everything but ``id`` and ``base_version``."""
+        return {key: value for key, value in self.content.items() if key not in {"id", "base_version"}}
 
 
 @dataclasses.dataclass(slots=True)

@@ -73,28 +73,6 @@ def _check(
     return None
 
 
-def _row(report: rules.ReportSubmission) -> q.ReportRow:
-    return q.ReportRow(
-        id=report.id,
-        kind=report.kind,
-        category=report.category,
-        title=report.title,
-        description=report.description,
-        jurisdiction=report.jurisdiction,
-        lat=report.lat,
-        lon=report.lon,
-        accuracy_m=report.accuracy_m,
-        observed_at=report.observed_at,
-        severity=report.severity,
-        grade=report.grade,
-        credit_code=report.credit_code,
-        incident_id=report.incident_id,
-        stage=report.stage,
-        body={k: v for k, v in report.content.items() if k not in {"id", "base_version"}},
-        content_hash=report.content_hash,
-    )
-
-
 async def submit_reports(
     conn: asyncpg.Connection,
     actor: Principal,
@@ -142,7 +120,7 @@ async def _apply_round(
     now: dt.datetime,
 ) -> None:
     """Apply reports with distinct ids: insert the new, decide the existing under row locks."""
-    rows = {index: _row(reports[index]) for index in indices}
+    rows = {index: reports[index] for index in indices}
     inserted = await q.insert_reports(
         conn, list(rows.values()), author_id=actor.user_id, device_id=actor.device_id, now=now
     )
