@@ -220,3 +220,22 @@ async def test_derivatives_are_generated_in_the_background(client, inspector, ap
     names = stored_objects(settings)
     assert any(n.endswith(f"{sha}/preview.jpg") for n in names)
     assert any(n.endswith(f"{sha}/thumbnail.jpg") for n in names)
+
+
+async def test_a_supervisors_look_at_a_photo_is_an_audit_event(client, inspector, conn, clock):
+    photo = images.jpeg(seed=51)
+    sha = images.sha256(photo)
+    await upload(client, inspector, photo)
+    await client.put(
+        f"/v1/reports/{uuid.uuid4()}", json=hazard_report(media=[{"sha256": sha}]), headers=inspector.headers
+    )
+    supervisor = await make_user(conn, role="supervisor", jurisdiction="140431", now=clock.now())
+    assert (await client.get(f"/v1/media/{sha}", headers=inspector.headers)).status_code == 200
+    assert await conn.fetchval("SELECT count(*) FROM events WHERE chain = $1", f"media:{sha}") == 0
+    assert (await client.get(f"/v1/media/{sha}", headers=supervisor.headers)).status_code == 200
+    assert (await client.get(f"/v1/media/{sha}/thumbnail", headers=supervisor.headers)).status_code == 200
+    rows = await conn.fetch("SELECT actor_id, action, detail FROM events WHERE chain = $1 ORDER BY position", f"media:{sha}")
+    assert [(r["actor_id"], r["action"], r["detail"]) for r in rows] == [
+        (supervisor.user_id, "media_access", '{"variant":"original"}'),
+        (supervisor.user_id, "media_access", '{"variant":"thumbnail"}'),
+    ]

@@ -129,9 +129,10 @@ class MediaController(Controller):
         media_type="application/octet-stream",
     )
     async def original(
-        self, sha256: Sha256Path, principal: Principal, conn: asyncpg.Connection, runtime: Runtime
+        self, sha256: Sha256Path, principal: Principal, conn: asyncpg.Connection, runtime: Runtime,
+        now: dt.datetime,
     ) -> Response[Any]:
-        record = await media.get_readable(conn, principal, sha256)
+        record = await media.get_readable(conn, principal, sha256, variant="original", now=now)
         return await _serve(runtime, keys.original_key(sha256), record.content_type, f"{sha256}", record.bytes)
 
     @get(
@@ -142,9 +143,10 @@ class MediaController(Controller):
         media_type="image/jpeg",
     )
     async def preview(
-        self, sha256: Sha256Path, principal: Principal, conn: asyncpg.Connection, runtime: Runtime
+        self, sha256: Sha256Path, principal: Principal, conn: asyncpg.Connection, runtime: Runtime,
+        now: dt.datetime,
     ) -> Response[Any]:
-        return await _derivative(runtime, conn, principal, sha256, "preview")
+        return await _derivative(runtime, conn, principal, sha256, "preview", now=now)
 
     @get(
         "/{sha256:str}/thumbnail",
@@ -154,15 +156,17 @@ class MediaController(Controller):
         media_type="image/jpeg",
     )
     async def thumbnail(
-        self, sha256: Sha256Path, principal: Principal, conn: asyncpg.Connection, runtime: Runtime
+        self, sha256: Sha256Path, principal: Principal, conn: asyncpg.Connection, runtime: Runtime,
+        now: dt.datetime,
     ) -> Response[Any]:
-        return await _derivative(runtime, conn, principal, sha256, "thumbnail")
+        return await _derivative(runtime, conn, principal, sha256, "thumbnail", now=now)
 
 
 async def _derivative(
-    runtime: Runtime, conn: asyncpg.Connection, principal: Principal, sha256: str, kind: keys.DerivativeKind
+    runtime: Runtime, conn: asyncpg.Connection, principal: Principal, sha256: str, kind: keys.DerivativeKind,
+    *, now: dt.datetime,
 ) -> Response[Any]:
-    await media.get_readable(conn, principal, sha256)
+    await media.get_readable(conn, principal, sha256, variant=kind, now=now)
     key = keys.derivative_key(sha256, kind)
     if not await runtime.media.exists(key):
         await media.render_and_store(runtime.media, sha256)

@@ -25,9 +25,10 @@ import asyncpg
 from fieldsync import errors
 from fieldsync.db import media as q
 from fieldsync.db.constraints import transaction
-from fieldsync.domain.principals import Principal
+from fieldsync.domain.principals import Principal, Role
 from fieldsync.imaging import probe, render_derivatives
 from fieldsync.ports import Clock, MediaStore
+from fieldsync.services import audit
 from fieldsync.storage import keys
 
 log = logging.getLogger("fieldsync.media")
@@ -150,13 +151,27 @@ async def store_media(
     return record_of(row), created
 
 
-async def get_readable(conn: asyncpg.Connection, actor: Principal, sha256: str) -> MediaRecord:
-    """The media record if the caller uploaded it or may see a report using it; else not found."""
+async def get_readable(
+    conn: asyncpg.Connection, actor: Principal, sha256: str, *, variant: str, now: dt.datetime
+) -> MediaRecord:
+    """The media record if the caller uploaded it or may see a report using it; else not found.
+
+    A supervisor's or admin's access is an audit event on the photo's chain: originals are
+    evidence, and who looked at them is part of the record.
+    """
     row = await q.get_media(conn, sha256)
     if row is None or not await q.may_read(
         conn, sha256=sha256, user_id=actor.user_id, role=actor.role.value, scope_prefix=actor.scope_prefix
     ):
         raise errors.MediaNotFound()
+    if actor.role is not Role.INSPECTOR:
+        async with transaction(conn):
+            await audit.record(
+                conn,
+                [audit.NewEvent(chain=audit.media_chain(sha256), action="media_access", actor_id=actor.user_id,
+                                device_id=actor.device_id, detail={"variant": variant})],
+                now=now,
+            )
     return record_of(row)
 
 
