@@ -71,20 +71,30 @@ def template_database(pg_server_url: str) -> str:
     return name
 
 
+@contextlib.asynccontextmanager
+async def scratch_database(pg_server_url: str, *, prefix: str, template: str | None = None) -> AsyncIterator[str]:
+    """A database of its own (empty, or cloned from ``template``), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
+    admin = await asyncpg.connect(pg_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
+    finally:
+        await admin.close()
+    try:
+        yield with_database(pg_server_url, name)
+    finally:
+        admin = await asyncpg.connect(pg_server_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
 @pytest.fixture
 async def database_url(pg_server_url: str, template_database: str) -> AsyncIterator[str]:
-    name = f"fs_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    finally:
-        await admin.close()
-    yield with_database(pg_server_url, name)
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(pg_server_url, prefix="fs_test", template=template_database) as url:
+        yield url
 
 
 @pytest.fixture

@@ -17,23 +17,13 @@ import pytest
 from fieldsync.db.migrate import Migration, load_migrations, migrate
 from fieldsync.db.pool import connect
 from fieldsync.errors import MigrationError
-from tests.conftest import with_database
+from tests.conftest import scratch_database
 
 
 @pytest.fixture
 async def empty_database_url(pg_server_url: str) -> AsyncIterator[str]:
-    name = f"fs_empty_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield with_database(pg_server_url, name)
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(pg_server_url, prefix="fs_empty") as url:
+        yield url
 
 
 @pytest.fixture
