@@ -59,7 +59,7 @@ from litestar import Litestar
 from fieldsync.app import create_app
 from fieldsync.settings import Settings
 from tests import images
-from tests.support import Actor, MutableClock, hazard_report, make_device, make_user, principal_of
+from tests.support import Actor, MutableClock, disaster_report, hazard_report, make_device, make_user, principal_of
 
 PASSWORD = "matrix-password-1"
 
@@ -120,6 +120,15 @@ class World:
         code: str = response.json()["code"]
         return code
 
+
+    async def fresh_report(self, body: dict[str, Any] | None = None) -> str:
+        """A new submitted report of the inspector's, for rows whose call changes its target."""
+        report_id = str(uuid.uuid4())
+        response = await self.client.put(
+            f"/v1/reports/{report_id}", json=body or hazard_report(), headers=self.inspector.headers
+        )
+        assert response.status_code == 201, response.text
+        return report_id
 
     def fresh_photo(self) -> bytes:
         return images.jpeg(width=64, height=48, seed=uuid.uuid4().int & 0xFFFF_FFFF)
@@ -199,8 +208,29 @@ async def _put_report(world: World) -> Call:
     return Call(f"/v1/reports/{uuid.uuid4()}", hazard_report())
 
 
+def at_report(suffix: str) -> Callable[[World], Awaitable[Call]]:
+    async def call(world: World) -> Call:
+        return Call(f"/v1/reports/{world.report_id}{suffix}")
+
+    return call
+
+
 async def _get_report(world: World) -> Call:
     return Call(f"/v1/reports/{world.report_id}")
+
+
+async def _transition(world: World) -> Call:
+    return Call(f"/v1/reports/{await world.fresh_report()}/transitions", {"action": "verify", "version": 1})
+
+
+async def _comment(world: World) -> Call:
+    return Call(f"/v1/reports/{world.report_id}/comments", {"body": "请补充照片"})
+
+
+async def _incident(world: World) -> Call:
+    incident_id = str(uuid.uuid4())
+    await world.fresh_report(disaster_report(incident_id=incident_id))
+    return Call(f"/v1/incidents/{incident_id}")
 
 
 async def _upload(world: World) -> Call:
@@ -328,6 +358,37 @@ MATRIX: list[Row] = [
         "/v1/reports/{report_id:uuid}",
         authed(admin=200, sup_in=200, sup_out=Expect(404, "report.not_found"), inspector=200),
         _get_report,
+    ),
+    # --- review: supervisors in scope act; the author reads and comments; others see nothing ------
+    Row(
+        "POST",
+        "/v1/reports/{report_id:uuid}/transitions",
+        authed(admin=200, sup_in=200, sup_out=Expect(404, "report.not_found"), inspector=FORBIDDEN),
+        _transition,
+    ),
+    Row(
+        "GET",
+        "/v1/reports/{report_id:uuid}/comments",
+        authed(admin=200, sup_in=200, sup_out=Expect(404, "report.not_found"), inspector=200),
+        _comment,
+    ),
+    Row(
+        "POST",
+        "/v1/reports/{report_id:uuid}/comments",
+        authed(admin=201, sup_in=201, sup_out=Expect(404, "report.not_found"), inspector=201),
+        _comment,
+    ),
+    Row(
+        "GET",
+        "/v1/reports/{report_id:uuid}/events",
+        authed(admin=200, sup_in=200, sup_out=Expect(404, "report.not_found"), inspector=200),
+        at_report("/events"),
+    ),
+    Row(
+        "GET",
+        "/v1/incidents/{incident_id:uuid}",
+        authed(admin=200, sup_in=200, sup_out=Expect(404, "incident.not_found"), inspector=200),
+        _incident,
     ),
     # --- media: anyone signed in may upload and ask what is missing; downloads follow the report -----
     Row("PUT", "/v1/media/{sha256:str}", authed(admin=201, sup_in=201, sup_out=201, inspector=201), _upload),
