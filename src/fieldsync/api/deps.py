@@ -38,13 +38,29 @@ async def provide_conn(request: Request[Any, Any, Any], state: State) -> asyncpg
     Not a generator dependency: Litestar skips a generator's cleanup when a later dependency
     (the principal) raises, which would leak the connection on every 401.
     """
-    pool = runtime_of(state).pool
+    return await acquire_connection(request, runtime_of(state).pool)
+
+
+async def acquire_connection(request: Request[Any, Any, Any], pool: asyncpg.Pool) -> asyncpg.Connection:
+    """Take a pooled connection for the rest of the request (the middleware gives it back)."""
     try:
         conn = await pool.acquire(timeout=10)
     except (*DATABASE_DOWN, asyncpg.PostgresError) as exc:  # acquiring only connects: any failure is an outage
         raise errors.DependencyUnavailable("the database is not reachable", dependency="database") from exc
     request.scope["state"]["_conn"] = (pool, conn)
     return conn
+
+
+async def release_connection(request: Request[Any, Any, Any]) -> None:
+    """Give the request's connection back early, before a long wait that needs no database.
+
+    An upload body can take minutes on a field network: a connection held meanwhile is one the
+    pool (20) cannot lend to anyone else, and twenty slow uploads would starve every request.
+    """
+    held = request.scope["state"].pop("_conn", None)
+    if held is not None:
+        pool, conn = held
+        await pool.release(conn)
 
 
 def connection_release_middleware(app: ASGIApp) -> ASGIApp:

@@ -17,6 +17,7 @@ from litestar.params import Parameter
 from litestar.response import Redirect, Stream
 
 from fieldsync import errors
+from fieldsync.api.deps import acquire_connection, release_connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
 from fieldsync.api.schemas.media import Exif, MediaRead, MissingQuery, MissingRead
@@ -85,15 +86,22 @@ class MediaController(Controller):
         },
     )
     async def upload(
-        self, request: Request[Any, Any, Any], sha256: Sha256Path, principal: Principal, conn: asyncpg.Connection,
-        runtime: Runtime, now: dt.datetime,
+        self, request: Request[Any, Any, Any], sha256: Sha256Path, principal: Principal, runtime: Runtime,
+        now: dt.datetime,
     ) -> Response[MediaRead]:
         declared = media.normalized_content_type(request.headers.get("content-type"))
+        # The principal's connection goes back to the pool while the body streams and is checked:
+        # that takes seconds to minutes per photo, and holding it would cap uploads at the pool size.
+        await release_connection(request)
         async with runtime.spool.staged() as staged:
             await _spool_body(request, staged, runtime.settings.max_media_bytes)
-            record, created = await media.store_media(
-                conn, principal, staged=staged, expected_sha256=sha256, declared_type=declared,
-                store=runtime.media, max_pixels=runtime.settings.max_media_pixels, now=now,
+            info = await media.check_media(
+                staged, expected_sha256=sha256, declared_type=declared,
+                max_pixels=runtime.settings.max_media_pixels,
+            )
+            conn = await acquire_connection(request, runtime.pool)
+            record, created = await media.keep_media(
+                conn, principal, staged=staged, info=info, store=runtime.media, now=now
             )
         if created:
             runtime.wake_derivative_workers()

@@ -26,7 +26,7 @@ from fieldsync import errors
 from fieldsync.db import media as q
 from fieldsync.db.constraints import transaction
 from fieldsync.domain.principals import Principal, Role
-from fieldsync.imaging import probe, render_derivatives
+from fieldsync.imaging import ImageInfo, probe, render_derivatives
 from fieldsync.ports import Clock, MediaStore
 from fieldsync.services import audit
 from fieldsync.storage import keys
@@ -114,6 +114,18 @@ async def store_media(
     now: dt.datetime,
 ) -> tuple[MediaRecord, bool]:
     """Check a finished spool file and keep it; returns the record and whether it was new."""
+    info = await check_media(
+        staged, expected_sha256=expected_sha256, declared_type=declared_type, max_pixels=max_pixels
+    )
+    return await keep_media(conn, actor, staged=staged, info=info, store=store, now=now)
+
+
+async def check_media(staged: Staged, *, expected_sha256: str, declared_type: str, max_pixels: int) -> ImageInfo:
+    """The checks of a finished spool file, none of which needs the database: hash, image, type.
+
+    Split from ``keep_media`` so that an upload can run them (a decode, maybe queued behind other
+    decodes) without holding a pooled connection.
+    """
     if staged.sha256 != expected_sha256:
         raise errors.MediaHashMismatch(
             f"the body hashes to {staged.sha256}, not {expected_sha256}; nothing was kept", actual=staged.sha256
@@ -123,6 +135,19 @@ async def store_media(
     )
     if info.mime_type != declared_type:
         raise errors.MediaTypeMismatch(f"declared {declared_type} but the content is {info.mime_type}")
+    return info
+
+
+async def keep_media(
+    conn: asyncpg.Connection,
+    actor: Principal,
+    *,
+    staged: Staged,
+    info: ImageInfo,
+    store: MediaStore,
+    now: dt.datetime,
+) -> tuple[MediaRecord, bool]:
+    """Put a checked spool file in the store, then commit its row (in that order, see above)."""
     await store.put_file(
         keys.original_key(staged.sha256), staged.path, sha256=staged.sha256, size=staged.size,
         content_type=info.mime_type,

@@ -1,0 +1,100 @@
+"""PUT /v1/media/{sha256} holds no pooled database connection while its body streams.
+
+scripts/bench/run.py found it: with 50 devices uploading 20 MB photos at once, the pool's 20
+connections were all held by uploads still receiving bytes, and the rest waited 10 s for a
+connection and got 503. A field network makes one upload last minutes, so the connection is
+given back after authentication and taken again only for the row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from litestar import Litestar
+
+from tests import images
+from tests.support import Actor, make_user
+
+
+@pytest.fixture
+async def inspector(conn, clock) -> Actor:
+    return await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
+
+
+async def connections_in_use(app: Litestar) -> int:
+    """The fewest pool connections in use over a few looks (a derivative worker's poll is brief)."""
+    pool = app.state.runtime.pool
+    seen = []
+    for _ in range(5):
+        seen.append(pool.get_size() - pool.get_idle_size())
+        await asyncio.sleep(0.01)
+    return min(seen)
+
+
+async def test_upload_holds_no_connection_while_its_body_streams(client, app, inspector):
+    data = images.jpeg(seed=7)
+    halfway, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield data[:1000]
+        halfway.set()
+        await go_on.wait()
+        yield data[1000:]
+
+    upload = asyncio.create_task(
+        client.put(
+            f"/v1/media/{images.sha256(data)}",
+            content=slow_body(),
+            headers={**inspector.headers, "Content-Type": "image/jpeg"},
+        )
+    )
+    await asyncio.wait_for(halfway.wait(), timeout=10)
+    await asyncio.sleep(0.05)
+    in_use_while_streaming = await connections_in_use(app)
+    go_on.set()
+    response = await asyncio.wait_for(upload, timeout=30)
+
+    assert response.status_code == 201, response.text
+    assert response.json()["sha256"] == images.sha256(data)
+    assert in_use_while_streaming == 0
+
+
+async def test_more_uploads_than_pool_connections_stream_at_once(client, app, inspector):
+    photos = [images.jpeg(64, 48, seed=seed) for seed in range(30)]
+    assert len(photos) > app.state.runtime.pool.get_max_size()
+    mid_body = 0
+    all_mid_body, gate = asyncio.Event(), asyncio.Event()
+
+    def body(data: bytes) -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncIterator[bytes]:
+            nonlocal mid_body
+            yield data[:100]
+            mid_body += 1  # the server asked for more: this upload is streaming
+            if mid_body == len(photos):
+                all_mid_body.set()
+            await gate.wait()
+            yield data[100:]
+
+        return chunks()
+
+    uploads = [
+        asyncio.create_task(
+            client.put(
+                f"/v1/media/{images.sha256(data)}",
+                content=body(data),
+                headers={**inspector.headers, "Content-Type": "image/jpeg"},
+            )
+        )
+        for data in photos
+    ]
+    try:
+        await asyncio.wait_for(all_mid_body.wait(), timeout=5)
+    finally:
+        streaming_at_once = mid_body
+        gate.set()
+        responses = await asyncio.wait_for(asyncio.gather(*uploads), timeout=60)
+
+    assert streaming_at_once == len(photos)
+    assert [r.status_code for r in responses] == [201] * len(photos)
