@@ -29,6 +29,7 @@ from fieldsync.api.problems import EXCEPTION_HANDLERS
 from fieldsync.api.reference import ReferenceController
 from fieldsync.api.reports import ReportController
 from fieldsync.api.review import IncidentController, ReviewController
+from fieldsync.api.stats import StatsController
 from fieldsync.api.sync import SyncController
 from fieldsync.api.uploads import UploadController
 from fieldsync.api.runtime import Runtime
@@ -49,6 +50,7 @@ ROUTE_HANDLERS = [
     ReportController,
     ReviewController,
     IncidentController,
+    StatsController,
     MediaController,
     SyncController,
     UploadController,

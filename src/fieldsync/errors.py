@@ -7,7 +7,7 @@ to an HTTP status and renders RFC 9457 problem+json. Nothing below ``api/`` know
     FieldsyncError
     ├── ConfigurationInvalid                 (startup only, never rendered)
     ├── MigrationError                       (startup only)
-    ├── InvalidInput          400  request.invalid, report.invalid, media.hash_mismatch, ...
+    ├── InvalidInput          400  request.invalid, report.invalid, media.hash_mismatch, stats.invalid_window, ...
     ├── Unauthenticated       401  auth.required, auth.invalid_token, auth.expired, auth.revoked, ...
     ├── Forbidden             403  auth.forbidden, jurisdiction.out_of_scope, report.not_author
     ├── NotFound              404  not_found, report.not_found, media.not_found, ...
@@ -403,3 +403,11 @@ class IncidentStageTaken(Conflict):
 class IncidentNotFound(NotFound):
     code = "incident.not_found"
     title = "No visible report belongs to this incident"
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+
+class StatsWindowInvalid(InvalidInput):
+    code = "stats.invalid_window"
+    title = "The statistics window is invalid"

@@ -284,6 +284,11 @@ def _pulls_report(world: World, body: Any) -> bool:
     return str(world.report_id) in {change["id"] for change in body["changes"]}
 
 
+def _counts_report(world: World, body: Any) -> bool:
+    """The target hazard is the world's only report: the figures count it or they are empty."""
+    return bool(body["current"]["reports"] > 0 and body["current"]["hazards"]["found"] > 0)
+
+
 def _lists_inspector(world: World, body: Any) -> bool:
     return world.inspector.username in {item["username"] for item in body["items"]}
 
@@ -389,6 +394,17 @@ MATRIX: list[Row] = [
         "/v1/incidents/{incident_id:uuid}",
         authed(admin=200, sup_in=200, sup_out=Expect(404, "incident.not_found"), inspector=200),
         _incident,
+    ),
+    # --- statistics: everyone gets figures for their own view; outsiders' figures exclude the target
+    Row(
+        "GET",
+        "/v1/stats",
+        authed(
+            admin=Expect(200, check=True), sup_in=Expect(200, check=True), sup_out=Expect(200, check=False),
+            inspector=Expect(200, check=True),
+        ),
+        at("/v1/stats"),
+        check=_counts_report,
     ),
     # --- media: anyone signed in may upload and ask what is missing; downloads follow the report -----
     Row("PUT", "/v1/media/{sha256:str}", authed(admin=201, sup_in=201, sup_out=201, inspector=201), _upload),
