@@ -61,3 +61,46 @@ def png(width: int = 64, height: int = 64) -> bytes:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def scene(seed: int, width: int = 640, height: int = 480) -> Image.Image:
+    """A synthetic photo with real structure (sky, ground, buildings, a pipe, a tank), not noise:
+    the same seed is the same scene, so a perceptual hash has something to recognise."""
+    from PIL import ImageDraw
+
+    rng = random.Random(seed)
+    image = Image.new("RGB", (width, height))
+    draw = ImageDraw.Draw(image)
+    horizon = int(height * rng.uniform(0.3, 0.6))
+    sky = (rng.randrange(120, 220), rng.randrange(150, 230), rng.randrange(200, 255))
+    ground = (rng.randrange(60, 140), rng.randrange(60, 120), rng.randrange(30, 90))
+    draw.rectangle((0, 0, width, horizon), fill=sky)
+    draw.rectangle((0, horizon, width, height), fill=ground)
+    for _ in range(rng.randrange(4, 9)):
+        w, h = rng.randrange(width // 12, width // 4), rng.randrange(height // 10, height // 2)
+        x = rng.randrange(0, width - w)
+        colour = tuple(rng.randrange(20, 235) for _ in range(3))
+        draw.rectangle((x, horizon - h, x + w, horizon + rng.randrange(0, height // 8)), fill=colour)
+    for _ in range(rng.randrange(2, 5)):
+        r = rng.randrange(width // 16, width // 6)
+        cx, cy = rng.randrange(r, width - r), rng.randrange(horizon, height)
+        draw.ellipse((cx - r, cy - r // 2, cx + r, cy + r // 2), fill=tuple(rng.randrange(0, 255) for _ in range(3)))
+    draw.line((0, rng.randrange(height), width, rng.randrange(height)), fill=(30, 30, 30), width=max(2, width // 60))
+    return image
+
+
+def encode(image: Image.Image, *, quality: int = 85) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def rephotographed(image: Image.Image, *, seed: int = 0) -> Image.Image:
+    """The same scene taken again: shifted by a few percent, turned slightly, another size."""
+    rng = random.Random(seed)
+    w, h = image.size
+    turned = image.rotate(rng.uniform(-2.5, 2.5), resample=Image.Resampling.BILINEAR, expand=False, fillcolor=(128, 128, 128))
+    dx, dy = int(w * rng.uniform(0, 0.04)), int(h * rng.uniform(0, 0.04))
+    cropped = turned.crop((dx, dy, w - int(w * rng.uniform(0, 0.04)), h - int(h * rng.uniform(0, 0.04))))
+    scale = rng.uniform(0.6, 1.4)
+    return cropped.resize((max(32, int(cropped.width * scale)), max(32, int(cropped.height * scale))))

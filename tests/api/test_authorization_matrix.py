@@ -391,6 +391,12 @@ MATRIX: list[Row] = [
     ),
     Row(
         "GET",
+        "/v1/reports/{report_id:uuid}/duplicates",
+        authed(admin=200, sup_in=200, sup_out=Expect(404, "report.not_found"), inspector=200),
+        at_report("/duplicates"),
+    ),
+    Row(
+        "GET",
         "/v1/incidents/{incident_id:uuid}",
         authed(admin=200, sup_in=200, sup_out=Expect(404, "incident.not_found"), inspector=200),
         _incident,

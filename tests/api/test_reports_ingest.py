@@ -26,6 +26,7 @@ async def test_new_report_is_created_with_a_receipt(client, inspector, conn):
     assert response.status_code == 201, response.text
     assert response.json() == {
         "id": str(report_id), "version": 1, "status": "submitted", "missing_media": [], "duplicate": False,
+        "possible_duplicates": [], "duplicate_candidates": [],
     }
     row = await conn.fetchrow("SELECT author_id, version, grade, credit_code FROM reports WHERE id = $1", report_id)
     assert row["author_id"] == inspector.user_id

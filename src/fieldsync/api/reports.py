@@ -18,6 +18,7 @@ from fieldsync.api.schemas.reports import (
     AccidentReport,
     Author,
     DisasterReport,
+    DuplicateCandidate,
     HazardReport,
     Location,
     MediaAttachment,
@@ -77,6 +78,8 @@ def to_receipt(data: ReceiptData) -> Receipt:
     return Receipt(
         id=data.id, version=data.version, status=data.status,  # type: ignore[arg-type]
         missing_media=data.missing_media, duplicate=data.duplicate,
+        possible_duplicates=[c[0] for c in data.possible_duplicates],
+        duplicate_candidates=[DuplicateCandidate(id=c[0], score=c[1], reasons=c[2]) for c in data.possible_duplicates],
     )
 
 
@@ -112,9 +115,20 @@ def attachment(row: asyncpg.Record, *, location: Location, observed_at: dt.datet
 
 
 async def read_reports(conn: asyncpg.Connection, rows: list[asyncpg.Record], *, now: dt.datetime) -> list[ReportRead]:
-    """The read model of several reports with one media query."""
-    media_by_report = await reports.media_of_reports(conn, [row["id"] for row in rows])
-    return [_read(row, media_by_report[row["id"]], now=now) for row in rows]
+    """The read model of several reports with one media query (merged reports' photos included)."""
+    merged = {m for row in rows for m in row["merged_from"]}
+    media_by_report = await reports.media_of_reports(conn, [row["id"] for row in rows] + sorted(merged))
+    reads = []
+    for row in rows:
+        read = _read(row, media_by_report[row["id"]], now=now)
+        if row["merged_from"]:
+            merged_media = [
+                attachment(m, location=read.location, observed_at=read.observed_at)
+                for source in row["merged_from"] for m in media_by_report[source]
+            ]
+            read = msgspec.structs.replace(read, merged_media=merged_media)
+        reads.append(read)
+    return reads
 
 
 def _workflow(row: asyncpg.Record, *, now: dt.datetime) -> WorkflowRead:
@@ -149,6 +163,7 @@ def _read(row: asyncpg.Record, media_rows: list[asyncpg.Record], *, now: dt.date
             "missing_media": list(dict.fromkeys(m["sha256"] for m in media_rows if not m["present"])),
             "duplicate_of": row["duplicate_of"],
             "merged_from": list(row["merged_from"]),
+            "possible_duplicates": list(row["possible_duplicates"]),
         },
         ReportRead,
         from_attributes=True,

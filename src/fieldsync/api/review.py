@@ -15,6 +15,7 @@ from fieldsync.api.schemas.reports import (
     Author,
     CommentCreate,
     CommentRead,
+    DuplicateRead,
     EventRead,
     IncidentRead,
     ReportRead,
@@ -23,7 +24,7 @@ from fieldsync.api.schemas.reports import (
 from fieldsync.db.constraints import transaction
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.reports import MediaReference
-from fieldsync.services import incidents, reports, workflow
+from fieldsync.services import duplicates, incidents, reports, workflow
 
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -65,12 +66,40 @@ class ReviewController(Controller):
         row = await reports.get_visible_report(conn, principal, report_id)
         return (await read_reports(conn, [row], now=now))[0]
 
-    @get("/{report_id:uuid}/comments", summary="Comments on a report", responses=problem_responses(400, 401, 404))
+    @get(
+        "/{report_id:uuid}/comments",
+        summary="Comments on a report, and on the reports merged into it",
+        responses=problem_responses(400, 401, 404),
+    )
     async def list_comments(
         self, report_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection
     ) -> list[CommentRead]:
-        await reports.get_visible_report(conn, principal, report_id)
-        return [comment_read(row) for row in await workflow.list_comments(conn, [report_id])]
+        row = await reports.get_visible_report(conn, principal, report_id)
+        ids = [report_id, *row["merged_from"]]
+        return [comment_read(row) for row in await workflow.list_comments(conn, ids)]
+
+    @get(
+        "/{report_id:uuid}/duplicates",
+        summary="Near-duplicate candidates of a report, best first, with score and reasons",
+        description=(
+            "Candidates found when the report or one of its photos arrived, at or above the detection "
+            "threshold, that the caller may see. Nothing is merged automatically: merge with the "
+            "`merge` transition."
+        ),
+        responses=problem_responses(400, 401, 404),
+    )
+    async def duplicates(
+        self, report_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection
+    ) -> list[DuplicateRead]:
+        rows = await duplicates.list_duplicates(conn, principal, report_id)
+        return [
+            DuplicateRead(
+                id=row["id"], score=float(row["score"]), reasons=row["reasons"], kind=row["kind"],
+                category=row["category"], title=row["title"], status=row["status"],
+                observed_at=row["observed_at"], found_at=row["found_at"],
+            )
+            for row in rows
+        ]
 
     @post(
         "/{report_id:uuid}/comments",

@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from fieldsync.db.duplicates import POSSIBLE_DUPLICATES_SQL
+
 from fieldsync.domain.reports import ReportSubmission
 
 
@@ -187,13 +189,14 @@ async def missing_media(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[
 async def get_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
     """Rows for the report read model, in the order of ``ids``."""
     rows = await conn.fetch(
-        """
+        f"""
         SELECT r.id, r.kind, r.body, r.author_id, u.username AS author_username, r.device_id,
                r.received_at, r.updated_at, r.version, r.status, r.duplicate_of, r.jurisdiction,
                j.path AS jurisdiction_path, r.verified_at, r.rectification, r.rectification_deadline,
                r.rectified_at, r.rectification_note, r.closed_at, r.listed_level, r.listed_deadline,
                coalesce((SELECT array_agg(d.id ORDER BY d.received_at, d.id) FROM reports d
-                         WHERE d.duplicate_of = r.id), '{}') AS merged_from
+                         WHERE d.duplicate_of = r.id), '{{}}') AS merged_from,
+               {POSSIBLE_DUPLICATES_SQL} AS possible_duplicates
         FROM reports r
         JOIN jurisdictions j ON j.code = r.jurisdiction
         JOIN users u ON u.id = r.author_id

@@ -105,3 +105,7 @@ class ReceiptData:
     missing_media: list[str]
     duplicate: bool
     created: bool
+    # near-duplicate candidates at or above the threshold: (id, score, reasons), best first
+    possible_duplicates: list[tuple[uuid.UUID, float, list[dict[str, Any]]]] = dataclasses.field(
+        default_factory=list
+    )

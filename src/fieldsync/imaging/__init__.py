@@ -6,6 +6,8 @@
         Raises MediaUnsupportedType (415), MediaTooManyPixels (422), MediaUndecodable (422).
     render_derivatives(path, *, preview_px=1280, thumbnail_px=320) -> Derivatives(preview, thumbnail)
         JPEG bytes, orientation applied, sRGB, every metadata block stripped.
+    dhash(path) -> int
+        64-bit difference hash (signed, fits a bigint) for near-duplicate photos; ``hamming``.
 
 Both are CPU-bound and blocking. On the dev box a 12 MP JPEG takes ≈30 ms to probe and ≈100 ms
 to render (``scripts/bench/derivatives.py``); a 64 MP PNG needs about 256 MB while it decodes.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from fieldsync.imaging._pillow import ALLOWED_PLUGINS, FORMATS
 from fieldsync.imaging.derivatives import PREVIEW_PX, THUMBNAIL_PX, Derivatives, render_derivatives
+from fieldsync.imaging.dhash import dhash, dhash_bytes, hamming
 from fieldsync.imaging.probe import ImageInfo, probe, sniff
 
 MIME_TYPES = frozenset(mime for _, mime in FORMATS.values())
@@ -28,6 +31,9 @@ __all__ = [
     "PREVIEW_PX",
     "THUMBNAIL_PX",
     "Derivatives",
+    "dhash",
+    "dhash_bytes",
+    "hamming",
     "ImageInfo",
     "probe",
     "render_derivatives",

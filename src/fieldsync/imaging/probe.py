@@ -47,6 +47,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fieldsync.errors import MediaTooManyPixels, MediaUndecodable, MediaUnsupportedType
 from fieldsync.imaging._pillow import ALLOWED_PLUGINS, FORMATS
+from fieldsync.imaging.dhash import dhash_image
 
 _ORIENTATION = 0x0112
 _MAKE = 0x010F
@@ -76,6 +77,7 @@ class ImageInfo:
     lon: float | None = None
     make: str | None = None
     model: str | None = None
+    dhash: int | None = None  # perceptual hash for near-duplicate search (``imaging.dhash``)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -133,7 +135,13 @@ def probe(path: Path, *, max_pixels: int) -> ImageInfo:
             raise
         except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is broken
             raise MediaUndecodable(f"the {name.upper()} data is truncated or corrupt: {exc}") from exc
-        return ImageInfo(format=name, mime_type=mime_type, width=width, height=height, **exif_fields(image))
+        try:
+            photo_hash: int | None = dhash_image(image, draft=False)
+        except Exception:  # noqa: BLE001 - a photo without a hash is still a photo
+            photo_hash = None
+        return ImageInfo(
+            format=name, mime_type=mime_type, width=width, height=height, dhash=photo_hash, **exif_fields(image)
+        )
 
 
 def exif_fields(image: Image.Image) -> dict[str, Any]:

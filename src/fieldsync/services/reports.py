@@ -12,6 +12,9 @@ else reads the committed row under ``FOR UPDATE`` and decides:
 - ``base_version`` not current → ``report.stale_version``;
 - current ``base_version`` by the author while ``submitted``/``needs_info`` → a new version.
 
+Every written report is searched for near-duplicate candidates in the same transaction, set-based
+(``services.duplicates``: a few statements per batch), so the receipt names them.
+
 One report's problem becomes that report's outcome; it never fails or reorders the others. A
 batch that names one id twice is applied in rounds, in input order, so the second sees the first.
 """
@@ -30,7 +33,7 @@ from fieldsync.db import reference
 from fieldsync.db import reports as q
 from fieldsync.domain import reports as rules
 from fieldsync.domain.principals import Principal, Role
-from fieldsync.services import audit
+from fieldsync.services import audit, duplicates
 
 OutcomeStatus = Literal["applied", "duplicate", "conflict", "rejected"]
 
@@ -186,11 +189,17 @@ async def _apply_round(
             ],
             now=now,
         )
-    missing = await q.missing_media(conn, [reports[i].id for i in indices])
+        await duplicates.detect(conn, [reports[i].id for i, _ in written], now=now)
+    ids = [reports[i].id for i in indices]
+    missing = await q.missing_media(conn, ids)
+    candidates = await duplicates.stored_candidates(conn, ids)
     for index in indices:
         outcome = outcomes[index]
         if outcome is not None and outcome.receipt is not None:
             outcome.receipt.missing_media = missing[reports[index].id]
+            outcome.receipt.possible_duplicates = [
+                (c.id, c.score, c.reasons) for c in candidates[reports[index].id]
+            ]
 
 
 def _decide(

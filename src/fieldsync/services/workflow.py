@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from fieldsync import errors
+from fieldsync.db import duplicates as duplicates_q
 from fieldsync.db import reference
 from fieldsync.db import workflow as q
 from fieldsync.domain import workflow as rules
@@ -102,6 +103,8 @@ async def _apply_action(
         await _check_merge(conn, actor, state, request.into)
         fields["duplicate_of"] = request.into
         detail["into"] = str(request.into)
+        # the survivor's merged_from and merged_media change: devices holding it pull it again
+        await duplicates_q.restamp(conn, [request.into])
     elif action == "assign_rectification":
         plan = rules.Rectification(
             responsible_person=request.responsible_person, measures=request.measures, funds_cny=request.funds_cny,

@@ -105,12 +105,36 @@ class AccidentReport(_ReportFields, kw_only=True, tag="accident"):
 ReportWrite = HazardReport | DisasterReport | AccidentReport
 
 
+class DuplicateCandidate(msgspec.Struct):
+    """A possible duplicate: another report, a score in [0, 1] and the signals that fired."""
+
+    id: uuid.UUID
+    score: float
+    reasons: list[dict[str, Any]]
+
+
 class Receipt(msgspec.Struct):
     id: uuid.UUID
     version: int
     status: Status
     missing_media: list[str]
     duplicate: bool
+    possible_duplicates: list[uuid.UUID] = []
+    duplicate_candidates: list[DuplicateCandidate] = []
+
+
+class DuplicateRead(msgspec.Struct, kw_only=True):
+    """A near-duplicate candidate of a report, as ``GET /v1/reports/{id}/duplicates`` ranks them."""
+
+    id: uuid.UUID
+    score: float
+    reasons: list[dict[str, Any]]
+    kind: Literal["hazard", "disaster", "accident"]
+    category: str
+    title: str
+    status: Status
+    observed_at: dt.datetime
+    found_at: dt.datetime
 
 
 class MediaEvidence(msgspec.Struct):
@@ -218,6 +242,7 @@ class ReportRead(msgspec.Struct, kw_only=True):
     possible_duplicates: list[uuid.UUID] = []
     duplicate_of: uuid.UUID | None = None
     merged_from: list[uuid.UUID] = []
+    merged_media: list[MediaAttachment] = []
     workflow: WorkflowRead = msgspec.field(default_factory=WorkflowRead)
     events: list[EventRead] | None = None
 

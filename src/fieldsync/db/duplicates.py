@@ -1,0 +1,226 @@
+"""SQL for near-duplicate candidates: one statement finds every candidate of a batch of reports,
+with the features the scoring needs; others store the pairs and re-stamp the rows they change.
+
+Every candidate generator is an index range, capped per report (``LIMIT`` inside ``LATERAL``):
+
+- same photo: ``report_media_sha256_idx``;
+- similar photo: the four ``media_dhash_b*_idx`` band indexes (BitmapOr), then the exact
+  Hamming distance with ``bit_count``;
+- same enterprise: ``reports_credit_category_idx``;
+- same kind and category in a space-time window: ``reports_dedupe_window_idx`` (GiST over
+  category, observed_at and point(lon, lat)).
+
+Text similarity is scored on the candidates these find, not searched on its own: a matching text
+far away and months apart is a different event, and the trigram index answers "contains", not
+"is about the same thing".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+
+_SIDE = """r.id, r.kind, r.category, r.title, r.description, r.lat, r.lon, r.accuracy_m, r.observed_at,
+           r.credit_code, r.status"""
+
+
+async def get_sides(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return await conn.fetch(f"SELECT {_SIDE} FROM reports r WHERE r.id = ANY($1::uuid[])", ids)
+
+
+async def find_candidates(
+    conn: asyncpg.Connection,
+    ids: list[uuid.UUID],
+    radii_m: list[float],
+    windows_s: list[float],
+    *,
+    max_bits: int,
+    per_signal: int,
+) -> list[asyncpg.Record]:
+    """(src_id, candidate side, same_photo, photo_bits) for every candidate of every report in ``ids``."""
+    return await conn.fetch(
+        f"""
+        WITH src AS (
+            SELECT r.id, r.kind, r.category, r.lat, r.lon, r.observed_at, r.credit_code, w.radius_m, w.window_s
+            FROM unnest($1::uuid[], $2::float8[], $3::float8[]) AS w(id, radius_m, window_s)
+            JOIN reports r ON r.id = w.id
+        ),
+        sp AS (
+            SELECT DISTINCT rm.report_id, rm.sha256, m.dhash
+            FROM report_media rm LEFT JOIN media m ON m.sha256 = rm.sha256
+            WHERE rm.report_id = ANY($1::uuid[]) AND rm.role IN ('photo', 'before')
+        ),
+        pairs AS (
+            SELECT sp.report_id AS src_id, o.report_id AS cand_id FROM sp
+            CROSS JOIN LATERAL (
+                SELECT rm.report_id FROM report_media rm
+                WHERE rm.sha256 = sp.sha256 AND rm.report_id <> sp.report_id LIMIT $5
+            ) o
+            UNION
+            SELECT sp.report_id, o.report_id FROM sp
+            CROSS JOIN LATERAL (
+                SELECT rm.report_id FROM media m JOIN report_media rm ON rm.sha256 = m.sha256
+                WHERE m.dhash IS NOT NULL
+                  AND (((m.dhash >> 48) & 65535) = ((sp.dhash >> 48) & 65535)
+                    OR ((m.dhash >> 32) & 65535) = ((sp.dhash >> 32) & 65535)
+                    OR ((m.dhash >> 16) & 65535) = ((sp.dhash >> 16) & 65535)
+                    OR (m.dhash & 65535) = (sp.dhash & 65535))
+                  AND bit_count((m.dhash # sp.dhash)::bit(64)) <= $4
+                  AND rm.report_id <> sp.report_id
+                LIMIT $5
+            ) o
+            WHERE sp.dhash IS NOT NULL
+            UNION
+            SELECT s.id, o.id FROM src s
+            CROSS JOIN LATERAL (
+                SELECT o.id FROM reports o
+                WHERE o.credit_code = s.credit_code AND o.category = s.category AND o.id <> s.id
+                  AND o.status NOT IN ('merged', 'rejected', 'closed')
+                LIMIT $5
+            ) o
+            WHERE s.credit_code IS NOT NULL
+            UNION
+            SELECT s.id, o.id FROM src s
+            CROSS JOIN LATERAL (
+                SELECT o.id FROM reports o
+                WHERE o.category = s.category
+                  AND o.observed_at BETWEEN s.observed_at - make_interval(secs => s.window_s)
+                                        AND s.observed_at + make_interval(secs => s.window_s)
+                  AND point(o.lon, o.lat) <@ box(
+                        point(s.lon - s.radius_m / (111320.0 * greatest(cos(radians(s.lat)), 0.01)),
+                              s.lat - s.radius_m / 111320.0),
+                        point(s.lon + s.radius_m / (111320.0 * greatest(cos(radians(s.lat)), 0.01)),
+                              s.lat + s.radius_m / 111320.0))
+                  AND o.kind = s.kind AND o.id <> s.id
+                LIMIT $5
+            ) o
+        )
+        SELECT p.src_id, {_SIDE},
+               (SELECT min(sp.sha256) FROM sp JOIN report_media orm
+                    ON orm.sha256 = sp.sha256 AND orm.report_id = p.cand_id AND orm.role IN ('photo', 'before')
+                WHERE sp.report_id = p.src_id) AS same_photo,
+               (SELECT min(bit_count((sp.dhash # om.dhash)::bit(64))) FROM sp
+                JOIN report_media orm ON orm.report_id = p.cand_id AND orm.role IN ('photo', 'before')
+                JOIN media om ON om.sha256 = orm.sha256
+                WHERE sp.report_id = p.src_id AND sp.dhash IS NOT NULL AND om.dhash IS NOT NULL) AS photo_bits
+        FROM pairs p JOIN reports r ON r.id = p.cand_id
+        WHERE r.status <> 'merged'
+        """,
+        ids, radii_m, windows_s, max_bits, per_signal,
+    )
+
+
+async def replace_pairs(
+    conn: asyncpg.Connection,
+    ids: list[uuid.UUID],
+    pairs: list[tuple[uuid.UUID, uuid.UUID, float, list[dict[str, Any]]]],
+    *,
+    now: dt.datetime,
+) -> set[frozenset[uuid.UUID]]:
+    """Replace every stored pair that involves a report of ``ids``; the unordered pairs before."""
+    old = await conn.fetch(
+        """
+        DELETE FROM report_duplicates WHERE report_id = ANY($1::uuid[]) OR candidate_id = ANY($1::uuid[])
+        RETURNING report_id, candidate_id
+        """,
+        ids,
+    )
+    if pairs:
+        await conn.execute(
+            """
+            INSERT INTO report_duplicates (report_id, candidate_id, score, reasons, found_at)
+            SELECT p.report_id, p.candidate_id, p.score, p.reasons::jsonb, $5
+            FROM unnest($1::uuid[], $2::uuid[], $3::real[], $4::text[]) AS p(report_id, candidate_id, score, reasons)
+            ON CONFLICT ON CONSTRAINT report_duplicates_pkey
+            DO UPDATE SET score = excluded.score, reasons = excluded.reasons, found_at = excluded.found_at
+            """,
+            [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs],
+            [json.dumps(p[3], ensure_ascii=False) for p in pairs], now,
+        )
+    return {frozenset((row["report_id"], row["candidate_id"])) for row in old}
+
+
+async def restamp(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> None:
+    """Put reports back on the sync feed (the change trigger stamps them), in id order."""
+    if ids:
+        await conn.execute(
+            """
+            UPDATE reports SET change_xid = pg_current_xact_id()
+            WHERE id IN (SELECT id FROM reports WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
+            """,
+            sorted(ids),
+        )
+
+
+async def list_for_report(conn: asyncpg.Connection, report_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The stored candidates of one report (either direction), best first; merged ones left out."""
+    return await conn.fetch(
+        """
+        SELECT d.other AS id, d.score, d.reasons, d.found_at, r.kind, r.category, r.title, r.status,
+               r.observed_at, r.author_id, r.jurisdiction, j.path AS jurisdiction_path
+        FROM (
+            SELECT candidate_id AS other, score, reasons, found_at FROM report_duplicates WHERE report_id = $1
+            UNION ALL
+            SELECT report_id, score, reasons, found_at FROM report_duplicates WHERE candidate_id = $1
+        ) d
+        JOIN reports r ON r.id = d.other
+        JOIN jurisdictions j ON j.code = r.jurisdiction
+        WHERE r.status <> 'merged'
+        ORDER BY d.score DESC, r.observed_at, r.id
+        """,
+        report_id,
+    )
+
+
+async def candidates_of(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[asyncpg.Record]]:
+    """For each report, its stored candidates that are not merged: (report_id, id, score, reasons), best first."""
+    rows = await conn.fetch(
+        """
+        SELECT d.report_id, d.other AS id, d.score, d.reasons FROM (
+            SELECT report_id, candidate_id AS other, score, reasons FROM report_duplicates
+            WHERE report_id = ANY($1::uuid[])
+            UNION ALL
+            SELECT candidate_id, report_id, score, reasons FROM report_duplicates
+            WHERE candidate_id = ANY($1::uuid[])
+        ) d JOIN reports r ON r.id = d.other
+        WHERE r.status <> 'merged'
+        ORDER BY d.report_id, d.score DESC, d.other
+        """,
+        ids,
+    )
+    found: dict[uuid.UUID, list[asyncpg.Record]] = {i: [] for i in ids}
+    for row in rows:
+        found[row["report_id"]].append(row)
+    return found
+
+
+async def reports_using(conn: asyncpg.Connection, sha256: str) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT report_id FROM report_media WHERE sha256 = $1 AND role IN ('photo', 'before')", sha256
+    )
+    return [row["report_id"] for row in rows]
+
+
+async def set_dhash(conn: asyncpg.Connection, *, sha256: str, dhash: int) -> None:
+    await conn.execute("UPDATE media SET dhash = $2 WHERE sha256 = $1", sha256, dhash)
+
+
+# The read model's ``possible_duplicates``: a scalar subquery over ``r`` (used by db.reports).
+POSSIBLE_DUPLICATES_SQL = """
+    coalesce((SELECT array_agg(d.other ORDER BY d.score DESC, d.other) FROM (
+        SELECT candidate_id AS other, score FROM report_duplicates WHERE report_id = r.id
+        UNION ALL
+        SELECT report_id, score FROM report_duplicates WHERE candidate_id = r.id
+    ) d JOIN reports dr ON dr.id = d.other WHERE dr.status <> 'merged'), '{}')
+"""
+
+# The list filter ``has_duplicates``: some stored candidate that is not merged.
+HAS_DUPLICATES_SQL = """(
+    EXISTS (SELECT 1 FROM report_duplicates d JOIN reports dr ON dr.id = d.candidate_id
+            WHERE d.report_id = r.id AND dr.status <> 'merged')
+    OR EXISTS (SELECT 1 FROM report_duplicates d JOIN reports dr ON dr.id = d.report_id
+               WHERE d.candidate_id = r.id AND dr.status <> 'merged'))"""

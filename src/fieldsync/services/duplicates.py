@@ -1,0 +1,111 @@
+"""Near-duplicate detection: find, score and store candidates for a batch of reports, inside the
+caller's transaction, with a constant number of statements whatever the batch size.
+
+Called by report ingest (new and revised reports: the receipt names the candidates found) and by
+media upload (a photo that arrives after its report recomputes that report). A pair whose
+membership changes re-stamps both reports, so devices and supervisors pull the new
+``possible_duplicates``. Nothing is ever merged here: a supervisor merges with the ``merge``
+transition. Rules and weights: ``domain.duplicates``; storage and indexes: ``db.duplicates``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+
+from fieldsync import errors
+from fieldsync.db import duplicates as q
+from fieldsync.db import reports as reports_q
+from fieldsync.domain import duplicates as rules
+from fieldsync.domain.principals import Principal
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Candidate:
+    id: uuid.UUID
+    score: float
+    reasons: list[dict[str, Any]]
+
+
+def _side(row: asyncpg.Record) -> rules.Side:
+    return rules.Side(
+        kind=row["kind"], category=row["category"], text=f"{row['title']} {row['description']}",
+        lat=row["lat"], lon=row["lon"], accuracy_m=row["accuracy_m"], observed_at=row["observed_at"],
+        credit_code=row["credit_code"], status=row["status"],
+    )
+
+
+async def score_candidates(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Candidate]]:
+    """Every candidate the indexes find for each report, scored, best first (no threshold)."""
+    found: dict[uuid.UUID, list[Candidate]] = {i: [] for i in ids}
+    if not ids:
+        return found
+    sides = {row["id"]: row for row in await q.get_sides(conn, ids)}
+    order = [i for i in ids if i in sides]
+    rows = await q.find_candidates(
+        conn, order,
+        [rules.search_radius_m(sides[i]["kind"], sides[i]["category"], sides[i]["accuracy_m"]) for i in order],
+        [rules.window(sides[i]["kind"], sides[i]["category"]).seconds for i in order],
+        max_bits=rules.PHOTO_FAR_BITS, per_signal=rules.CANDIDATES_PER_SIGNAL,
+    )
+    for row in rows:
+        src = sides[row["src_id"]]
+        scored = rules.score(
+            _side(src), _side(row),
+            rules.PairFeatures(same_photo=row["same_photo"], photo_bits=row["photo_bits"]),
+        )
+        found[row["src_id"]].append(Candidate(row["id"], scored.score, scored.reasons))
+    for candidates in found.values():
+        candidates.sort(key=lambda c: (-c.score, str(c.id)))
+    return found
+
+
+async def detect(
+    conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: dt.datetime, threshold: float = rules.THRESHOLD
+) -> dict[uuid.UUID, list[Candidate]]:
+    """Recompute and store the candidates at or above ``threshold`` of each report in ``ids``."""
+    ids = list(dict.fromkeys(ids))
+    scored = await score_candidates(conn, ids)
+    kept = {i: [c for c in cands if c.score >= threshold] for i, cands in scored.items()}
+    pairs: dict[frozenset[uuid.UUID], tuple[uuid.UUID, uuid.UUID, float, list[dict[str, Any]]]] = {}
+    for src, candidates in kept.items():
+        for c in candidates:
+            key = frozenset((src, c.id))
+            if key not in pairs or pairs[key][2] < c.score:
+                pairs[key] = (src, c.id, c.score, c.reasons)
+    before = await q.replace_pairs(conn, ids, list(pairs.values()), now=now)
+    changed = before ^ set(pairs)
+    await q.restamp(conn, sorted({member for pair in changed for member in pair}))
+    return kept
+
+
+async def photo_arrived(conn: asyncpg.Connection, sha256: str, photo_hash: int, *, now: dt.datetime) -> None:
+    """Record a new photo's dHash and recompute the reports that were waiting for it."""
+    await q.set_dhash(conn, sha256=sha256, dhash=photo_hash)
+    waiting = await q.reports_using(conn, sha256)
+    if waiting:
+        await detect(conn, waiting, now=now)
+
+
+async def stored_candidates(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Candidate]]:
+    """The stored candidates of each report (one statement), best first."""
+    return {
+        report_id: [Candidate(row["id"], float(row["score"]), row["reasons"]) for row in rows]
+        for report_id, rows in (await q.candidates_of(conn, ids)).items()
+    }
+
+
+async def list_duplicates(conn: asyncpg.Connection, actor: Principal, report_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The stored candidates of a report the caller may see, best first; only those it may see."""
+    rows = await reports_q.get_reports(conn, [report_id])
+    if not rows or not actor.sees_report(author_id=rows[0]["author_id"], jurisdiction_path=rows[0]["jurisdiction_path"]):
+        raise errors.ReportNotFound()
+    return [
+        row for row in await q.list_for_report(conn, report_id)
+        if actor.sees_report(author_id=row["author_id"], jurisdiction_path=row["jurisdiction_path"])
+    ]
+

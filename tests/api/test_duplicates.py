@@ -1,0 +1,156 @@
+"""Near-duplicate detection through the API: the receipt names candidates with reasons, a photo
+arriving later recomputes them, GET /duplicates ranks them, and a supervisor's merge shows in the
+detail, the list, the stats and the pull. Nothing is merged automatically."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests import images
+from tests.api.test_sync import pull_all
+from tests.support import Actor, hazard_report, make_device, make_user, principal_of
+
+QINYUAN = "140431"
+CREDIT = "91350100M000100Y43"
+
+
+@pytest.fixture
+async def people(conn, clock) -> dict[str, Actor]:
+    now = clock.now()
+    admin = await make_user(conn, role="admin", jurisdiction="140000", now=now)
+    issuer = principal_of(admin, "/14/1404/")
+    first = await make_user(conn, role="inspector", jurisdiction=QINYUAN, now=now)
+    second = await make_user(conn, role="inspector", jurisdiction=QINYUAN, now=now)
+    return {
+        "phone_a": await make_device(conn, first, issuer, now=now),
+        "phone_b": await make_device(conn, second, issuer, now=now),
+        "county": await make_user(conn, role="supervisor", jurisdiction=QINYUAN, now=now),
+    }
+
+
+async def upload(client, actor: Actor, data: bytes) -> str:
+    sha = images.sha256(data)
+    response = await client.put(f"/v1/media/{sha}", content=data, headers={**actor.headers, "Content-Type": "image/jpeg"})
+    assert response.status_code in (200, 201), response.text
+    return sha
+
+
+async def put(client, actor: Actor, body: dict[str, Any], report_id: str | None = None) -> tuple[str, dict[str, Any]]:
+    report_id = report_id or str(uuid.uuid4())
+    response = await client.put(f"/v1/reports/{report_id}", json=body, headers=actor.headers)
+    assert response.status_code == 201, response.text
+    return report_id, response.json()
+
+
+def belt_report(sha: str, **overrides: Any) -> dict[str, Any]:
+    return hazard_report(media=[{"sha256": sha, "role": "photo"}], **overrides)
+
+
+async def test_same_scene_from_two_devices_is_named_in_the_second_receipt_with_reasons(client, people):
+    scene = images.scene(7)
+    first_photo = await upload(client, people["phone_a"], images.encode(scene, quality=90))
+    first, receipt = await put(client, people["phone_a"], belt_report(first_photo))
+    assert receipt["possible_duplicates"] == []
+
+    # the second inspector photographs the same belt: another framing, smaller, recompressed
+    again = images.encode(images.rephotographed(scene, seed=3).resize((480, 352)), quality=65)
+    second_photo = await upload(client, people["phone_b"], again)
+    second, receipt = await put(client, people["phone_b"], belt_report(
+        second_photo,
+        title="皮带机跑偏保护装置失灵",
+        description="主斜井皮带机跑偏保护不起作用, 现场没有停机",
+        location={"lat": 36.50008, "lon": 112.30006, "accuracy_m": 15.0},
+        observed_at="2026-06-01T15:55:00+08:00",
+    ))
+
+    assert receipt["possible_duplicates"] == [first]
+    [candidate] = receipt["duplicate_candidates"]
+    assert candidate["id"] == first and 0.5 <= candidate["score"] <= 1
+    signals = {reason["signal"] for reason in candidate["reasons"]}
+    assert {"similar_photo", "nearby", "same_enterprise", "similar_text"} <= signals
+    assert all(reason["detail"] for reason in candidate["reasons"])
+
+    # a different hazard at the same enterprise, same place and day: not a candidate
+    other_photo = await upload(client, people["phone_a"], images.encode(images.scene(99), quality=80))
+    other, receipt = await put(client, people["phone_a"], belt_report(
+        other_photo, title="瓦斯监测探头未校准", description="回风巷甲烷传感器超期未标校, 数据漂移",
+        location={"lat": 36.50002, "lon": 112.29998, "accuracy_m": 8.0},
+    ))
+    assert receipt["possible_duplicates"] == []
+
+    county = people["county"]
+    ranked = (await client.get(f"/v1/reports/{first}/duplicates", headers=county.headers)).json()
+    assert [c["id"] for c in ranked] == [second]
+    assert ranked[0]["reasons"] and ranked[0]["title"] == "皮带机跑偏保护装置失灵"
+    detail = (await client.get(f"/v1/reports/{first}", headers=county.headers)).json()
+    assert (detail["possible_duplicates"], detail["status"]) == ([second], "submitted")  # never merged by itself
+    assert (await client.get(f"/v1/reports/{other}/duplicates", headers=county.headers)).json() == []
+
+
+async def test_a_photo_arriving_after_its_report_recomputes_and_is_pulled(client, people):
+    scene = images.scene(11)
+    first_photo = await upload(client, people["phone_a"], images.encode(scene, quality=85))
+    first, _ = await put(client, people["phone_a"], belt_report(
+        first_photo, title="储罐区围堰破损", description="围堰东侧开裂",
+    ))
+    _, cursor = await pull_all(client, people["county"])
+
+    late = images.encode(images.rephotographed(scene, seed=5), quality=70)
+    # the report comes first with text and place of its own; the photo is still on the phone
+    second, receipt = await put(client, people["phone_b"], belt_report(
+        images.sha256(late), title="罐区防火堤有裂缝", description="",
+        enterprise={"name": "某化工公司", "credit_code": "91140400MA0L8XKX75"}, category="hazardous_chemicals",
+        location={"lat": 36.5004, "lon": 112.3004, "accuracy_m": 30.0},
+    ))
+    assert receipt["missing_media"] == [images.sha256(late)] and receipt["possible_duplicates"] == []
+    _, cursor = await pull_all(client, people["county"], cursor)
+
+    await upload(client, people["phone_b"], late)
+    detail = (await client.get(f"/v1/reports/{second}", headers=people["county"].headers)).json()
+    assert detail["possible_duplicates"] == [first]
+    changes, _ = await pull_all(client, people["county"], cursor)
+    pulled = {change["id"]: change for change in changes}
+    assert pulled[second]["possible_duplicates"] == [first]
+    assert pulled[first]["possible_duplicates"] == [second]
+
+
+async def test_merge_shows_in_detail_list_stats_and_pull(client, people):
+    scene = images.scene(21)
+    survivor, _ = await put(client, people["phone_a"], belt_report(
+        await upload(client, people["phone_a"], images.encode(scene))))
+    twin_photo = await upload(client, people["phone_b"], images.encode(images.rephotographed(scene, seed=1), quality=70))
+    twin, receipt = await put(client, people["phone_b"], belt_report(twin_photo, title="皮带机保护装置失效"))
+    assert receipt["possible_duplicates"] == [survivor]
+    county, phone_b = people["county"], people["phone_b"]
+    comment = await client.post(f"/v1/reports/{twin}/comments", json={"body": "现场已拍照"}, headers=phone_b.headers)
+    assert comment.status_code == 201, comment.text
+    _, device_cursor = await pull_all(client, phone_b)
+    _, county_cursor = await pull_all(client, county)
+    before = (await client.get("/v1/stats", headers=county.headers)).json()
+
+    merged = await client.post(f"/v1/reports/{twin}/transitions",
+                               json={"action": "merge", "version": 1, "into": survivor}, headers=county.headers)
+    assert merged.status_code == 200, merged.text
+    assert (merged.json()["status"], merged.json()["duplicate_of"]) == ("merged", survivor)
+
+    detail = (await client.get(f"/v1/reports/{survivor}", headers=county.headers)).json()
+    assert detail["merged_from"] == [twin]
+    assert [m["sha256"] for m in detail["merged_media"]] == [twin_photo]
+    assert detail["possible_duplicates"] == []  # the candidate is settled
+    comments = (await client.get(f"/v1/reports/{survivor}/comments", headers=county.headers)).json()
+    assert [(c["report_id"], c["body"]) for c in comments] == [(twin, "现场已拍照")]
+
+    listed = (await client.get("/v1/reports", params={"jurisdiction": QINYUAN}, headers=county.headers)).json()
+    statuses = {item["id"]: item["status"] for item in listed["items"]}
+    assert statuses == {survivor: "submitted", twin: "merged"}
+    after = (await client.get("/v1/stats", headers=county.headers)).json()
+    assert after["current"]["reports"] == before["current"]["reports"] - 1 == 1
+
+    device_changes, _ = await pull_all(client, phone_b, device_cursor)
+    assert [(c["id"], c["status"], c["duplicate_of"]) for c in device_changes] == [(twin, "merged", survivor)]
+    county_changes, _ = await pull_all(client, county, county_cursor)
+    by_id = {c["id"]: c for c in county_changes}
+    assert by_id[survivor]["merged_from"] == [twin] and by_id[twin]["status"] == "merged"
