@@ -99,10 +99,11 @@ async def test_a_photo_arriving_after_its_report_recomputes_and_is_pulled(client
     _, cursor = await pull_all(client, people["county"])
 
     late = images.encode(images.rephotographed(scene, seed=5), quality=70)
-    # the report comes first with text and place of its own; the photo is still on the phone
+    # the report comes first, in words of its own and under another company name; the photo is
+    # still on the phone, so nothing yet says it is the same thing
     second, receipt = await put(client, people["phone_b"], belt_report(
         images.sha256(late), title="罐区防火堤有裂缝", description="",
-        enterprise={"name": "某化工公司", "credit_code": "91140400MA0L8XKX75"}, category="hazardous_chemicals",
+        enterprise={"name": "某煤业公司", "credit_code": "91140400MA0L8XKX75"},
         location={"lat": 36.5004, "lon": 112.3004, "accuracy_m": 30.0},
     ))
     assert receipt["missing_media"] == [images.sha256(late)] and receipt["possible_duplicates"] == []

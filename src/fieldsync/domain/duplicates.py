@@ -27,8 +27,8 @@ from typing import Any
 from fieldsync.domain.evidence import haversine_m
 
 THRESHOLD = 0.5
-PHOTO_NEAR_BITS = 12  # at or below: the same scene; 0 bits = identical hash
-PHOTO_FAR_BITS = 22  # at or above: no photo evidence
+PHOTO_NEAR_BITS = 6  # at or below: the same scene; 0 bits = identical hash
+PHOTO_FAR_BITS = 16  # at or above: no photo evidence
 MAX_ACCURACY_M = 500.0  # a worse fix widens the window no further
 CANDIDATES_PER_SIGNAL = 50  # per report and index-backed signal: keeps a dense cell's cost bounded
 
@@ -131,7 +131,7 @@ def score(a: Side, b: Side, pair: PairFeatures) -> Scored:
     elif pair.photo_bits is not None and pair.photo_bits < PHOTO_FAR_BITS:
         bits = pair.photo_bits
         photo = 1.0 if bits <= PHOTO_NEAR_BITS else (PHOTO_FAR_BITS - bits) / (PHOTO_FAR_BITS - PHOTO_NEAR_BITS)
-        if bits <= PHOTO_NEAR_BITS:
+        if bits <= (PHOTO_NEAR_BITS + PHOTO_FAR_BITS) // 2:
             reasons.append({"signal": "similar_photo", "hamming_bits": bits,
                             "detail": f"photos differ in {bits} of 64 perceptual-hash bits"})
 
@@ -160,8 +160,8 @@ def score(a: Side, b: Side, pair: PairFeatures) -> Scored:
                         "detail": f"same enterprise {a.credit_code} and category, still open"})
 
     context = max(place, enterprise)
-    content = max(photo, 0.75 * photo + 0.6 * text, 1.4 * text - 0.15)
-    value = min(1.0, content) * (0.55 + 0.45 * context)
+    content = max(0.85 * photo + 0.5 * text, 1.3 * text - 0.1)
+    value = min(1.0, content) * (0.35 + 0.65 * context)
     if pair.same_photo is not None:
         value = max(value, 0.9)
     return Scored(round(max(0.0, min(1.0, value)), 4), reasons)
