@@ -22,6 +22,7 @@ from fieldsync import __version__
 from fieldsync.api.allow import allow_header_middleware
 from fieldsync.api.deps import DEPENDENCIES, connection_release_middleware
 from fieldsync.api.identity import AuthController, DeviceController, EnrollmentController, UserController
+from fieldsync.api.listing import ExportController, ReportListController
 from fieldsync.api.media import MediaController
 from fieldsync.api.observability import Metrics, observability_middleware_factory
 from fieldsync.api.ops import OpsController
@@ -48,6 +49,8 @@ ROUTE_HANDLERS = [
     DeviceController,
     ReferenceController,
     ReportController,
+    ReportListController,
+    ExportController,
     ReviewController,
     IncidentController,
     StatsController,

@@ -289,6 +289,14 @@ def _counts_report(world: World, body: Any) -> bool:
     return bool(body["current"]["reports"] > 0 and body["current"]["hazards"]["found"] > 0)
 
 
+def _lists_report(world: World, body: Any) -> bool:
+    return str(world.report_id) in {item["id"] for item in body["items"]}
+
+
+def _exports_report(world: World, body: Any) -> bool:
+    return str(world.report_id) in body
+
+
 def _lists_inspector(world: World, body: Any) -> bool:
     return world.inspector.username in {item["username"] for item in body["items"]}
 
@@ -363,6 +371,27 @@ MATRIX: list[Row] = [
         "/v1/reports/{report_id:uuid}",
         authed(admin=200, sup_in=200, sup_out=Expect(404, "report.not_found"), inspector=200),
         _get_report,
+    ),
+    # --- list and export: everyone may ask; the answer holds only what the caller may see ----------
+    Row(
+        "GET",
+        "/v1/reports",
+        authed(
+            admin=Expect(200, check=True), sup_in=Expect(200, check=True), sup_out=Expect(200, check=False),
+            inspector=Expect(200, check=True),
+        ),
+        at("/v1/reports"),
+        check=_lists_report,
+    ),
+    Row(
+        "GET",
+        "/v1/export",
+        authed(
+            admin=Expect(200, check=True), sup_in=Expect(200, check=True), sup_out=Expect(200, check=False),
+            inspector=Expect(200, check=True),
+        ),
+        at("/v1/export"),
+        check=_exports_report,
     ),
     # --- review: supervisors in scope act; the author reads and comments; others see nothing ------
     Row(
@@ -594,6 +623,8 @@ async def test_authorization_matrix(world: World, row: Row) -> None:
         ):
             body = response.json()
             code = body.get("code") if isinstance(body, dict) and response.status_code >= 400 else None
+        elif response.status_code == 200:
+            body = response.text  # a file (CSV): a check reads it as text
         checked = row.check(world, body) if row.check is not None and response.status_code == 200 else None
         if row.method == "HEAD":
             expected = dataclasses.replace(expected, code=None)

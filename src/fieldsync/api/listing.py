@@ -1,0 +1,407 @@
+"""The supervisors' list (``GET /v1/reports``) and export (``GET /v1/export``) of reports.
+
+Both take the same filters, read by one dependency (:func:`provide_report_filter`) so that they
+cannot drift apart: the export is exactly the list, every page of it, in the list's order.
+
+The export streams: a server-side cursor in a REPEATABLE READ read-only transaction (one snapshot
+for the whole file) yields 1000 rows at a time, each batch is encoded and handed to the ASGI
+server, which waits for the socket before asking for the next. Memory holds one batch, whatever
+the number of reports. CSV starts with a UTF-8 BOM (Excel and WPS then read Chinese correctly),
+uses CRLF and quotes as RFC 4180 asks, and neutralises text cells that a spreadsheet would run as
+a formula (a leading ``=``, ``+``, ``-``, ``@``, tab or CR gets a ``'``). GeoJSON is an RFC 7946
+FeatureCollection of points, [longitude, latitude], with flat properties, which QGIS opens as a
+layer. Once the first byte is sent the status cannot change: a failure mid-stream cuts the body
+short (and is logged), so a truncated file never looks complete — the GeoJSON does not parse and
+the CSV lacks rows that the list would show.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+import math
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, Literal
+
+import asyncpg
+import msgspec
+from litestar import Controller, get
+from litestar.di import Provide
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from fieldsync import errors
+from fieldsync.api.problems import problem_responses
+from fieldsync.api.reports import read_reports
+from fieldsync.api.schemas.common import NO_NUL, Limit
+from fieldsync.api.schemas.listing import EXPORT_COLUMNS, ReportPage, feature_collection_schema
+from fieldsync.api.schemas.reports import Status
+from fieldsync.db.listing import BBox, Near, ReportFilter
+from fieldsync.domain.principals import Principal
+from fieldsync.services import listing
+
+SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
+MAX_TERMS = 8
+MAX_RADIUS_M = 1_000_000.0
+CSV_MEDIA_TYPE = "text/csv"  # Litestar adds "; charset=utf-8" to text types
+GEOJSON_MEDIA_TYPE = "application/geo+json"
+BOM = "\ufeff".encode()
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+Kind = Literal["hazard", "disaster", "accident"]
+Grade = Literal["general", "major"]
+CategoryCode = Annotated[str, Parameter(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+_DEGREES = r"-?[0-9]{1,3}(\.[0-9]{1,15})?"
+BBOX_PATTERN = rf"^{_DEGREES}(,{_DEGREES}){{3}}$"
+NEAR_PATTERN = rf"^{_DEGREES},{_DEGREES},[0-9]{{1,7}}(\.[0-9]{{1,6}})?$"
+CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
+TimeText = Annotated[str | None, Parameter(max_length=64, pattern=NO_NUL)]
+_TIME_HELP = "an RFC 3339 date-time with offset, or a date (midnight China Standard Time, as GET /v1/stats reads it)"
+
+# --- reading the wire filters -------------------------------------------------------------------
+
+
+def _numbers(text: str, *, field: str, count: int, shape: str) -> list[float]:
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != count:
+        raise errors.InvalidInput(f"{field} must be {shape}: {count} comma-separated numbers", field=field)
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        raise errors.InvalidInput(f"{field} must be {shape}: {count} comma-separated numbers", field=field) from None
+    if not all(math.isfinite(value) for value in values):
+        raise errors.InvalidInput(f"{field} must be finite numbers", field=field)
+    return values
+
+
+def _check_lat_lon(lat: float, lon: float, *, field: str) -> None:
+    if not -90 <= lat <= 90:
+        raise errors.InvalidInput(f"{field}: latitude {lat} is outside -90..90", field=field)
+    if not -180 <= lon <= 180:
+        raise errors.InvalidInput(f"{field}: longitude {lon} is outside -180..180", field=field)
+
+
+def parse_bbox(text: str) -> BBox:
+    """``min_lon,min_lat,max_lon,max_lat`` (the RFC 7946 bbox order), WGS 84 degrees."""
+    min_lon, min_lat, max_lon, max_lat = _numbers(
+        text, field="bbox", count=4, shape="min_lon,min_lat,max_lon,max_lat"
+    )
+    _check_lat_lon(min_lat, min_lon, field="bbox")
+    _check_lat_lon(max_lat, max_lon, field="bbox")
+    if min_lat > max_lat:
+        raise errors.InvalidInput("bbox: min_lat is greater than max_lat", field="bbox")
+    if min_lon > max_lon:
+        raise errors.InvalidInput(
+            "bbox: min_lon is greater than max_lon (boxes across the antimeridian are not supported)", field="bbox"
+        )
+    return BBox(min_lon, min_lat, max_lon, max_lat)
+
+
+def parse_near(text: str) -> Near:
+    """``lat,lon,radius_m``: within ``radius_m`` metres (great circle) of a WGS 84 point."""
+    lat, lon, radius_m = _numbers(text, field="near", count=3, shape="lat,lon,radius_m")
+    _check_lat_lon(lat, lon, field="near")
+    if not 0 < radius_m <= MAX_RADIUS_M:
+        raise errors.InvalidInput(f"near: radius_m must be above 0 and at most {MAX_RADIUS_M:.0f}", field="near")
+    return Near(lat, lon, radius_m)
+
+
+def parse_time(text: str | None, *, field: str) -> dt.datetime | None:
+    """An RFC 3339 date-time with an offset, or a date: midnight China Standard Time (the bureaus'
+    day, as ``/v1/stats`` reads it). A ``+`` left unencoded in the query string arrives as a
+    space; it is read back as the ``+`` it was."""
+    if text is None:
+        return None
+    value = text.strip()
+    if len(value) > 19 and value[-6] == " ":
+        value = value[:-6] + "+" + value[-5:]
+    try:
+        if len(value) == 10:
+            return dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), CHINA_STANDARD_TIME).astimezone(dt.UTC)
+        parsed = dt.datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError("no offset")
+        return parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        raise errors.InvalidInput(
+            f"{field} must be {_TIME_HELP}, e.g. 2026-06-01T08:00:00+08:00 or 2026-06-01", field=field
+        ) from None
+
+
+def search_terms(text: str | None) -> tuple[str, ...]:
+    """Whitespace-separated terms, all of which must occur (in title or description)."""
+    if text is None:
+        return ()
+    terms = tuple(dict.fromkeys(text.split()))
+    if len(terms) > MAX_TERMS:
+        raise errors.InvalidInput(f"q may hold at most {MAX_TERMS} terms", field="q")
+    return terms
+
+
+async def provide_report_filter(
+    principal: Principal,
+    conn: asyncpg.Connection,
+    kind: Annotated[list[Kind] | None, Parameter(description="Report kind; repeat for several")] = None,
+    category: Annotated[
+        list[CategoryCode] | None, Parameter(description="Category code (GET /v1/categories); repeat for several")
+    ] = None,
+    status: Annotated[list[Status] | None, Parameter(description="Workflow status; repeat for several")] = None,
+    grade: Annotated[list[Grade] | None, Parameter(description="Hazard grade; repeat for several")] = None,
+    jurisdiction: Annotated[
+        str | None,
+        Parameter(
+            pattern=r"^[0-9]{6}([0-9]{6})?$",
+            description="Only this jurisdiction's subtree; 403 jurisdiction.out_of_scope outside the caller's view",
+        ),
+    ] = None,
+    observed_from: Annotated[TimeText, Parameter(description=f"observed_at at or after: {_TIME_HELP}")] = None,
+    observed_to: Annotated[TimeText, Parameter(description=f"observed_at before (exclusive): {_TIME_HELP}")] = None,
+    updated_since: Annotated[TimeText, Parameter(description=f"updated_at at or after: {_TIME_HELP}")] = None,
+    bbox: Annotated[
+        str | None,
+        Parameter(
+            max_length=200, pattern=BBOX_PATTERN,
+            description="min_lon,min_lat,max_lon,max_lat in WGS 84 degrees (min ≤ max), e.g. 112.2,36.4,112.4,36.6",
+        ),
+    ] = None,
+    near: Annotated[
+        str | None,
+        Parameter(
+            max_length=200, pattern=NEAR_PATTERN,
+            description=f"lat,lon,radius_m: within radius_m metres (great circle, 0 < radius_m ≤ {MAX_RADIUS_M:.0f}), "
+            "e.g. 36.5,112.3,5000",
+        ),
+    ] = None,
+    q: Annotated[
+        str | None,
+        Parameter(
+            min_length=1, max_length=200, pattern=NO_NUL,
+            description=f"Text in title or description (Chinese included); up to {MAX_TERMS} space-separated "
+            "terms, all must occur",
+        ),
+    ] = None,
+    overdue: Annotated[
+        bool | None, Parameter(description="true: rectifying past its deadline; false: all others")
+    ] = None,
+    listed: Annotated[bool | None, Parameter(description="Under listed supervision (挂牌督办)")] = None,
+    missing_media: Annotated[
+        bool | None, Parameter(description="true: some referenced photo has not been uploaded")
+    ] = None,
+    has_duplicates: Annotated[
+        bool | None,
+        Parameter(description="true: possible_duplicates is not empty (unmerged near-duplicate candidates)"),
+    ] = None,
+) -> ReportFilter:
+    where = ReportFilter(
+        kinds=tuple(kind or ()),
+        categories=tuple(category or ()),
+        statuses=tuple(status or ()),
+        grades=tuple(grade or ()),
+        observed_from=parse_time(observed_from, field="observed_from"),
+        observed_to=parse_time(observed_to, field="observed_to"),
+        updated_since=parse_time(updated_since, field="updated_since"),
+        bbox=parse_bbox(bbox) if bbox is not None else None,
+        near=parse_near(near) if near is not None else None,
+        terms=search_terms(q),
+        overdue=overdue,
+        listed=listed,
+        missing_media=missing_media,
+        has_duplicates=has_duplicates,
+    )
+    return await listing.resolve_filter(conn, principal, where, jurisdiction=jurisdiction)
+
+
+FILTER_DEPENDENCIES = {"where": Provide(provide_report_filter)}
+
+# --- the list -----------------------------------------------------------------------------------
+
+
+class ReportListController(Controller):
+    path = "/v1/reports"
+    tags = ["review"]
+    security = SECURITY
+    dependencies = FILTER_DEPENDENCIES
+
+    @get(
+        "/",
+        summary="Reports the caller may see, filtered, newest change first, in keyset pages",
+        description=(
+            "Inspectors list their own reports, supervisors their jurisdiction subtree, admins all. "
+            "Filters combine with AND; a repeated parameter means any of its values. Pages follow "
+            "(updated_at, id) descending; pass `next_cursor` back as `cursor` for the next page "
+            "(null: no more). A report created while paging never shifts a later page."
+        ),
+        responses=problem_responses(400, 401, 403),
+    )
+    async def list_reports(
+        self,
+        principal: Principal,
+        conn: asyncpg.Connection,
+        now: dt.datetime,
+        where: ReportFilter,
+        cursor: Annotated[
+            str | None,
+            Parameter(max_length=200, pattern=r"^[A-Za-z0-9_-]+$", description="next_cursor of the previous page"),
+        ] = None,
+        limit: Limit = 100,
+    ) -> ReportPage:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            page = await listing.list_reports(conn, principal, where, now=now, cursor=cursor, limit=limit)
+            items = await read_reports(conn, page.rows, now=now)
+        return ReportPage(items=items, next_cursor=page.next_cursor)
+
+
+# --- the export ---------------------------------------------------------------------------------
+
+
+def _time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _plain(value: Any, kind: str) -> Any:
+    """A row value as JSON: numbers stay numbers, times and ids become strings."""
+    if value is None:
+        return None
+    if kind == "integer":
+        return int(value)
+    if isinstance(value, dt.datetime):
+        return _time(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def _cell(value: Any, kind: str) -> str:
+    """A row value as a CSV cell: empty for null, true/false (Excel reads them as booleans)."""
+    if value is None:
+        return ""
+    if kind == "boolean":
+        return "true" if value else "false"
+    if kind == "integer":
+        return str(int(value))
+    if kind == "number":
+        return repr(float(value))
+    if isinstance(value, dt.datetime):
+        return _time(value)
+    text = str(value)
+    if text.startswith(_FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
+_KEYS = tuple((column.key, column.type) for column in EXPORT_COLUMNS)
+
+
+def csv_chunk(rows: list[asyncpg.Record]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerows([_cell(row[key], kind) for key, kind in _KEYS] for row in rows)
+    return buffer.getvalue().encode()
+
+
+def csv_head() -> bytes:
+    """The BOM and the header row."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow([column.header for column in EXPORT_COLUMNS])
+    return BOM + buffer.getvalue().encode()
+
+
+_JSON = msgspec.json.Encoder()
+
+
+def geojson_chunk(rows: list[asyncpg.Record], *, first: bool) -> bytes:
+    features = b",".join(
+        _JSON.encode({
+            "type": "Feature",
+            "id": str(row["id"]),
+            "geometry": {"type": "Point", "coordinates": [row["lon"], row["lat"]]},
+            "properties": {key: _plain(row[key], kind) for key, kind in _KEYS},
+        })
+        for row in rows
+    )
+    return features if first else b"," + features
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Format:
+    media_type: str
+    extension: str
+    head: bytes
+    tail: bytes
+    chunk: Callable[[list[asyncpg.Record], bool], bytes]
+
+
+FORMATS: dict[str, _Format] = {
+    "csv": _Format(CSV_MEDIA_TYPE, "csv", csv_head(), b"", lambda rows, first: csv_chunk(rows)),
+    "geojson": _Format(
+        GEOJSON_MEDIA_TYPE, "geojson", b'{"type":"FeatureCollection","features":[', b"]}\n",
+        lambda rows, first: geojson_chunk(rows, first=first),
+    ),
+}
+
+
+async def export_stream(
+    conn: asyncpg.Connection, principal: Principal, where: ReportFilter, *, now: dt.datetime, fmt: _Format
+) -> AsyncIterator[bytes]:
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        yield fmt.head
+        first = True
+        async for rows in listing.export_reports(conn, principal, where, now=now):
+            yield fmt.chunk(rows, first)
+            first = False
+        yield fmt.tail
+
+
+@dataclasses.dataclass
+class _ExportOperation(Operation):
+    """Documents the two bodies the export streams, chosen by ``format``."""
+
+    def __post_init__(self) -> None:
+        self.responses = {
+            **(self.responses or {}),
+            "200": OpenAPIResponse(
+                description=(
+                    "format=csv: UTF-8 with BOM, a header row of Chinese and English column names; "
+                    "format=geojson: an RFC 7946 FeatureCollection of points. Sent as an attachment."
+                ),
+                content={
+                    "text/csv": OpenAPIMediaType(schema={"type": "string"}),  # type: ignore[arg-type]
+                    GEOJSON_MEDIA_TYPE: OpenAPIMediaType(schema=feature_collection_schema()),  # type: ignore[arg-type]
+                },
+            ),
+        }
+
+
+class ExportController(Controller):
+    path = "/v1/export"
+    tags = ["review"]
+    security = SECURITY
+    dependencies = FILTER_DEPENDENCIES
+
+    @get(
+        "/",
+        summary="Every report the list would show for these filters, as CSV or GeoJSON, streamed",
+        operation_class=_ExportOperation,
+        responses=problem_responses(400, 401, 403),
+    )
+    async def export(
+        self,
+        principal: Principal,
+        conn: asyncpg.Connection,
+        now: dt.datetime,
+        where: ReportFilter,
+        fmt: Annotated[
+            Literal["csv", "geojson"], Parameter(query="format", description="csv (default) or geojson")
+        ] = "csv",
+    ) -> Stream:
+        chosen = FORMATS[fmt]
+        filename = f"fieldsync-reports-{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}.{chosen.extension}"
+        return Stream(
+            export_stream(conn, principal, where, now=now, fmt=chosen),
+            media_type=chosen.media_type,
+            headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+        )
