@@ -29,7 +29,15 @@ from fieldsync.db.constraints import transaction
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.reports import MediaReference
 from fieldsync.services import reports, workflow
-from tests.support import Actor, MutableClock, disaster_report, hazard_report, make_user, principal_of, problem
+from tests.support import (
+    Actor,
+    MutableClock,
+    disaster_report,
+    hazard_report,
+    make_user,
+    principal_of,
+    problem,
+)
 
 CST = dt.timezone(dt.timedelta(hours=8))
 T0 = dt.datetime(2026, 3, 1, 2, 0, tzinfo=dt.UTC)
