@@ -13,6 +13,7 @@ import getpass
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from fieldsync import errors
 from fieldsync.settings import Settings
@@ -174,6 +175,75 @@ def _cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_with_connection(settings, work))
 
 
+class _ProgressBar:
+    """A textual progress bar on stderr: redrawn in place on a terminal, a line per quarter else."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        self.stream, self.width = stream or sys.stderr, width
+        self.tty = self.stream.isatty()
+        self._last: tuple[str, int] | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        filled = self.width * done // max(total, 1)
+        line = f"{stage:<8} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total}"
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if done == total else ""))
+            self.stream.flush()
+            return
+        quarter = (stage, 4 * done // max(total, 1))
+        if quarter != self._last:
+            self._last = quarter
+            print(line, file=self.stream, flush=True)
+
+
+DEMO_URL = "http://127.0.0.1:8000"  # where `fieldsync serve` listens by default
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import uuid
+    from typing import Any
+
+    import msgspec
+
+    from fieldsync.api.reports import to_submission
+    from fieldsync.api.schemas.reports import ReportWrite
+    from fieldsync.domain.reports import ReportSubmission
+    from fieldsync.ports import SystemClock
+    from fieldsync.services import demo
+    from fieldsync.storage import open_media_store, open_spool
+
+    def decode(report_id: uuid.UUID, body: dict[str, Any]) -> ReportSubmission:
+        """The API's decoder: the demo's reports are canonical exactly as a device's would be."""
+        return to_submission(report_id, msgspec.convert(body, ReportWrite))
+
+    async def work(conn: object) -> int:
+        import asyncpg
+
+        assert isinstance(conn, asyncpg.Connection)
+        store = await open_media_store(settings)
+        spool = await open_spool(settings)
+        size = demo.Size(hazards_per_county=args.hazards_per_county, incidents_per_county=args.incidents_per_county)
+        summary = await demo.load_demo(
+            conn, store=store, spool=spool, decode=decode, now=SystemClock().now(),
+            max_pixels=settings.max_media_pixels, size=size, progress=_ProgressBar(),
+        )
+        print(f"长治市 demo: {summary.reports_created} reports loaded, {summary.reports_present} already present; "
+              f"{summary.users_created} users and {summary.devices_enrolled} devices created, "
+              f"{summary.photos_stored} photos stored, {summary.transitions} review actions replayed")
+        print()
+        print("Start the server and log in:")
+        print(f"  fieldsync serve                     # then open {DEMO_URL}/schema")
+        print(f"  curl -X POST {DEMO_URL}/v1/auth/login -H 'Content-Type: application/json' \\")
+        print(f"       -d '{{\"username\": \"changzhi.city\", \"password\": \"{summary.password}\"}}'")
+        print()
+        print(f"Every demo user's password: {summary.password}  (users that existed before keep theirs)")
+        for login in summary.logins:
+            print(f"  {login.username:<20} {login.role:<11} {login.jurisdiction}  {login.display_name}")
+        return 0
+
+    return asyncio.run(_with_connection(settings, work))
+
+
 def _cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     from fieldsync.services import audit
 
@@ -227,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="walk every hash chain; name the first broken row")
     verify.set_defaults(func=_cmd_audit_verify)
+
+    sample = sub.add_parser("demo", help="load the 长治市 demo (users, devices, reports, photos); safe to re-run")
+    sample.add_argument("--hazards-per-county", type=int, default=20, metavar="N", help="default 20")
+    sample.add_argument("--incidents-per-county", type=int, default=2, metavar="N", help="disasters; default 2")
+    sample.set_defaults(func=_cmd_demo)
 
     collect = sub.add_parser("gc", help="remove media no report references (after a grace period) and leftovers")
     collect.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
