@@ -297,11 +297,6 @@ def _exports_report(world: World, body: Any) -> bool:
     return str(world.report_id) in body
 
 
-def _counts_report(world: World, body: Any) -> bool:
-    """The target hazard is the world's only report: the figures count it or they are empty."""
-    return bool(body["current"]["reports"] > 0 and body["current"]["hazards"]["found"] > 0)
-
-
 def _lists_inspector(world: World, body: Any) -> bool:
     return world.inspector.username in {item["username"] for item in body["items"]}
 
