@@ -212,6 +212,19 @@ def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Re
     return handle_fieldsync_error(request, lost)
 
 
+def handle_transient_conflict(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A deadlock or serialization failure rolled the transaction back: nothing changed, retry."""
+    log.warning("transient_conflict", error=exc.__class__.__name__)
+    return problem_response(
+        request,
+        status=409,
+        code="request.retry",
+        title="A concurrent change got in the way; nothing was changed",
+        detail="retry the request",
+        headers={"Retry-After": "1"},
+    )
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled_exception", error=exc.__class__.__name__)
     return problem_response(request, status=500, code="internal", title="Internal error", detail=None)
@@ -224,6 +237,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     asyncpg.OperatorInterventionError: handle_database_error,
     asyncpg.InterfaceError: handle_database_error,
     asyncpg.InternalClientError: handle_database_error,
+    asyncpg.DeadlockDetectedError: handle_transient_conflict,
+    asyncpg.SerializationError: handle_transient_conflict,
     Exception: handle_unexpected,
 }
 
