@@ -795,6 +795,7 @@ def machine_facts(load_at_start: tuple[float, float, float]) -> list[tuple[str, 
         ("server", "`fieldsync serve`: one uvicorn process (uvloop, httptools), pool of 20 connections, "
                    "1 derivative worker"),
         ("source", f"{SRC} at commit {commit}{' + uncommitted changes under src/' if dirty else ''}"),
+        ("invoked as", "`" + " ".join([sys.executable, *sys.argv]) + "`"),
     ]
 
 
