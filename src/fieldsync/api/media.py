@@ -104,7 +104,7 @@ class MediaController(Controller):
                 conn, principal, staged=staged, info=info, store=runtime.media, now=now
             )
         if created:
-            runtime.wake_derivative_workers()
+            runtime.wake_workers()
         return Response(to_read(record), status_code=201 if created else 200)
 
     @head(

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from fieldsync.ports import Clock, MediaStore
-from fieldsync.services import media
+from fieldsync.services import duplicates, media
 from fieldsync.settings import Settings
 from fieldsync.storage.spool import Spool
 
@@ -29,13 +29,17 @@ class Runtime:
     spool: Spool
     _wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
-    def wake_derivative_workers(self) -> None:
+    def wake_workers(self) -> None:
         self._wake.set()
 
-    async def _derivative_worker(self) -> None:
+    async def _worker(self) -> None:
+        """Run due background jobs (derivatives, then queued duplicate detection) until none is due."""
         while True:
             try:
-                while await media.run_one_derivative_job(self.pool, self.media, self.clock):
+                while (
+                    await media.run_one_derivative_job(self.pool, self.media, self.clock)
+                    or await duplicates.run_duplicates_jobs(self.pool, self.clock)
+                ):
                     pass
             except asyncio.CancelledError:
                 raise
@@ -47,8 +51,8 @@ class Runtime:
 
     @contextlib.asynccontextmanager
     async def workers(self, count: int) -> AsyncIterator[None]:
-        """Run ``count`` derivative workers for the duration of the block."""
-        tasks = [asyncio.create_task(self._derivative_worker(), name=f"derivatives-{i}") for i in range(count)]
+        """Run ``count`` background workers for the duration of the block."""
+        tasks = [asyncio.create_task(self._worker(), name=f"worker-{i}") for i in range(count)]
         try:
             yield
         finally:

@@ -187,6 +187,7 @@ class SyncController(Controller):
         items = decode_push(await request.body(), content_type)
         async with transaction(conn):
             results = await sync.push(conn, principal, items, now=now, clock_skew_s=runtime.settings.clock_skew_s)
+        runtime.wake_workers()
         return encoded(request, PushResponse(results=msgspec.convert(results, list[PushResult])))
 
     @get(

@@ -275,7 +275,7 @@ class UploadController(Controller):
                 ttl_s=runtime.settings.upload_expiry_s,
             )
             if result.created:
-                runtime.wake_derivative_workers()
+                runtime.wake_workers()
         location = f"{self.path}/{state.id}"
         return Response(None, status_code=201, headers={"Location": location, **_progress_headers(result)})
 
@@ -330,7 +330,7 @@ class UploadController(Controller):
             max_pixels=runtime.settings.max_media_pixels, now=now, ttl_s=runtime.settings.upload_expiry_s,
         )
         if result.created:
-            runtime.wake_derivative_workers()
+            runtime.wake_workers()
         return Response(None, status_code=204, headers=_progress_headers(result))
 
     @delete(

@@ -126,3 +126,33 @@ async def retry_job_later(conn: asyncpg.Connection, *, job_id: int, run_after: d
         "UPDATE jobs SET attempts = attempts + 1, run_after = $2, last_error = $3 WHERE id = $1",
         job_id, run_after, error[:2000],
     )
+
+
+async def enqueue_many(conn: asyncpg.Connection, *, kind: str, keys: list[str], now: dt.datetime) -> None:
+    """Queue one job per key (an already queued key stays as it is), in one statement."""
+    await conn.execute(
+        """
+        INSERT INTO jobs (kind, key, run_after, created_at)
+        SELECT $1, k, $3, $3 FROM unnest($2::text[]) AS k
+        ON CONFLICT ON CONSTRAINT jobs_kind_key DO NOTHING
+        """,
+        kind, keys, now,
+    )
+
+
+async def claim_many(conn: asyncpg.Connection, *, kind: str, now: dt.datetime, limit: int) -> list[asyncpg.Record]:
+    """Lock up to ``limit`` due jobs for the caller's transaction (others skip them)."""
+    return await conn.fetch(
+        """
+        SELECT id, key, attempts FROM jobs
+        WHERE kind = $1 AND run_after <= $2
+        ORDER BY run_after, id
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+        """,
+        kind, now, limit,
+    )
+
+
+async def delete_many(conn: asyncpg.Connection, job_ids: list[int]) -> None:
+    await conn.execute("DELETE FROM jobs WHERE id = ANY($1::bigint[])", job_ids)

@@ -19,9 +19,13 @@ import asyncpg
 
 from fieldsync import errors
 from fieldsync.db import duplicates as q
+from fieldsync.db import media as jobs
 from fieldsync.db import reports as reports_q
 from fieldsync.domain import duplicates as rules
 from fieldsync.domain.principals import Principal
+from fieldsync.ports import Clock
+
+DUPLICATES_JOB = "duplicates"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +85,23 @@ async def detect(
     changed = before ^ set(pairs)
     await q.restamp(conn, sorted({member for pair in changed for member in pair}))
     return kept
+
+
+async def detect_later(conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: dt.datetime) -> None:
+    """Queue detection for a bulk push: a durable job per report, run by the background worker,
+    which re-stamps the reports so that devices and supervisors pull the candidates."""
+    await jobs.enqueue_many(conn, kind=DUPLICATES_JOB, keys=[str(i) for i in ids], now=now)
+
+
+async def run_duplicates_jobs(pool: asyncpg.Pool, clock: Clock, *, batch: int = 500) -> bool:
+    """Claim up to ``batch`` queued detections and run them together; False when none is due."""
+    async with pool.acquire() as conn, conn.transaction():
+        claimed = await jobs.claim_many(conn, kind=DUPLICATES_JOB, now=clock.now(), limit=batch)
+        if not claimed:
+            return False
+        await detect(conn, [uuid.UUID(job["key"]) for job in claimed], now=clock.now())
+        await jobs.delete_many(conn, [job["id"] for job in claimed])
+    return True
 
 
 async def photo_arrived(conn: asyncpg.Connection, sha256: str, photo_hash: int, *, now: dt.datetime) -> None:

@@ -83,6 +83,7 @@ async def submit_reports(
     *,
     now: dt.datetime,
     clock_skew_s: int,
+    detect_now: bool = True,
 ) -> list[Outcome]:
     """Create or revise each report; one outcome per input, in input order."""
     outcomes: list[Outcome | None] = [None] * len(reports)
@@ -107,7 +108,7 @@ async def submit_reports(
         for index in pending:
             (later if reports[index].id in seen else this_round).append(index)
             seen.add(reports[index].id)
-        await _apply_round(conn, actor, reports, this_round, outcomes, now=now)
+        await _apply_round(conn, actor, reports, this_round, outcomes, now=now, detect_now=detect_now)
         pending = later
     assert all(outcome is not None for outcome in outcomes)
     return outcomes  # type: ignore[return-value]
@@ -121,6 +122,7 @@ async def _apply_round(
     outcomes: list[Outcome | None],
     *,
     now: dt.datetime,
+    detect_now: bool,
 ) -> None:
     """Apply reports with distinct ids: insert the new, decide the existing under row locks."""
     rows = {index: reports[index] for index in indices}
@@ -189,7 +191,11 @@ async def _apply_round(
             ],
             now=now,
         )
-        await duplicates.detect(conn, [reports[i].id for i, _ in written], now=now)
+        written_ids = [reports[i].id for i, _ in written]
+        if detect_now:
+            await duplicates.detect(conn, written_ids, now=now)
+        else:
+            await duplicates.detect_later(conn, written_ids, now=now)
     ids = [reports[i].id for i in indices]
     missing = await q.missing_media(conn, ids)
     candidates = await duplicates.stored_candidates(conn, ids)
