@@ -14,6 +14,8 @@ import asyncpg
 import httpx
 import pytest
 
+from fieldsync.api.schemas.listing import EXPORT_COLUMNS
+from fieldsync.db import listing as q
 from fieldsync.services import listing as listing_service
 from tests.api.test_report_list import FIVE, accident_report, create, listed, step
 from tests.support import Actor, MutableClock, disaster_report, hazard_report, make_user, problem
@@ -197,3 +199,13 @@ async def test_export_leaves_no_transaction_open(
         "AND state LIKE 'idle in transaction%'"
     )
     assert lingering == 0
+
+
+async def test_the_export_query_selects_the_columns_in_the_encoders_order(
+    conn: asyncpg.Connection, reports: dict[str, str], clock: MutableClock
+) -> None:
+    async with conn.transaction():
+        batches = q.export_batches(conn, q.Visibility(None, "/"), q.ReportFilter(), now=clock.now(), batch_size=10)
+        rows = [row async for batch in batches for row in batch]
+    assert len(rows) == len(reports)
+    assert list(rows[0].keys()) == [column.key for column in EXPORT_COLUMNS]

@@ -230,7 +230,9 @@ async def known_categories(conn: asyncpg.Connection, codes: list[str]) -> set[st
     return {row["code"] for row in rows}
 
 
-# The export's flat projection: one column per CSV column / GeoJSON property, in output order.
+# The export's flat projection: one column per CSV column / GeoJSON property, in the order of
+# ``api.schemas.listing.EXPORT_COLUMNS`` (the encoder works on positions; a test holds them equal).
+# Counts are numeric (exact, any JSON number casts), amounts and coordinates float8.
 _EXPORT_SELECT = """
     SELECT r.id, r.kind, r.category, c.name_zh AS category_name, r.title, r.description,
            r.jurisdiction, j.name_zh AS jurisdiction_name, r.lat, r.lon, r.accuracy_m,
@@ -241,13 +243,13 @@ _EXPORT_SELECT = """
            r.body #>> '{enterprise,name}' AS enterprise_name, r.credit_code,
            r.body #>> '{enterprise,industry}' AS industry,
            r.incident_id, r.stage, r.body ->> 'as_of' AS as_of,
-           coalesce(r.body #>> '{losses,deaths}', r.body ->> 'deaths')::float8 AS deaths,
-           (r.body #>> '{losses,missing}')::float8 AS missing,
-           coalesce(r.body #>> '{losses,injured}', r.body ->> 'injured')::float8 AS injured,
-           (r.body #>> '{losses,affected_people}')::float8 AS affected_people,
-           (r.body #>> '{losses,evacuated_people}')::float8 AS evacuated_people,
-           (r.body #>> '{losses,houses_collapsed}')::float8 AS houses_collapsed,
-           (r.body #>> '{losses,houses_damaged}')::float8 AS houses_damaged,
+           coalesce(r.body #>> '{losses,deaths}', r.body ->> 'deaths')::numeric AS deaths,
+           (r.body #>> '{losses,missing}')::numeric AS missing,
+           coalesce(r.body #>> '{losses,injured}', r.body ->> 'injured')::numeric AS injured,
+           (r.body #>> '{losses,affected_people}')::numeric AS affected_people,
+           (r.body #>> '{losses,evacuated_people}')::numeric AS evacuated_people,
+           (r.body #>> '{losses,houses_collapsed}')::numeric AS houses_collapsed,
+           (r.body #>> '{losses,houses_damaged}')::numeric AS houses_damaged,
            (r.body #>> '{losses,crop_area_ha}')::float8 AS crop_area_ha,
            coalesce(r.body #>> '{losses,direct_loss_cny}', r.body ->> 'direct_loss_cny')::float8 AS direct_loss_cny,
            r.rectification ->> 'responsible_person' AS responsible_person,
