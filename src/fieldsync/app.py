@@ -25,6 +25,7 @@ from fieldsync.api.identity import AuthController, DeviceController, EnrollmentC
 from fieldsync.api.listing import ExportController, ReportListController
 from fieldsync.api.media import MediaController
 from fieldsync.api.observability import Metrics, observability_middleware_factory
+from fieldsync.api.openapi import ConstrainedOpenAPIConfig
 from fieldsync.api.ops import OpsController
 from fieldsync.api.problems import EXCEPTION_HANDLERS
 from fieldsync.api.reference import ReferenceController
@@ -61,7 +62,7 @@ ROUTE_HANDLERS = [
 
 
 def openapi_config() -> OpenAPIConfig:
-    return OpenAPIConfig(
+    return ConstrainedOpenAPIConfig(
         title="fieldsync",
         version=__version__,
         description="Offline-first field reporting for emergency-management inspectors.",
