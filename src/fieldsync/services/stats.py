@@ -223,8 +223,8 @@ async def get_stats(
         else:
             block = total
         if row["typed"]:
-            kind = block.disaster_types.setdefault(row["dtype"], DisasterType(row["dtype"], row["dtype_name_zh"]))
-            setattr(kind, row["period"], _disasters(row))
+            dtype = block.disaster_types.setdefault(row["dtype"], DisasterType(row["dtype"], row["dtype_name_zh"]))
+            setattr(dtype, row["period"], _disasters(row))
         else:
             setattr(block, row["period"], _figures(row))
 
