@@ -124,6 +124,7 @@ def test_jpeg_probe_reports_size_orientation_and_exif(tmp_path: Path) -> None:
 
     info = probe(path, max_pixels=LIMIT)
 
+    assert info.dhash is not None
     assert info == ImageInfo(
         format="jpeg",
         mime_type="image/jpeg",
@@ -135,6 +136,7 @@ def test_jpeg_probe_reports_size_orientation_and_exif(tmp_path: Path) -> None:
         lon=pytest.approx(113.1),  # type: ignore[arg-type]
         make="HUAWEI",
         model="Mate 60 Pro",
+        dhash=info.dhash,
     )
     assert info.display_size == (600, 800)
 
