@@ -4,6 +4,7 @@ properties), exactly the reports the list shows for the same filters, across bat
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
@@ -13,6 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from litestar import Litestar
 
 from fieldsync.api.schemas.listing import EXPORT_COLUMNS
 from fieldsync.db import listing as q
@@ -209,3 +211,51 @@ async def test_the_export_query_selects_the_columns_in_the_encoders_order(
         rows = [row async for batch in batches for row in batch]
     assert len(rows) == len(reports)
     assert list(rows[0].keys()) == [column.key for column in EXPORT_COLUMNS]
+
+
+@pytest.mark.parametrize("slow_client", [False, True])
+async def test_a_client_that_hangs_up_leaves_no_transaction_behind(
+    app: Litestar, client: httpx.AsyncClient, people: dict[str, Actor], reports: dict[str, str],
+    conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch, slow_client: bool,
+) -> None:
+    """The stream is cancelled mid-file (inside the generator, or while the client is slow): the
+    snapshot is rolled back before the connection returns to the pool, nothing is left open and
+    asyncpg has nothing to complain about."""
+    monkeypatch.setattr(listing_service, "EXPORT_BATCH", 1)
+    complaints: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: complaints.append(str(context.get("message"))))
+    first_chunk = asyncio.Event()
+    sent: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        await first_chunk.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            sent.append(message.get("body", b""))
+            first_chunk.set()
+            if slow_client:
+                await asyncio.sleep(0.2)
+
+    token = people["county"].token
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": "/v1/export", "raw_path": b"/v1/export", "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"testserver.local"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 50000), "server": ("testserver.local", 80), "state": {},
+    }
+    try:
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    finally:
+        loop.set_exception_handler(None)
+    assert sent and len(b"".join(sent).splitlines()) < 1 + len(reports), "the client hung up mid-file"
+    lingering = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND state LIKE 'idle in transaction%'"
+    )
+    assert lingering == 0
+    assert not [c for c in complaints if "active transaction" in c], complaints
+    after = await client.get("/v1/reports", headers=people["county"].headers)
+    assert after.status_code == 200 and len(after.json()["items"]) == len(reports)

@@ -11,8 +11,9 @@ uses CRLF and quotes as RFC 4180 asks, and neutralises text cells that a spreads
 a formula (a leading ``=``, ``+``, ``-``, ``@``, tab or CR gets a ``'``). GeoJSON is an RFC 7946
 FeatureCollection of points, [longitude, latitude], with flat properties, which QGIS opens as a
 layer. Once the first byte is sent the status cannot change: a failure mid-stream cuts the body
-short (and is logged), so a truncated file never looks complete — the GeoJSON does not parse and
-the CSV lacks rows that the list would show.
+short, so a truncated file never looks complete — the GeoJSON does not parse and the CSV lacks
+rows that the list would show. A client that hangs up mid-file has its transaction rolled back
+and its cursor closed before the connection returns to the pool.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import dataclasses
 import datetime as dt
 import io
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any, Literal
 
+import anyio
 import asyncpg
 import msgspec
 from litestar import Controller, get
+from litestar.background_tasks import BackgroundTask
 from litestar.di import Provide
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation
 from litestar.params import Parameter
@@ -339,14 +342,30 @@ FORMATS: dict[str, _Format] = {
 
 async def export_stream(
     conn: asyncpg.Connection, principal: Principal, where: ReportFilter, *, now: dt.datetime, fmt: _Format
-) -> AsyncIterator[bytes]:
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
+) -> AsyncGenerator[bytes, None]:
+    """The file, chunk by chunk, from one read-only snapshot.
+
+    The transaction is ended by hand, shielded: a client that hangs up cancels the stream, and
+    an ``async with`` block would then see its ROLLBACK cancelled too and hand the connection
+    back to the pool mid-transaction. Read-only, so ROLLBACK is also the normal end.
+    """
+    transaction = conn.transaction(isolation="repeatable_read", readonly=True)
+    await transaction.start()
+    try:
         yield fmt.head
         first = True
         async for rows in listing.export_reports(conn, principal, where, now=now):
             yield fmt.chunk(rows, first)
             first = False
         yield fmt.tail
+    finally:
+        with anyio.CancelScope(shield=True):
+            await transaction.rollback()
+
+
+async def _close(body: AsyncGenerator[bytes, None]) -> None:
+    # A coroutine function: Litestar runs any other background callable in a worker thread.
+    await body.aclose()
 
 
 @dataclasses.dataclass
@@ -393,8 +412,12 @@ class ExportController(Controller):
     ) -> Stream:
         chosen = FORMATS[fmt]
         filename = f"fieldsync-reports-{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}.{chosen.extension}"
+        body = export_stream(conn, principal, where, now=now, fmt=chosen)
         return Stream(
-            export_stream(conn, principal, where, now=now, fmt=chosen),
+            body,
             media_type=chosen.media_type,
             headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+            # A client that hangs up leaves the generator suspended at a yield, its transaction open;
+            # close it (ROLLBACK, cursor gone) before the connection goes back to the pool.
+            background=BackgroundTask(_close, body),
         )
