@@ -155,3 +155,20 @@ async def test_merge_shows_in_detail_list_stats_and_pull(client, people):
     county_changes, _ = await pull_all(client, county, county_cursor)
     by_id = {c["id"]: c for c in county_changes}
     assert by_id[survivor]["merged_from"] == [twin] and by_id[twin]["status"] == "merged"
+
+
+async def test_many_devices_reporting_one_hazard_at_once_do_not_deadlock(client, conn, clock):
+    """Eight inspectors send the same hazard three times each, all at once: every PUT succeeds."""
+    import asyncio
+    import uuid as uuid_module
+
+    from tests.support import hazard_report, make_user
+
+    inspectors = [await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now()) for _ in range(8)]
+    calls = [
+        client.put(f"/v1/reports/{uuid_module.uuid4()}", json=hazard_report(), headers=inspector.headers)
+        for inspector in inspectors
+        for _ in range(3)
+    ]
+    responses = await asyncio.gather(*calls)
+    assert sorted(r.status_code for r in responses) == [201] * 24, [r.text for r in responses if r.status_code != 201]
