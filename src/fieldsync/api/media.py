@@ -137,10 +137,11 @@ class MediaController(Controller):
         media_type="application/octet-stream",
     )
     async def original(
-        self, sha256: Sha256Path, principal: Principal, conn: asyncpg.Connection, runtime: Runtime,
-        now: dt.datetime,
+        self, request: Request[Any, Any, Any], sha256: Sha256Path, principal: Principal,
+        conn: asyncpg.Connection, runtime: Runtime, now: dt.datetime,
     ) -> Response[Any]:
         record = await media.get_readable(conn, principal, sha256, variant="original", now=now)
+        await release_connection(request)
         return await _serve(runtime, keys.original_key(sha256), record.content_type, f"{sha256}", record.bytes)
 
     @get(
@@ -151,10 +152,10 @@ class MediaController(Controller):
         media_type="image/jpeg",
     )
     async def preview(
-        self, sha256: Sha256Path, principal: Principal, conn: asyncpg.Connection, runtime: Runtime,
-        now: dt.datetime,
+        self, request: Request[Any, Any, Any], sha256: Sha256Path, principal: Principal,
+        conn: asyncpg.Connection, runtime: Runtime, now: dt.datetime,
     ) -> Response[Any]:
-        return await _derivative(runtime, conn, principal, sha256, "preview", now=now)
+        return await _derivative(request, runtime, conn, principal, sha256, "preview", now=now)
 
     @get(
         "/{sha256:str}/thumbnail",
@@ -164,17 +165,19 @@ class MediaController(Controller):
         media_type="image/jpeg",
     )
     async def thumbnail(
-        self, sha256: Sha256Path, principal: Principal, conn: asyncpg.Connection, runtime: Runtime,
-        now: dt.datetime,
+        self, request: Request[Any, Any, Any], sha256: Sha256Path, principal: Principal,
+        conn: asyncpg.Connection, runtime: Runtime, now: dt.datetime,
     ) -> Response[Any]:
-        return await _derivative(runtime, conn, principal, sha256, "thumbnail", now=now)
+        return await _derivative(request, runtime, conn, principal, sha256, "thumbnail", now=now)
 
 
 async def _derivative(
-    runtime: Runtime, conn: asyncpg.Connection, principal: Principal, sha256: str, kind: keys.DerivativeKind,
-    *, now: dt.datetime,
+    request: Request[Any, Any, Any], runtime: Runtime, conn: asyncpg.Connection, principal: Principal, sha256: str,
+    kind: keys.DerivativeKind, *, now: dt.datetime,
 ) -> Response[Any]:
+    """Checks access, then gives the connection back: the bytes stream without holding one."""
     await media.get_readable(conn, principal, sha256, variant=kind, now=now)
+    await release_connection(request)
     key = keys.derivative_key(sha256, kind)
     if not await runtime.media.exists(key):
         await media.render_and_store(runtime.media, sha256)
