@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 from litestar import Litestar
+from moto.server import ThreadedMotoServer
 
 from fieldsync.app import create_app
 from fieldsync.db.migrate import migrate

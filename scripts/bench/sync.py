@@ -622,7 +622,7 @@ def markdown(plan: Plan, command: str, started: dt.datetime, load: tuple[float, 
         f"### Pull: a {PAGE}-change page (incremental: cursor taken, {PAGE} new reports pushed, then "
         f"`GET /v1/sync/pull?cursor=…&limit={PAGE}`), median of {plan.pull_rounds} rounds after 1 warm-up",
         "",
-        f"| reports in the database | inspector (own reports) ms | supervisor (city subtree) ms |",
+        "| reports in the database | inspector (own reports) ms | supervisor (city subtree) ms |",
         "|---|---|---|",
         f"| {small.reports:,} | {small.median(small.inspector_ms):.0f} (min {min(small.inspector_ms):.0f}, "
         f"max {max(small.inspector_ms):.0f}) | {small.median(small.supervisor_ms):.0f} "

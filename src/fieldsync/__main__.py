@@ -69,8 +69,8 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
     from fieldsync.db.constraints import transaction
     from fieldsync.domain.principals import Role
-    from fieldsync.services import identity
     from fieldsync.ports import SystemClock
+    from fieldsync.services import identity
 
     password: str | None = None
     if args.password_stdin:

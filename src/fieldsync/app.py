@@ -31,10 +31,10 @@ from fieldsync.api.problems import EXCEPTION_HANDLERS
 from fieldsync.api.reference import ReferenceController
 from fieldsync.api.reports import ReportController
 from fieldsync.api.review import IncidentController, ReviewController
+from fieldsync.api.runtime import Runtime
 from fieldsync.api.stats import StatsController
 from fieldsync.api.sync import SyncController
 from fieldsync.api.uploads import UploadController
-from fieldsync.api.runtime import Runtime
 from fieldsync.db import embedded
 from fieldsync.db.migrate import migrate
 from fieldsync.db.pool import connect, create_pool

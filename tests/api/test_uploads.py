@@ -21,8 +21,8 @@ from litestar import Litestar
 from fieldsync.db.constraints import transaction
 from fieldsync.services import identity
 from fieldsync.services import uploads as upload_service
-from tests import images
 from fieldsync.settings import Settings
+from tests import images
 from tests.support import Actor, MutableClock, make_user, problem
 
 TUS = {"Tus-Resumable": "1.0.0"}

@@ -11,8 +11,7 @@ import asyncpg
 from litestar import Controller, Request, Response, get, head, post, put
 from litestar.exceptions import InternalServerException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType
-from litestar.openapi.spec import Operation, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.params import Parameter
 from litestar.response import Redirect, Stream
 

@@ -9,9 +9,7 @@ from typing import Any
 import asyncpg
 
 from fieldsync.db.duplicates import POSSIBLE_DUPLICATES_SQL
-
 from fieldsync.domain.reports import ReportSubmission
-
 
 _ROW_COLUMNS = (
     "id", "kind", "category", "title", "description", "jurisdiction", "lat", "lon", "accuracy_m",
