@@ -14,17 +14,38 @@ async def current_snapshot(conn: asyncpg.Connection) -> str:
     return snapshot
 
 
-def _window(column: str, *, with_base: bool) -> str:
-    """Rows stamped by transactions visible in the pass's ``upto`` snapshot ($2) but not in the
-    previous pass's ``base`` snapshot ($1), after the page position ($3, $4)."""
-    conditions = [f"pg_visible_in_snapshot({column}, $2::text::pg_snapshot)"]
-    if not with_base:
-        conditions.append("$1::text IS NULL")
-    else:
+class _Args:
+    """Positional parameters numbered in the order the SQL text first needs them."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self._numbers: dict[str, int] = {}
+
+    def __call__(self, name: str, value: Any) -> str:
+        if name not in self._numbers:
+            self.values.append(value)
+            self._numbers[name] = len(self.values)
+        return f"${self._numbers[name]}"
+
+
+def _window(
+    column: str, key: str, arg: _Args, *, upto: str, base: str | None, after: tuple[str, uuid.UUID] | None
+) -> str:
+    """Rows stamped by transactions visible in the pass's ``upto`` snapshot but not in the
+    previous pass's ``base`` snapshot, after the page position. A condition is written only when
+    it applies (never ``$n IS NULL OR ...``), so that the base and the position are plain range
+    conditions on ``(change_xid, id)`` in every plan."""
+    conditions = [f"pg_visible_in_snapshot({column}, {arg('upto', upto)}::text::pg_snapshot)"]
+    if base is not None:
+        snapshot = f"{arg('base', base)}::text::pg_snapshot"
         conditions += [
-            f"{column} >= pg_snapshot_xmin($1::text::pg_snapshot)",
-            f"NOT pg_visible_in_snapshot({column}, $1::text::pg_snapshot)",
+            f"{column} >= pg_snapshot_xmin({snapshot})",
+            f"NOT pg_visible_in_snapshot({column}, {snapshot})",
         ]
+    if after is not None:
+        conditions.append(
+            f"({column}, {key}) > ({arg('after_xid', after[0])}::text::xid8, {arg('after_id', after[1])}::uuid)"
+        )
     return " AND ".join(conditions)
 
 
@@ -39,32 +60,45 @@ async def list_changes(
     limit: int,
 ) -> list[asyncpg.Record]:
     """One page of (xid, report id, deleted) in (xid, id) order. Inspectors see the reports they
-    authored; others their subtree, plus tombstones for reports that moved out of it."""
-    with_base = base is not None
-    position = "($3::text IS NULL OR ({col}, {key}) > ($3::text::xid8, $4::uuid))"
-    sql = f"""
-        SELECT c.xid::text AS xid, c.id, c.deleted FROM (
-            SELECT r.change_xid AS xid, r.id, false AS deleted
-            FROM reports r JOIN jurisdictions j ON j.code = r.jurisdiction
-            WHERE {_window("r.change_xid", with_base=with_base)}
-              AND {position.format(col="r.change_xid", key="r.id")}
-              AND CASE WHEN $5::uuid IS NOT NULL THEN r.author_id = $5::uuid ELSE j.path LIKE $6 || '%' END
-            UNION ALL
-            SELECT m.change_xid, m.report_id, true
-            FROM report_moves m
-            JOIN jurisdictions jf ON jf.code = m.from_jurisdiction
-            JOIN reports r ON r.id = m.report_id
-            JOIN jurisdictions j ON j.code = r.jurisdiction
-            WHERE $5::uuid IS NULL
-              AND {_window("m.change_xid", with_base=with_base)}
-              AND {position.format(col="m.change_xid", key="m.report_id")}
-              AND jf.path LIKE $6 || '%' AND j.path NOT LIKE $6 || '%'
-        ) c
-        ORDER BY c.xid, c.id
-        LIMIT $7
+    authored; others their subtree, plus tombstones for reports that moved out of it.
+
+    Each variant (base or not, page position or not, inspector or not) is its own statement.
+    With a base, the page is a range scan on ``reports_change_idx``; an inspector's statement
+    has no join and no moves branch, so the scan runs in index order and stops at the page's end
+    instead of sorting the rest of the window for every page (docs/sync.md shows the plans).
     """
-    after_xid, after_id = after if after else (None, None)
-    return await conn.fetch(sql, base, upto, after_xid, after_id, inspector_id, scope_prefix, limit)
+    arg = _Args()
+    bounds = {"upto": upto, "base": base, "after": after}
+    if inspector_id is not None:
+        sql = f"""
+            SELECT r.change_xid::text AS xid, r.id, false AS deleted
+            FROM reports r
+            WHERE {_window("r.change_xid", "r.id", arg, **bounds)}
+              AND r.author_id = {arg("author", inspector_id)}::uuid
+            ORDER BY r.change_xid, r.id
+            LIMIT {arg("limit", limit)}
+        """
+    else:
+        reports_window = _window("r.change_xid", "r.id", arg, **bounds)
+        moves_window = _window("m.change_xid", "m.report_id", arg, **bounds)
+        prefix = f"{arg('scope', scope_prefix)}::text || '%'"
+        sql = f"""
+            SELECT c.xid::text AS xid, c.id, c.deleted FROM (
+                SELECT r.change_xid AS xid, r.id, false AS deleted
+                FROM reports r JOIN jurisdictions j ON j.code = r.jurisdiction
+                WHERE {reports_window} AND j.path LIKE {prefix}
+                UNION ALL
+                SELECT m.change_xid, m.report_id, true
+                FROM report_moves m
+                JOIN jurisdictions jf ON jf.code = m.from_jurisdiction
+                JOIN reports r ON r.id = m.report_id
+                JOIN jurisdictions j ON j.code = r.jurisdiction
+                WHERE {moves_window} AND jf.path LIKE {prefix} AND j.path NOT LIKE {prefix}
+            ) c
+            ORDER BY c.xid, c.id
+            LIMIT {arg("limit", limit)}
+        """
+    return await conn.fetch(sql, *arg.values)
 
 
 async def get_mutation_results(
