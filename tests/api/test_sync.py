@@ -14,7 +14,9 @@ import pytest
 from fieldsync.db.constraints import transaction
 from fieldsync.db.pool import connect
 from fieldsync.services import reports as report_service
+from fieldsync.services import sync as sync_service
 from fieldsync.api.reports import to_submission
+from fieldsync.api.sync import decode_push
 from fieldsync.api.schemas.reports import HazardReport
 from tests.support import Actor, hazard_report, make_user, principal_of, problem
 
@@ -285,3 +287,71 @@ async def test_a_report_moved_to_another_county_is_a_tombstone_for_the_old_one(c
     assert moved.status_code == 200
     after, _ = await pull_all(client, county_supervisor, cursor)
     assert after == [{"id": str(report_id), "deleted": True}]
+
+
+async def test_a_replay_sent_while_the_first_push_is_uncommitted_answers_the_first_results(
+    inspector, conn, database_url, clock
+):
+    """A device that times out sends its queue again while the first push is still running; the
+    second answer must be the first one, not 'duplicate' (the spec: a replayed mutation_id answers
+    its first result)."""
+    actor = principal_of(inspector, "/140000/140400/140431/")
+    mutations = [upsert() for _ in range(20)]
+    first_conn, second_conn = await connect(database_url), await connect(database_url)
+    try:
+        first = first_conn.transaction()
+        await first.start()
+        answered = await sync_service.push(first_conn, actor, decode_push(msgspec.json.encode(
+            {"mutations": mutations}), "application/json"), now=clock.now(), clock_skew_s=600)
+
+        async def replay() -> list[dict[str, Any]]:
+            async with transaction(second_conn):
+                return await sync_service.push(second_conn, actor, decode_push(msgspec.json.encode(
+                    {"mutations": mutations[::-1]}), "application/json"), now=clock.now(), clock_skew_s=600)
+
+        replaying = asyncio.create_task(replay())
+        pid = second_conn.get_server_pid()
+        for _ in range(500):
+            if await conn.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid) == "Lock":
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the replay never waited for the first push")
+        await first.commit()
+        replayed = await replaying
+    finally:
+        await first_conn.close()
+        await second_conn.close()
+    assert [r["status"] for r in answered] == ["applied"] * 20
+    assert replayed[::-1] == answered
+
+
+async def test_concurrent_pushes_of_one_queue_in_two_orders_do_not_deadlock(client, inspector, conn):
+    """Two sends of one queue in flight at once, the second reordered: inserting the same new ids
+    in opposite orders deadlocked (one send failed and had to be sent a third time); now the second
+    waits for the first and both answer the first results."""
+    mutations = [upsert() for _ in range(300)]
+    forward, backward = await asyncio.gather(
+        push(client, inspector, mutations), push(client, inspector, mutations[::-1])
+    )
+    assert (forward.status_code, backward.status_code) == (200, 200), (forward.text[:200], backward.text[:200])
+    assert backward.json()["results"][::-1] == forward.json()["results"]
+    assert await conn.fetchval("SELECT count(*) FROM reports") == 300
+
+
+async def test_pushed_reports_get_their_duplicate_candidates_in_the_background(client, inspector, conn, clock):
+    """A bulk push queues duplicate detection instead of doing it inline; the worker finds the
+    pair and re-stamps the rows, so the next pull carries the candidates."""
+    supervisor = await make_user(conn, role="supervisor", jurisdiction="140431", now=clock.now())
+    first = upsert(title="主斜井皮带机保护装置失效", description="煤矿主斜井皮带机跑偏保护失效")
+    second = upsert(title="主斜井皮带机保护装置失效", description="煤矿主斜井皮带机跑偏保护失效")
+    results = (await push(client, inspector, [first, second])).json()["results"]
+    assert [r["status"] for r in results] == ["applied", "applied"]
+    ids = {first["report"]["id"], second["report"]["id"]}
+    for _ in range(100):
+        if await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'duplicates'") == 0:
+            break
+        await asyncio.sleep(0.05)
+    changes, _ = await pull_all(client, supervisor)
+    by_id = {c["id"]: c for c in changes}
+    assert {str(x) for x in by_id[first["report"]["id"]]["possible_duplicates"]} == ids - {first["report"]["id"]}

@@ -101,6 +101,13 @@ async def list_changes(
     return await conn.fetch(sql, *arg.values)
 
 
+async def lock_pushes(conn: asyncpg.Connection, *, user_id: uuid.UUID) -> None:
+    """Wait for the user's other pushes to commit; held until this transaction ends."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('fieldsync.sync_push:' || $1::uuid::text, 0))", user_id
+    )
+
+
 async def get_mutation_results(
     conn: asyncpg.Connection, *, user_id: uuid.UUID, mutation_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, dict[str, Any]]:

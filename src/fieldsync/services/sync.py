@@ -5,6 +5,10 @@ fails, blocks or reorders the rest); every ``upsert_report`` of the batch goes t
 ``reports.submit_reports`` together, set-based, and then comments and rectifications are applied
 in input order, each in a savepoint (a device's queue creates a report before it comments on it). The first result of each ``mutation_id`` is kept,
 in the same transaction as its effect, so a replay answers it again and nothing is applied twice.
+One user's pushes run one at a time (a transaction advisory lock, taken first): a device that
+times out and sends its queue again, perhaps reordered, while the first send still runs then
+waits for it and answers its stored results, instead of answering ``duplicate`` or deadlocking
+with it on the new report rows both would insert in different orders.
 
 Pull. The feed is the ``reports`` table itself: every write stamps the row with its
 transaction's xid8. A pass covers the transactions that became visible between two snapshots:
@@ -71,6 +75,7 @@ async def push(
     conn: asyncpg.Connection, actor: Principal, items: list[PushItem], *, now: dt.datetime, clock_skew_s: int
 ) -> list[dict[str, Any]]:
     """Apply a batch; one result per item, in input order, replays answering their first result."""
+    await q.lock_pushes(conn, user_id=actor.user_id)
     ids = [item.mutation_id for item in items if item.mutation_id is not None]
     stored = await q.get_mutation_results(conn, user_id=actor.user_id, mutation_ids=ids)
     results: list[dict[str, Any] | None] = [None] * len(items)
