@@ -355,3 +355,21 @@ async def test_pushed_reports_get_their_duplicate_candidates_in_the_background(c
     changes, _ = await pull_all(client, supervisor)
     by_id = {c["id"]: c for c in changes}
     assert {str(x) for x in by_id[first["report"]["id"]]["possible_duplicates"]} == ids - {first["report"]["id"]}
+
+
+async def test_a_photo_arriving_later_puts_its_report_back_on_the_feed(client, inspector, conn, clock):
+    from tests import images
+
+    supervisor = await make_user(conn, role="supervisor", jurisdiction="140431", now=clock.now())
+    photo = images.jpeg(seed=77)
+    sha = images.sha256(photo)
+    mutation = upsert(media=[{"sha256": sha, "role": "photo"}])
+    assert (await push(client, inspector, [mutation])).json()["results"][0]["missing_media"] == [sha]
+    first, cursor = await pull_all(client, supervisor)
+    assert first[0]["missing_media"] == [sha]
+    uploaded = await client.put(
+        f"/v1/media/{sha}", content=photo, headers={**inspector.headers, "Content-Type": "image/jpeg"}
+    )
+    assert uploaded.status_code == 201
+    later, _ = await pull_all(client, supervisor, cursor)
+    assert [(c["id"], c["missing_media"]) for c in later] == [(mutation["report"]["id"], [])]

@@ -104,12 +104,18 @@ async def run_duplicates_jobs(pool: asyncpg.Pool, clock: Clock, *, batch: int = 
     return True
 
 
-async def photo_arrived(conn: asyncpg.Connection, sha256: str, photo_hash: int, *, now: dt.datetime) -> None:
-    """Record a new photo's dHash and recompute the reports that were waiting for it."""
-    await q.set_dhash(conn, sha256=sha256, dhash=photo_hash)
+async def photo_arrived(
+    conn: asyncpg.Connection, sha256: str, photo_hash: int | None, *, now: dt.datetime
+) -> None:
+    """A new photo: record its dHash, put the reports that were waiting for it back on the sync
+    feed (their ``missing_media`` shrank) and recompute their candidates."""
+    if photo_hash is not None:
+        await q.set_dhash(conn, sha256=sha256, dhash=photo_hash)
     waiting = await q.reports_using(conn, sha256)
     if waiting:
-        await detect(conn, waiting, now=now)
+        await q.restamp(conn, waiting)
+        if photo_hash is not None:
+            await detect(conn, waiting, now=now)
 
 
 async def stored_candidates(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Candidate]]:

@@ -99,7 +99,8 @@ async def push(
             first_index.setdefault(mutation_id, index)
 
     outcomes = await reports.submit_reports(
-        conn, actor, [items[i].report for i in to_submit], now=now, clock_skew_s=clock_skew_s  # type: ignore[misc]
+        conn, actor, [items[i].report for i in to_submit], now=now, clock_skew_s=clock_skew_s,  # type: ignore[misc]
+        detect_now=False,
     )
     for index, outcome in zip(to_submit, outcomes, strict=True):
         report = items[index].report
