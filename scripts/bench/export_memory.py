@@ -30,13 +30,9 @@ on the same machine as the server and PostgreSQL, so rows/s is "with the client 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +46,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SRC = REPO / "src"
 sys.path.insert(0, str(SRC))
+
+from server import Server  # noqa: E402 - scripts/bench is sys.path[0]
 
 from fieldsync.db import embedded  # noqa: E402
 
@@ -143,12 +141,6 @@ FROM (SELECT id FROM reports ORDER BY id LIMIT $1) r CROSS JOIN generate_series(
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
 def vm_rss(pid: int) -> int:
     """The process's resident set size in bytes, from /proc/<pid>/status."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -177,49 +169,6 @@ class Sampler(threading.Thread):
         self._halt.set()
         self.join()
         return self.peak
-
-
-class Server:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.base_url = f"http://{HOST}:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSYNC_")}
-        self.env.update(FIELDSYNC_DATA_DIR=str(data_dir), FIELDSYNC_LOG_LEVEL="warning",
-                        PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
-        self.log_path = data_dir.parent / "serve.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 120) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fieldsync", "serve", "--host", HOST, "--port", str(self.port)],
-            env=self.env, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"fieldsync serve exited: {self.log_path.read_text(errors='replace')}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError("fieldsync serve did not become ready")
-
-    def cli(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "fieldsync", *args], env=self.env, capture_output=True,
-                              text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            raise RuntimeError(f"fieldsync {' '.join(args)}: {done.stderr}")
-        return done.stdout
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(10)
 
 
 async def load(data_dir: Path, *, reports: int, author: str) -> float:
@@ -322,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(stream(server, token, "GeoJSON, gzip", fmt="geojson", gzip=True))
         runs.append(stream(server, token, "CSV, client stalls 5 s", fmt="csv", gzip=False, stall_s=5.0))
     finally:
-        code = server.stop() if server.process else None
-        print(f"server stopped ({code})", file=sys.stderr)
+        shutdown = server.stop()
+        print(f"server stopped: {shutdown}", file=sys.stderr)
         if args.keep:
             print(f"data kept in {root}", file=sys.stderr)
         else:

@@ -53,8 +53,6 @@ import os
 import platform
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -81,6 +79,7 @@ sys.path[:0] = [str(SRC), str(REPO)]
 
 from derivatives import synthetic_photo, timed  # noqa: E402 - scripts/bench is sys.path[0]
 from loadgen import Connection, HTTPError, LoadResult, bearer, closed_loop  # noqa: E402
+from server import Server, free_port  # noqa: E402
 
 from fieldsync.db import embedded  # noqa: E402
 from fieldsync.db.pool import create_pool  # noqa: E402
@@ -126,116 +125,6 @@ QUICK = Plan(
 
 
 # --- the server process -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe_socket:
-        probe_socket.bind((HOST, 0))
-        return int(probe_socket.getsockname()[1])
-
-
-class Server:
-    """``fieldsync serve`` in a child process on a fresh data dir; stopped with SIGINT."""
-
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.data_dir = data_dir
-        self.port = port
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSYNC_")}
-        self.env.update(FIELDSYNC_DATA_DIR=str(data_dir), FIELDSYNC_LOG_LEVEL="warning",
-                        PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
-        self.log_path = data_dir.parent / "serve.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.ps: psutil.Process | None = None
-
-    @property
-    def pgdata(self) -> Path:
-        return self.data_dir / "pg"
-
-    def start(self, timeout_s: float = 120.0) -> None:
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [str(FIELDSYNC), "serve", "--host", HOST, "--port", str(self.port)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent,
-        )
-        self.ps = psutil.Process(self.process.pid)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"fieldsync serve exited with {self.process.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), timeout=1) as s:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if s.recv(64).startswith(b"HTTP/1.1 200"):
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"fieldsync serve did not answer /healthz within {timeout_s} s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def processes(self) -> list[psutil.Process]:
-        """The server and its children (uvicorn workers, if any), not PostgreSQL."""
-        assert self.ps is not None
-        try:
-            return [self.ps, *[c for c in self.ps.children(recursive=True) if "postgres" not in c.name()]]
-        except psutil.NoSuchProcess:
-            return []
-
-    def rss(self) -> int:
-        total = 0
-        for proc in self.processes():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += proc.memory_info().rss
-        return total
-
-    def cli(self, *args: str, timeout_s: float = 120.0) -> str:
-        done = subprocess.run(
-            [str(FIELDSYNC), *args], env=self.env, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"fieldsync {' '.join(args)} failed ({done.returncode}): {done.stderr}")
-        return done.stdout
-
-    def stop(self, timeout_s: float = 60.0) -> str:
-        """SIGINT, wait, and report what (if anything) is left of the server and its cluster."""
-        assert self.process is not None
-        notes: list[str] = []
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                notes.append(f"server pid {self.process.pid} ignored SIGINT for {timeout_s:.0f} s; sent SIGKILL")
-                self.process.kill()
-                self.process.wait(10)
-        notes.append(f"server exited with {self.process.returncode}")
-        leftovers = self.postgres_left()
-        if leftovers:
-            notes.append(f"LEFT BEHIND: postgres pids {leftovers} for {self.pgdata}")
-        else:
-            notes.append(f"no postgres process left for {self.pgdata}")
-        return "; ".join(notes)
-
-    def postgres_left(self, wait_s: float = 15.0) -> list[int]:
-        """Postmaster pids still serving this data dir (waits a little: shutdown is asynchronous)."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            found = []
-            for proc in psutil.process_iter(["pid", "name", "cmdline"]):
-                cmdline = " ".join(proc.info.get("cmdline") or [])
-                if "postgres" in (proc.info.get("name") or "") and str(self.pgdata) in cmdline:
-                    found.append(proc.info["pid"])
-            pidfile = self.pgdata / "postmaster.pid"
-            if pidfile.exists():
-                with contextlib.suppress(ValueError, OSError):
-                    pid = int(pidfile.read_text().split()[0])
-                    if psutil.pid_exists(pid) and pid not in found:
-                        found.append(pid)
-            if not found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.5)
 
 
 class CpuMeter:
@@ -950,7 +839,7 @@ async def run(plan: Plan, work_dir: Path, command: str) -> str:
 
     data_dir = work_dir / "data"
     data_dir.mkdir()
-    server = Server(data_dir, free_port())
+    server = Server(data_dir, free_port(), command=[str(FIELDSYNC)])
     shutdown = "not started"
     try:
         server.start()

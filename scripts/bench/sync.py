@@ -47,7 +47,6 @@ import random
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,13 +65,15 @@ REPO = HERE.parents[1]
 SRC = REPO / "src"
 sys.path[:0] = [str(SRC), str(REPO)]
 
+from server import Server  # noqa: E402 - scripts/bench is sys.path[0]
+
 from fieldsync.api.reports import to_submission  # noqa: E402
 from fieldsync.api.schemas.reports import HazardReport  # noqa: E402
 from fieldsync.db import embedded  # noqa: E402
 from fieldsync.db.pool import connect  # noqa: E402
 from fieldsync.domain.reports import credit_code_check_char  # noqa: E402
 from fieldsync.services.sync import Cursor  # noqa: E402
-from tests.e2e.server import cli, environment, free_port, postgres_pids  # noqa: E402
+from tests.e2e.server import cli  # noqa: E402
 from tests.support import hazard_report  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -113,69 +114,6 @@ def _alarm(signum: int, frame: Any) -> None:
 
 
 # --- the server -----------------------------------------------------------------------------------
-
-
-class Server:
-    """``fieldsync serve`` on a free loopback port and a fresh data dir; stopped with SIGINT."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.base_url = f"http://{HOST}:{self.port}"
-        self.env = environment(data_dir, PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
-        self.log_path = data_dir.parent / "serve.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 120) -> None:
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "fieldsync", "serve", "--host", HOST, "--port", str(self.port)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"server not ready within {timeout_s} s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def cpu_pids(self) -> tuple[list[int], list[int]]:
-        """(server pids, postgres pids: the postmaster of this data dir and its backends)."""
-        assert self.process is not None
-        pg = postgres_pids(self.data_dir)
-        for pid in list(pg):
-            with contextlib.suppress(psutil.Error):
-                pg += [c.pid for c in psutil.Process(pid).children(recursive=True) if c.pid not in pg]
-        return [self.process.pid], pg
-
-    def stop(self, timeout_s: float = 60) -> str:
-        if self.process is None:
-            return "server never started"
-        notes = []
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                notes.append(f"server ignored SIGINT for {timeout_s:.0f} s; sent SIGKILL")
-                self.process.kill()
-                self.process.wait(10)
-        notes.append(f"server exited with {self.process.returncode}")
-        deadline = time.monotonic() + 15
-        left = postgres_pids(self.data_dir)
-        while left and time.monotonic() < deadline:
-            time.sleep(0.5)
-            left = postgres_pids(self.data_dir)
-        notes.append(f"LEFT BEHIND: postgres pids {left}" if left else "no postgres process left for its data dir")
-        return "; ".join(notes)
 
 
 class Cpu:
