@@ -68,7 +68,6 @@ from typing import Any
 import asyncpg
 import psutil
 import uvloop
-from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -79,6 +78,7 @@ sys.path[:0] = [str(SRC), str(REPO)]
 
 from derivatives import synthetic_photo, timed  # noqa: E402 - scripts/bench is sys.path[0]
 from loadgen import Connection, HTTPError, LoadResult, bearer, closed_loop  # noqa: E402
+from photos import noisy_jpeg  # noqa: E402 - scripts/bench is sys.path[0]
 from server import Server, free_port  # noqa: E402
 
 from fieldsync.db import embedded  # noqa: E402
@@ -485,21 +485,6 @@ def twelve_mp_jpeg() -> bytes:
     out = io.BytesIO()
     synthetic_photo(4000, 3000).save(out, "JPEG", quality=90)
     return out.getvalue()
-
-
-def noisy_jpeg(target_bytes: int) -> tuple[bytes, tuple[int, int]]:
-    """Random noise at q95 4:4:4 (about 2.4 bytes a pixel), sized to ``target_bytes`` ±3 %."""
-    size = (3328, 2496)
-    for _ in range(4):
-        image = Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3))
-        out = io.BytesIO()
-        image.save(out, "JPEG", quality=95, subsampling=0)
-        data = out.getvalue()
-        if abs(len(data) - target_bytes) <= 0.03 * target_bytes:
-            break
-        scale = (target_bytes / len(data)) ** 0.5
-        size = (int(size[0] * scale) // 16 * 16, int(size[1] * scale) // 16 * 16)
-    return data, image.size
 
 
 async def upload(conn: Connection, token: str, photo: Photo) -> int:

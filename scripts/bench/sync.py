@@ -40,7 +40,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
-import io
 import os
 import platform
 import random
@@ -58,13 +57,13 @@ from typing import Any
 import httpx
 import msgspec
 import psutil
-from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SRC = REPO / "src"
 sys.path[:0] = [str(SRC), str(REPO)]
 
+from photos import noisy_jpeg  # noqa: E402 - scripts/bench is sys.path[0]
 from server import Server  # noqa: E402 - scripts/bench is sys.path[0]
 
 from fieldsync.api.reports import to_submission  # noqa: E402
@@ -410,22 +409,6 @@ async def push_once_page(client: httpx.AsyncClient, token: str, reports: list[di
 
 
 # --- photos ---------------------------------------------------------------------------------------------
-
-
-def noisy_jpeg(target_bytes: int) -> tuple[bytes, tuple[int, int]]:
-    """Random noise at q95 4:4:4 (about 2.4 bytes a pixel), sized to ``target_bytes`` within 3 %."""
-    size = (3328, 2496)
-    data = b""
-    for _ in range(4):
-        image = Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3))
-        out = io.BytesIO()
-        image.save(out, "JPEG", quality=95, subsampling=0)
-        data = out.getvalue()
-        if abs(len(data) - target_bytes) <= 0.03 * target_bytes:
-            break
-        scale = (target_bytes / len(data)) ** 0.5
-        size = (int(size[0] * scale) // 16 * 16, int(size[1] * scale) // 16 * 16)
-    return data, size
 
 
 def variant(jpeg: bytes, tag: str) -> bytes:
