@@ -124,7 +124,7 @@ def test_jpeg_probe_reports_size_orientation_and_exif(tmp_path: Path) -> None:
 
     info = probe(path, max_pixels=LIMIT)
 
-    assert info.dhash is not None
+    assert info.dhash is not None and info.thumbprint is not None
     assert info == ImageInfo(
         format="jpeg",
         mime_type="image/jpeg",
@@ -137,6 +137,7 @@ def test_jpeg_probe_reports_size_orientation_and_exif(tmp_path: Path) -> None:
         make="HUAWEI",
         model="Mate 60 Pro",
         dhash=info.dhash,
+        thumbprint=info.thumbprint,
     )
     assert info.display_size == (600, 800)
 

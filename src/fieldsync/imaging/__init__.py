@@ -8,6 +8,8 @@
         JPEG bytes, orientation applied, sRGB, every metadata block stripped.
     dhash(path) -> int
         64-bit difference hash (signed, fits a bigint) for near-duplicate photos; ``hamming``.
+    likeness.thumbprint(image) -> bytes, likeness.best_likeness(pairs) -> [float | None]
+        32×32 grey thumbnail of a photo and the normalised correlation of two photos' thumbnails.
 
 Both are CPU-bound and blocking. On the dev box a 12 MP JPEG takes ≈30 ms to probe and ≈100 ms
 to render (``scripts/bench/derivatives.py``); a 64 MP PNG needs about 256 MB while it decodes.

@@ -48,6 +48,7 @@ from PIL import Image, UnidentifiedImageError
 from fieldsync.errors import MediaTooManyPixels, MediaUndecodable, MediaUnsupportedType
 from fieldsync.imaging._pillow import ALLOWED_PLUGINS, FORMATS
 from fieldsync.imaging.dhash import dhash_image
+from fieldsync.imaging.likeness import MIN_SOURCE_PX, thumbprint
 
 _ORIENTATION = 0x0112
 _MAKE = 0x010F
@@ -78,6 +79,7 @@ class ImageInfo:
     make: str | None = None
     model: str | None = None
     dhash: int | None = None  # perceptual hash for near-duplicate search (``imaging.dhash``)
+    thumbprint: bytes | None = None  # 32×32 grey thumbnail for near-duplicate scoring (``imaging.likeness``)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -135,13 +137,25 @@ def probe(path: Path, *, max_pixels: int) -> ImageInfo:
             raise
         except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is broken
             raise MediaUndecodable(f"the {name.upper()} data is truncated or corrupt: {exc}") from exc
-        try:
-            photo_hash: int | None = dhash_image(image, draft=False)
-        except Exception:  # noqa: BLE001 - a photo without a hash is still a photo
-            photo_hash = None
+        photo_hash, photo_print = _fingerprints(image, path, stored_size=(width, height))
         return ImageInfo(
-            format=name, mime_type=mime_type, width=width, height=height, dhash=photo_hash, **exif_fields(image)
+            format=name, mime_type=mime_type, width=width, height=height, dhash=photo_hash,
+            thumbprint=photo_print, **exif_fields(image),
         )
+
+
+def _fingerprints(image: Image.Image, path: Path, *, stored_size: tuple[int, int]) -> tuple[int | None, bytes | None]:
+    """dHash and thumbprint of the decoded image. A small JPEG drafted at 1/8 scale is decoded
+    again at the scale that keeps 64 px per side (cheap: it is small), so both see real pixels."""
+    try:
+        if image.format == "JPEG" and min(image.size) < MIN_SOURCE_PX and min(image.size) < min(stored_size):
+            with open_image(path) as again:
+                again.draft("L", (MIN_SOURCE_PX, MIN_SOURCE_PX))
+                again.load()
+                return dhash_image(again, draft=False), thumbprint(again)
+        return dhash_image(image, draft=False), thumbprint(image)
+    except Exception:  # noqa: BLE001 - a photo without fingerprints is still a photo
+        return None, None
 
 
 def exif_fields(image: Image.Image) -> dict[str, Any]:

@@ -1,0 +1,124 @@
+"""Photo likeness (``imaging.likeness``) and the near-duplicate score (``domain.duplicates``):
+a re-photographed scene is alike, a different scene under the same sky is not, and the score
+needs content evidence and context together."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fieldsync.domain import duplicates as rules
+from fieldsync.imaging import probe
+from fieldsync.imaging.likeness import THUMBPRINT_BYTES, best_likeness, thumbprint
+from tests import images
+
+LIMIT = 64_000_000
+
+
+def print_of(data: bytes, tmp_path: Path, name: str = "photo.jpg") -> bytes:
+    path = tmp_path / name
+    path.write_bytes(data)
+    info = probe(path, max_pixels=LIMIT)
+    assert info.thumbprint is not None and len(info.thumbprint) == THUMBPRINT_BYTES
+    return info.thumbprint
+
+
+def test_a_rephotographed_scene_is_alike_and_other_scenes_are_not(tmp_path: Path) -> None:
+    alike, unlike = [], []
+    for seed in range(12):
+        scene = images.scene(seed)
+        original = print_of(images.encode(scene, quality=90), tmp_path)
+        again = print_of(images.encode(images.rephotographed(scene, seed=seed).resize((320, 240)), quality=62), tmp_path)
+        other = print_of(images.encode(images.scene(seed + 100), quality=90), tmp_path)
+        [a, b] = best_likeness([([original], [again]), ([original], [other])])
+        assert a is not None and b is not None
+        alike.append(a)
+        unlike.append(b)
+    assert min(alike) >= rules.LIKE_FULL - 0.05, alike
+    assert min(alike) > max(unlike) + 0.05, (alike, unlike)
+    assert sorted(unlike)[len(unlike) // 2] < rules.LIKE_FROM - 0.1, unlike
+
+
+def test_likeness_takes_the_best_pair_and_needs_a_thumbprint_on_both_sides() -> None:
+    first, second = thumbprint(images.scene(1)), thumbprint(images.scene(2))
+    assert best_likeness([([first], [first]), ([first, second], [second]), ([], [first]), ([first], [b"short"])]) == [
+        pytest.approx(1.0), pytest.approx(1.0), None, None,
+    ]
+    flat = thumbprint(Image.new("RGB", (64, 64), (90, 90, 90)))
+    assert best_likeness([([flat], [first])]) == [0.0]  # no structure: no evidence, not NaN
+
+
+def test_the_thumbprint_is_of_the_photo_as_displayed(tmp_path: Path) -> None:
+    """A phone that stores the raster sideways with EXIF orientation 6 shows the same picture."""
+    upright = images.scene(5, width=480, height=640)
+    stored = upright.rotate(90, expand=True)  # the raster as the sensor wrote it
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    stored.save(out, "JPEG", quality=90, exif=exif.tobytes())
+    rotated = print_of(out.getvalue(), tmp_path)
+    plain = print_of(images.encode(upright, quality=90), tmp_path, "upright.jpg")
+    [like] = best_likeness([([rotated], [plain])])
+    assert like is not None and like > 0.97
+
+
+def test_a_small_jpeg_is_fingerprinted_from_real_pixels(tmp_path: Path) -> None:
+    """probe decodes JPEGs at 1/8 scale; a 256×192 photo would leave 32×24 pixels to describe it,
+    so its fingerprints come from a decode that keeps at least 64 px per side."""
+    data = images.encode(images.scene(9, width=256, height=192), quality=85)
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("L", (64, 64))
+        image.load()
+        assert min(image.size) >= 64
+        expected = thumbprint(image)
+    assert print_of(data, tmp_path) == expected
+
+
+T = dt.datetime(2026, 6, 1, 8, tzinfo=dt.UTC)
+
+
+def side(**overrides: object) -> rules.Side:
+    values: dict = dict(kind="hazard", category="coal_mine", text="主斜井皮带机跑偏保护装置失效", lat=36.5, lon=112.3,
+                        accuracy_m=10.0, observed_at=T, credit_code="91350100M000100Y43", status="submitted")
+    return rules.Side(**(values | overrides))  # type: ignore[arg-type]
+
+
+def test_an_identical_photo_scores_at_least_point_nine_whatever_else_differs() -> None:
+    far = side(lat=36.9, credit_code=None, text="完全不同的描述")
+    scored = rules.score(side(), far, rules.PairFeatures(same_photo="ab" * 32, likeness=None))
+    assert scored.score >= 0.9 and [r["signal"] for r in scored.reasons] == ["same_photo"]
+
+
+def test_context_alone_never_reaches_the_threshold() -> None:
+    """Same enterprise, same category, same place and hour, but other words and no photos."""
+    scored = rules.score(side(), side(text="配电柜未接地"), rules.PairFeatures(same_photo=None, likeness=None))
+    assert {r["signal"] for r in scored.reasons} == {"nearby", "same_enterprise"}
+    assert scored.score < rules.THRESHOLD
+
+
+def test_alike_photos_in_context_are_candidates_and_clearly_different_ones_are_not() -> None:
+    paraphrase = side(text="主斜井带式输送机跑偏保护不起作用", observed_at=T + dt.timedelta(hours=5), lat=36.5002)
+    alike = rules.score(side(), paraphrase, rules.PairFeatures(same_photo=None, likeness=0.93))
+    unlike = rules.score(side(), paraphrase, rules.PairFeatures(same_photo=None, likeness=0.2))
+    assert alike.score >= rules.THRESHOLD > unlike.score
+    assert "similar_photo" in {r["signal"] for r in alike.reasons}
+    assert alike.features["photo_like"] == 1.0 and unlike.features["photo_unlike"] == 1.0
+
+
+def test_the_same_words_at_the_same_place_without_photos_are_a_candidate_but_not_months_apart() -> None:
+    same_words = rules.score(side(), side(observed_at=T + dt.timedelta(hours=2)), rules.PairFeatures(None, None))
+    months_later = rules.score(side(), side(observed_at=T + dt.timedelta(days=90)), rules.PairFeatures(None, None))
+    assert same_words.score >= rules.THRESHOLD > months_later.score
+
+
+def test_a_same_enterprise_pair_at_another_site_keeps_some_context() -> None:
+    """An enterprise with two sites: the credit code ties them, as if at the window's edge."""
+    elsewhere = side(lat=36.6, observed_at=T + dt.timedelta(hours=2))
+    with_code = rules.score(side(), elsewhere, rules.PairFeatures(None, 0.95))
+    without = rules.score(side(credit_code=None), elsewhere, rules.PairFeatures(None, 0.95))
+    assert with_code.features["place"] > 0 == without.features["place"]
+    assert with_code.score > without.score
