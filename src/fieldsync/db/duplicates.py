@@ -5,7 +5,7 @@ Every candidate generator is an index range, capped per report (``LIMIT`` inside
 
 - same photo: ``report_media_sha256_idx``;
 - similar photo: the four ``media_dhash_b*_idx`` band indexes (BitmapOr), then the exact
-  Hamming distance with ``bit_count``;
+  Hamming distance with ``bit_count``; each side's photo thumbprints come back for scoring;
 - same enterprise: ``reports_credit_category_idx``;
 - same kind and category in a space-time window: ``reports_dedupe_window_idx`` (GiST over
   category, observed_at and point(lon, lat)).
@@ -25,7 +25,11 @@ from typing import Any
 import asyncpg
 
 _SIDE = """r.id, r.kind, r.category, r.title, r.description, r.lat, r.lon, r.accuracy_m, r.observed_at,
-           r.credit_code, r.status"""
+           r.credit_code, r.status,
+           coalesce((SELECT array_agg(m.thumbprint ORDER BY m.sha256) FROM report_media rm
+                     JOIN media m ON m.sha256 = rm.sha256
+                     WHERE rm.report_id = r.id AND rm.role IN ('photo', 'before') AND m.thumbprint IS NOT NULL),
+                    '{}') AS thumbprints"""
 
 
 async def get_sides(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
@@ -41,7 +45,7 @@ async def find_candidates(
     max_bits: int,
     per_signal: int,
 ) -> list[asyncpg.Record]:
-    """(src_id, candidate side, same_photo, photo_bits) for every candidate of every report in ``ids``."""
+    """(src_id, candidate side, same_photo) for every candidate of every report in ``ids``."""
     return await conn.fetch(
         f"""
         WITH src AS (
@@ -102,11 +106,7 @@ async def find_candidates(
         SELECT p.src_id, {_SIDE},
                (SELECT min(sp.sha256) FROM sp JOIN report_media orm
                     ON orm.sha256 = sp.sha256 AND orm.report_id = p.cand_id AND orm.role IN ('photo', 'before')
-                WHERE sp.report_id = p.src_id) AS same_photo,
-               (SELECT min(bit_count((sp.dhash # om.dhash)::bit(64))) FROM sp
-                JOIN report_media orm ON orm.report_id = p.cand_id AND orm.role IN ('photo', 'before')
-                JOIN media om ON om.sha256 = orm.sha256
-                WHERE sp.report_id = p.src_id AND sp.dhash IS NOT NULL AND om.dhash IS NOT NULL) AS photo_bits
+                WHERE sp.report_id = p.src_id) AS same_photo
         FROM pairs p JOIN reports r ON r.id = p.cand_id
         WHERE r.status <> 'merged'
         """,
@@ -210,8 +210,8 @@ async def reports_using(conn: asyncpg.Connection, sha256: str) -> list[uuid.UUID
     return [row["report_id"] for row in rows]
 
 
-async def set_dhash(conn: asyncpg.Connection, *, sha256: str, dhash: int) -> None:
-    await conn.execute("UPDATE media SET dhash = $2 WHERE sha256 = $1", sha256, dhash)
+async def set_fingerprints(conn: asyncpg.Connection, *, sha256: str, dhash: int | None, thumbprint: bytes | None) -> None:
+    await conn.execute("UPDATE media SET dhash = $2, thumbprint = $3 WHERE sha256 = $1", sha256, dhash, thumbprint)
 
 
 # The read model's ``possible_duplicates``: a scalar subquery over ``r`` (used by db.reports).

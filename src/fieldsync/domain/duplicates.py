@@ -3,32 +3,39 @@
 Signals, each with a stated reason when it fires:
 
 - ``same_photo``: both reports reference a photo with the same sha256;
-- ``similar_photo``: two photos' 64-bit dHashes differ in few bits (recompressed, rescaled,
-  lightly cropped or rotated copies of one scene land within ``PHOTO_NEAR_BITS``);
+- ``similar_photo``: the photos' thumbprints correlate (``imaging.likeness``): recompressed,
+  rescaled, lightly cropped or rotated shots of one scene score near 1; the 64-bit dHash bands
+  find such photos anywhere, the likeness scores them;
 - ``same_enterprise``: same unified social credit code and category, the other still open;
 - ``nearby``: same kind and category within the kind's distance and time window, the distance
   widened by both devices' reported GPS accuracy;
-- ``similar_text``: Dice coefficient of the character bigrams of title + description
-  (punctuation and spaces dropped), which works for Chinese without word splitting.
+- ``similar_text``: Dice coefficient of the characters of title + description (punctuation and
+  spaces dropped): character n-grams with n = 1, which need no word splitting for Chinese and
+  keep the shared characters of synonyms (皮带机 / 皮带输送机, 储罐 / 储存罐).
 
-The score is content evidence (photo, text) gated by context (place and time, or enterprise):
-the same enterprise or the same village produces many different hazards, so context alone never
-reaches the threshold, and two different events rarely share both a picture and the words. The
-weights and ``THRESHOLD`` come from ``scripts/eval_dedupe`` (docs/DEDUPE.md).
+The score is a logistic model of five features (``FEATURES``): an identical photo, photo
+likeness above and below the level where re-photographed scenes start, text similarity, and
+place-and-time closeness (a same-enterprise pair further apart counts as at the window's edge).
+Its weights were fitted on ``scripts/eval_dedupe --seed 11`` and are measured on seed 7
+(docs/DEDUPE.md, ADR 0011). Two
+clearly different photos count against a pair; context alone never reaches the threshold, because
+one plant or one village produces many different hazards; an identical photo scores at least 0.9.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import unicodedata
 from typing import Any
 
 from fieldsync.domain.evidence import haversine_m
 
 THRESHOLD = 0.5
-PHOTO_NEAR_BITS = 6  # at or below: the same scene; 0 bits = identical hash
-PHOTO_FAR_BITS = 16  # at or above: no photo evidence
+PHOTO_SEARCH_BITS = 16  # dHash distance at which the band index search still offers a candidate
+LIKE_FROM, LIKE_FULL = 0.75, 0.88  # likeness: re-photographed scenes start above / nearly all reach
+UNLIKE_FULL = 0.40  # likeness at or below which two photos count fully as different scenes
 MAX_ACCURACY_M = 500.0  # a worse fix widens the window no further
 CANDIDATES_PER_SIGNAL = 50  # per report and index-backed signal: keeps a dense cell's cost bounded
 
@@ -75,16 +82,9 @@ def _normalized(text: str) -> str:
     return "".join(ch for ch in text if ch.isalnum())
 
 
-def bigrams(text: str) -> set[str]:
-    norm = _normalized(text)
-    if len(norm) < 2:
-        return {norm} if norm else set()
-    return {norm[i:i + 2] for i in range(len(norm) - 1)}
-
-
 def text_similarity(a: str, b: str) -> float:
-    """Dice coefficient of character bigrams: 1 for the same text, ~0 for unrelated text."""
-    x, y = bigrams(a), bigrams(b)
+    """Dice coefficient of the characters: 1 for the same text, ~0 for unrelated text."""
+    x, y = set(_normalized(a)), set(_normalized(b))
     if not x or not y:
         return 0.0
     return 2 * len(x & y) / (len(x) + len(y))
@@ -108,60 +108,75 @@ class Side:
 @dataclasses.dataclass(frozen=True, slots=True)
 class PairFeatures:
     same_photo: str | None  # a shared sha256
-    photo_bits: int | None  # the smallest dHash distance between their photos, None if unknown
+    likeness: float | None  # the best photo likeness in [-1, 1], None when either side has no thumbprint
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Scored:
     score: float
     reasons: list[dict[str, Any]]
+    features: dict[str, float]
 
 
 OPEN_STATUSES = frozenset({"submitted", "needs_info", "verified", "rectifying", "rectified"})
 
+FEATURES = ("same_photo", "photo_like", "photo_unlike", "text", "place")
+# Logistic regression (C = 10) on the 33,002 pairs scored by ``scripts/eval_dedupe --seed 11
+# --features``, rounded to one decimal (ADR 0011 has the fit).
+WEIGHTS = {"same_photo": 4.8, "photo_like": 5.3, "photo_unlike": -9.4, "text": 9.4, "place": 11.0}
+INTERCEPT = -14.8
+
+
+def _clip(value: float) -> float:
+    return max(0.0, min(1.0, value))
+
 
 def score(a: Side, b: Side, pair: PairFeatures) -> Scored:
-    """Score in [0, 1] that ``a`` and ``b`` report the same thing, and the reasons that fired."""
+    """Score in [0, 1] that ``a`` and ``b`` report the same thing, the reasons that fired, and
+    the features the score was computed from."""
     reasons: list[dict[str, Any]] = []
-    photo = 0.0
+    like = unlike = 0.0
     if pair.same_photo is not None:
-        photo = 1.0
         reasons.append({"signal": "same_photo", "sha256": pair.same_photo,
                         "detail": "the same photo (equal sha256) is attached to both"})
-    elif pair.photo_bits is not None and pair.photo_bits < PHOTO_FAR_BITS:
-        bits = pair.photo_bits
-        photo = 1.0 if bits <= PHOTO_NEAR_BITS else (PHOTO_FAR_BITS - bits) / (PHOTO_FAR_BITS - PHOTO_NEAR_BITS)
-        if bits <= (PHOTO_NEAR_BITS + PHOTO_FAR_BITS) // 2:
-            reasons.append({"signal": "similar_photo", "hamming_bits": bits,
-                            "detail": f"photos differ in {bits} of 64 perceptual-hash bits"})
+    elif pair.likeness is not None:
+        like = _clip((pair.likeness - LIKE_FROM) / (LIKE_FULL - LIKE_FROM))
+        unlike = _clip((LIKE_FROM - pair.likeness) / (LIKE_FROM - UNLIKE_FULL))
+        if pair.likeness >= LIKE_FROM:
+            reasons.append({"signal": "similar_photo", "likeness": round(pair.likeness, 3),
+                            "detail": f"the photos match at {round(pair.likeness * 100)}% (32×32 grey "
+                                      "thumbnails, normalised correlation, best of small shifts)"})
 
     text = text_similarity(a.text, b.text)
-    if text >= 0.35:
+    if text >= 0.5:
         reasons.append({"signal": "similar_text", "similarity": round(text, 3),
-                        "detail": f"title and description share {round(text * 100)}% of character pairs"})
+                        "detail": f"title and description share {round(text * 100)}% of their characters"})
 
     same_kind = a.kind == b.kind and a.category == b.category
+    enterprise = (same_kind and a.credit_code is not None and a.credit_code == b.credit_code
+                  and b.status in OPEN_STATUSES)
+    if enterprise:
+        reasons.append({"signal": "same_enterprise", "credit_code": a.credit_code,
+                        "detail": f"same enterprise {a.credit_code} and category, still open"})
     place = 0.0
     if same_kind:
         win = window(a.kind, a.category)
         dist = haversine_m(a.lat, a.lon, b.lat, b.lon)
         reach = win.radius_m + min(a.accuracy_m or 0.0, MAX_ACCURACY_M) + min(b.accuracy_m or 0.0, MAX_ACCURACY_M)
         gap = abs((a.observed_at - b.observed_at).total_seconds())
-        if dist <= reach and gap <= win.seconds:
-            place = 1.0 - 0.5 * (dist / reach) - 0.3 * (gap / win.seconds)
+        near = dist <= reach
+        if (near or enterprise) and gap <= win.seconds:
+            place = 1.0 - 0.5 * min(1.0, dist / reach) - 0.3 * (gap / win.seconds)
+        if near and gap <= win.seconds:
             reasons.append({"signal": "nearby", "distance_m": round(dist, 1), "hours_apart": round(gap / _HOUR, 1),
                             "detail": f"same {a.kind} category {a.category}, {round(dist)} m and "
                                       f"{round(gap / _HOUR, 1)} h apart (window {round(reach)} m, "
                                       f"{round(win.seconds / _HOUR)} h)"})
-    enterprise = 0.0
-    if same_kind and a.credit_code and a.credit_code == b.credit_code and b.status in OPEN_STATUSES:
-        enterprise = 1.0
-        reasons.append({"signal": "same_enterprise", "credit_code": a.credit_code,
-                        "detail": f"same enterprise {a.credit_code} and category, still open"})
 
-    context = max(place, enterprise)
-    content = max(0.85 * photo + 0.5 * text, 1.3 * text - 0.1)
-    value = min(1.0, content) * (0.35 + 0.65 * context)
+    features = {"same_photo": 1.0 if pair.same_photo is not None else 0.0, "photo_like": like,
+                "photo_unlike": unlike, "text": text, "place": place}
+    logit = INTERCEPT + sum(WEIGHTS[name] * features[name] for name in FEATURES)
+    value = 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, logit))))
     if pair.same_photo is not None:
         value = max(value, 0.9)
-    return Scored(round(max(0.0, min(1.0, value)), 4), reasons)
+    return Scored(round(value, 4), reasons, features)

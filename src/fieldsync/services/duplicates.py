@@ -23,6 +23,7 @@ from fieldsync.db import media as jobs
 from fieldsync.db import reports as reports_q
 from fieldsync.domain import duplicates as rules
 from fieldsync.domain.principals import Principal
+from fieldsync.imaging.likeness import best_likeness
 from fieldsync.ports import Clock
 
 DUPLICATES_JOB = "duplicates"
@@ -33,6 +34,7 @@ class Candidate:
     id: uuid.UUID
     score: float
     reasons: list[dict[str, Any]]
+    features: dict[str, float] | None = None  # what the score was computed from (fresh scores only)
 
 
 def _side(row: asyncpg.Record) -> rules.Side:
@@ -54,15 +56,13 @@ async def score_candidates(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> di
         conn, order,
         [rules.search_radius_m(sides[i]["kind"], sides[i]["category"], sides[i]["accuracy_m"]) for i in order],
         [rules.window(sides[i]["kind"], sides[i]["category"]).seconds for i in order],
-        max_bits=rules.PHOTO_FAR_BITS, per_signal=rules.CANDIDATES_PER_SIGNAL,
+        max_bits=rules.PHOTO_SEARCH_BITS, per_signal=rules.CANDIDATES_PER_SIGNAL,
     )
-    for row in rows:
+    likeness = best_likeness([(sides[row["src_id"]]["thumbprints"], row["thumbprints"]) for row in rows])
+    for row, like in zip(rows, likeness, strict=True):
         src = sides[row["src_id"]]
-        scored = rules.score(
-            _side(src), _side(row),
-            rules.PairFeatures(same_photo=row["same_photo"], photo_bits=row["photo_bits"]),
-        )
-        found[row["src_id"]].append(Candidate(row["id"], scored.score, scored.reasons))
+        scored = rules.score(_side(src), _side(row), rules.PairFeatures(same_photo=row["same_photo"], likeness=like))
+        found[row["src_id"]].append(Candidate(row["id"], scored.score, scored.reasons, scored.features))
     for candidates in found.values():
         candidates.sort(key=lambda c: (-c.score, str(c.id)))
     return found
@@ -105,16 +105,16 @@ async def run_duplicates_jobs(pool: asyncpg.Pool, clock: Clock, *, batch: int = 
 
 
 async def photo_arrived(
-    conn: asyncpg.Connection, sha256: str, photo_hash: int | None, *, now: dt.datetime
+    conn: asyncpg.Connection, sha256: str, *, dhash: int | None, thumbprint: bytes | None, now: dt.datetime
 ) -> None:
-    """A new photo: record its dHash, put the reports that were waiting for it back on the sync
-    feed (their ``missing_media`` shrank) and recompute their candidates."""
-    if photo_hash is not None:
-        await q.set_dhash(conn, sha256=sha256, dhash=photo_hash)
+    """A new photo: record its fingerprints, put the reports that were waiting for it back on the
+    sync feed (their ``missing_media`` shrank) and recompute their candidates."""
+    if dhash is not None or thumbprint is not None:
+        await q.set_fingerprints(conn, sha256=sha256, dhash=dhash, thumbprint=thumbprint)
     waiting = await q.reports_using(conn, sha256)
     if waiting:
         await q.restamp(conn, waiting)
-        if photo_hash is not None:
+        if dhash is not None or thumbprint is not None:
             await detect(conn, waiting, now=now)
 
 

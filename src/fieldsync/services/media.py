@@ -171,7 +171,7 @@ async def keep_media(
         await q.record_uploader(conn, sha256=staged.sha256, user_id=actor.user_id, device_id=actor.device_id, now=now)
         if created:
             await q.enqueue_job(conn, kind=DERIVATIVE_JOB, key=staged.sha256, now=now)
-            await duplicates.photo_arrived(conn, staged.sha256, info.dhash, now=now)
+            await duplicates.photo_arrived(conn, staged.sha256, dhash=info.dhash, thumbprint=info.thumbprint, now=now)
         row = await q.get_media(conn, staged.sha256)
     assert row is not None
     return record_of(row), created
