@@ -4,6 +4,7 @@ derivatives appear with no client action, and the acknowledged photo is intact."
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -53,3 +54,4 @@ def test_derivatives_are_repaired_after_a_crash() -> None:
     while postgres_pids(data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert postgres_pids(data_dir) == [], "the embedded postgres outlived the server"
+    shutil.rmtree(data_dir, ignore_errors=True)
