@@ -5,7 +5,9 @@ Every candidate generator is an index range, capped per report (``LIMIT`` inside
 
 - same photo: ``report_media_sha256_idx``;
 - similar photo: the four ``media_dhash_b*_idx`` band indexes (BitmapOr), then the exact
-  Hamming distance with ``bit_count``; each side's photo thumbprints come back for scoring;
+  Hamming distance with ``bit_count``; each side's photo thumbprints come back for scoring. A
+  band of all zeros or all ones (a flat sky, bare ground: thousands of photos share it) is not
+  looked up, or one hot band value would make the probe read a large slice of ``media``;
 - same enterprise: ``reports_credit_category_idx``;
 - same kind and category in a space-time window: ``reports_dedupe_window_idx`` (GiST over
   category, observed_at and point(lon, lat)).
@@ -54,7 +56,11 @@ async def find_candidates(
             JOIN reports r ON r.id = w.id
         ),
         sp AS (
-            SELECT DISTINCT rm.report_id, rm.sha256, m.dhash
+            SELECT DISTINCT rm.report_id, rm.sha256, m.dhash,
+                   nullif(nullif((m.dhash >> 48) & 65535, 0), 65535) AS b0,
+                   nullif(nullif((m.dhash >> 32) & 65535, 0), 65535) AS b1,
+                   nullif(nullif((m.dhash >> 16) & 65535, 0), 65535) AS b2,
+                   nullif(nullif(m.dhash & 65535, 0), 65535) AS b3
             FROM report_media rm LEFT JOIN media m ON m.sha256 = rm.sha256
             WHERE rm.report_id = ANY($1::uuid[]) AND rm.role IN ('photo', 'before')
         ),
@@ -69,10 +75,8 @@ async def find_candidates(
             CROSS JOIN LATERAL (
                 SELECT rm.report_id FROM media m JOIN report_media rm ON rm.sha256 = m.sha256
                 WHERE m.dhash IS NOT NULL
-                  AND (((m.dhash >> 48) & 65535) = ((sp.dhash >> 48) & 65535)
-                    OR ((m.dhash >> 32) & 65535) = ((sp.dhash >> 32) & 65535)
-                    OR ((m.dhash >> 16) & 65535) = ((sp.dhash >> 16) & 65535)
-                    OR (m.dhash & 65535) = (sp.dhash & 65535))
+                  AND (((m.dhash >> 48) & 65535) = sp.b0 OR ((m.dhash >> 32) & 65535) = sp.b1
+                    OR ((m.dhash >> 16) & 65535) = sp.b2 OR (m.dhash & 65535) = sp.b3)
                   AND bit_count((m.dhash # sp.dhash)::bit(64)) <= $4
                   AND rm.report_id <> sp.report_id
                 LIMIT $5

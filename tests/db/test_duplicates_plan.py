@@ -1,0 +1,66 @@
+"""The similar-photo probe reads index ranges that stay narrow even where thousands of photos
+share a dHash band: a flat sky or bare ground makes a band all zeros, and such a band is not
+looked up. Without that, one report's probe would read every photo with the same empty band."""
+
+from __future__ import annotations
+
+import uuid
+
+from fieldsync.db import duplicates as q
+from tests.db.test_pull_plan import Recording, examined, explain, scans_of
+from tests.support import make_user
+
+HOT = 5_000
+
+
+async def test_a_band_of_zeros_shared_by_thousands_of_photos_is_not_read(conn, clock) -> None:
+    author = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
+    # thousands of photos whose bottom rows are flat (low band 0), otherwise unlike anything
+    await conn.execute(
+        f"""
+        INSERT INTO media (sha256, bytes, content_type, width, height, created_at, dhash)
+        SELECT encode(sha256(n::text::bytea), 'hex'), 1000, 'image/jpeg', 640, 480, now(),
+               (('x' || substr(md5(n::text), 1, 12))::bit(48)::bigint << 16)
+        FROM generate_series(1, {HOT}) AS n
+        """
+    )
+    await conn.execute(  # each attached to a report of its own, far away and long ago
+        f"""
+        WITH r AS (
+            INSERT INTO reports (id, kind, category, title, jurisdiction, lat, lon, observed_at, body, content_hash,
+                                 author_id, received_at, updated_at)
+            SELECT gen_random_uuid(), 'hazard', 'gas', 'filler ' || n, '140431', 36.0, 113.0,
+                   now() - interval '900 days', '{{}}', sha256(n::text::bytea), $1, now(), now()
+            FROM generate_series(1, {HOT}) AS n
+            RETURNING id, title
+        )
+        INSERT INTO report_media (report_id, position, sha256, role)
+        SELECT id, 1, encode(sha256(substr(title, 8)::bytea), 'hex'), 'photo' FROM r
+        """,
+        author.user_id,
+    )
+    report_id = uuid.uuid4()
+    photo = "ab" * 32
+    await conn.execute(
+        """
+        INSERT INTO reports (id, kind, category, title, jurisdiction, lat, lon, observed_at, body, content_hash,
+                             author_id, received_at, updated_at)
+        VALUES ($1, 'hazard', 'coal_mine', '皮带机跑偏', '140431', 36.5, 112.3, now(), '{}', '\\x00', $2, now(), now())
+        """,
+        report_id, author.user_id,
+    )
+    await conn.execute(
+        """INSERT INTO media (sha256, bytes, content_type, width, height, created_at, dhash)
+           VALUES ($1, 1000, 'image/jpeg', 640, 480, now(), $2)""",
+        photo, 0x1234_5678_9ABC << 16,  # its own low band is 0 as well
+    )
+    await conn.execute("INSERT INTO report_media (report_id, position, sha256, role) VALUES ($1, 1, $2, 'photo')",
+                       report_id, photo)
+    await conn.execute("ANALYZE media; ANALYZE report_media; ANALYZE reports")
+
+    recording = Recording(conn)
+    await q.find_candidates(recording, [report_id], [300.0], [86400.0 * 30], max_bits=16, per_signal=50)  # type: ignore[arg-type]
+    [(sql, args)] = recording.statements
+    plan = await explain(conn, sql, args)
+    read = sum(examined(node) for node in scans_of(plan, "media"))
+    assert read < 100, f"the similar-photo probe read {read} media rows"
