@@ -10,7 +10,7 @@ Every candidate generator is an index range, capped per report (``LIMIT`` inside
   looked up, or one hot band value would make the probe read a large slice of ``media``;
 - same enterprise: ``reports_credit_category_idx``;
 - same kind and category in a space-time window: ``reports_dedupe_window_idx`` (GiST over
-  category, observed_at and point(lon, lat)).
+  point(lon, lat), observed_at and category, the point first so that index pages are local).
 
 Text similarity is scored on the candidates these find, not searched on its own: a matching text
 far away and months apart is a different event, and the trigram index answers "contains", not

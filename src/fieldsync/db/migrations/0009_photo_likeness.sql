@@ -4,3 +4,9 @@
 -- such a photo gives no photo evidence either way.
 ALTER TABLE media ADD COLUMN thumbprint bytea
     CONSTRAINT media_thumbprint_size_check CHECK (thumbprint IS NULL OR octet_length(thumbprint) = 1024);
+
+-- The space-time window probe: GiST splits pages mostly on its first column, and with the
+-- category first (a few dozen values) a probe at a million reports read four times the pages it
+-- read at ten thousand. With the point first, pages are spatial and the probe stays local.
+DROP INDEX reports_dedupe_window_idx;
+CREATE INDEX reports_dedupe_window_idx ON reports USING gist (point(lon, lat), observed_at, category);
