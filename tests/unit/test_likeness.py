@@ -122,3 +122,14 @@ def test_a_same_enterprise_pair_at_another_site_keeps_some_context() -> None:
     without = rules.score(side(credit_code=None), elsewhere, rules.PairFeatures(None, 0.95))
     assert with_code.features["place"] > 0 == without.features["place"]
     assert with_code.score > without.score
+
+
+def test_a_bulk_batch_larger_than_a_chunk_keeps_each_pairs_own_best() -> None:
+    from fieldsync.imaging.likeness import CHUNK
+
+    first, second = thumbprint(images.scene(1)), thumbprint(images.scene(2))
+    pairs = [([first], [first] if n % 2 else [second]) for n in range(CHUNK * 2 + 3)]
+    pairs[CHUNK - 1] = ([second, first], [second, first])  # four photo pairs straddling the first chunk's end
+    found = best_likeness(pairs)
+    assert all(value == pytest.approx(1.0) for value in found[1::2])
+    assert all(value is not None and value < 0.9 for value in found[0::2])

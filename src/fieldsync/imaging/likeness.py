@@ -11,8 +11,9 @@ pairs above 0.87) and a different scene at the same enterprise or village at mos
 ones (docs/decisions/0011-photo-likeness-and-fitted-score.md).
 
 The dHash (``imaging.dhash``) stays as the index key that finds similar photos anywhere; the
-likeness scores the candidates that the indexes found. Pure functions: run ``thumbprint`` in a
-worker thread with the decode it belongs to.
+likeness scores the candidates that the indexes found. Pure, CPU-bound functions: ``thumbprint``
+runs in the worker thread of the decode it belongs to, ``best_likeness`` in a worker thread of
+its own (numpy releases the GIL while it computes).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ SIDE = 32
 THUMBPRINT_BYTES = SIDE * SIDE
 MAX_SHIFT = 2
 MIN_SOURCE_PX = 64  # below this on either side, the thumbprint would be upsampled noise
+CHUNK = 512  # photo pairs correlated at once: a few MB of float32 temporaries
 
 
 def thumbprint(image: Image.Image) -> bytes:
@@ -67,9 +69,11 @@ def best_likeness(pairs: list[tuple[list[bytes], list[bytes]]]) -> list[float | 
     found: list[float | None] = [None] * len(pairs)
     if not owner:
         return found
-    values = _correlate(_grid(left), _grid(right))
     best = np.full(len(pairs), -np.inf)
-    np.maximum.at(best, np.array(owner), values)
+    for start in range(0, len(owner), CHUNK):  # bounded memory: a bulk batch may bring 10^5 photo pairs
+        end = start + CHUNK
+        values = _correlate(_grid(left[start:end]), _grid(right[start:end]))
+        np.maximum.at(best, np.array(owner[start:end]), values)
     for index in set(owner):
         found[index] = float(best[index])
     return found

@@ -10,6 +10,7 @@ transition. Rules and weights: ``domain.duplicates``; storage and indexes: ``db.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import uuid
@@ -58,7 +59,8 @@ async def score_candidates(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> di
         [rules.window(sides[i]["kind"], sides[i]["category"]).seconds for i in order],
         max_bits=rules.PHOTO_SEARCH_BITS, per_signal=rules.CANDIDATES_PER_SIGNAL,
     )
-    likeness = best_likeness([(sides[row["src_id"]]["thumbprints"], row["thumbprints"]) for row in rows])
+    photos = [(sides[row["src_id"]]["thumbprints"], row["thumbprints"]) for row in rows]
+    likeness = await asyncio.to_thread(best_likeness, photos) if any(a and b for a, b in photos) else [None] * len(rows)
     for row, like in zip(rows, likeness, strict=True):
         src = sides[row["src_id"]]
         scored = rules.score(_side(src), _side(row), rules.PairFeatures(same_photo=row["same_photo"], likeness=like))
