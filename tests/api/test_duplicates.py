@@ -172,3 +172,57 @@ async def test_many_devices_reporting_one_hazard_at_once_do_not_deadlock(client,
     ]
     responses = await asyncio.gather(*calls)
     assert sorted(r.status_code for r in responses) == [201] * 24, [r.text for r in responses if r.status_code != 201]
+
+
+async def test_photos_stored_before_fingerprints_existed_are_fingerprinted_in_the_background(
+    client, people, app, conn, clock
+):
+    """Migration 0009 queues a fingerprint job for each photo stored before it; the worker probes
+    the stored original and finds the duplicates those photos reveal. Reports whose candidates do
+    not change are not sent to devices again; an original that cannot be decoded is given up on."""
+    import asyncio
+
+    from fieldsync.services.media import FINGERPRINT_JOB
+    from fieldsync.storage import keys
+
+    scene = images.scene(31)
+    first_photo = await upload(client, people["phone_a"], images.encode(scene, quality=88))
+    first, _ = await put(client, people["phone_a"], belt_report(first_photo, title="储罐区围堰破损", description=""))
+    second_photo = await upload(client, people["phone_b"], images.encode(images.rephotographed(scene, seed=2), quality=66))
+    second, _ = await put(client, people["phone_b"], belt_report(second_photo, title="罐区防火堤有裂缝", description=""))
+    other_photo = await upload(client, people["phone_a"], images.encode(images.scene(77)))
+    other, _ = await put(client, people["phone_a"], belt_report(
+        other_photo, location={"lat": 36.9, "lon": 112.9, "accuracy_m": 10.0}))
+    county = people["county"]
+    assert (await client.get(f"/v1/reports/{second}", headers=county.headers)).json()["possible_duplicates"] == [first]
+
+    # the state of a database upgraded from before 0009: no fingerprints, no pairs found by them
+    await conn.execute("UPDATE media SET dhash = NULL, thumbprint = NULL")
+    await conn.execute("DELETE FROM report_duplicates")
+    assert (await client.get(f"/v1/reports/{second}", headers=county.headers)).json()["possible_duplicates"] == []
+    _, cursor = await pull_all(client, county)
+    runtime = app.state.runtime
+    broken = "0f" * 32
+    await runtime.media.put_bytes(keys.original_key(broken), b"\xff\xd8\xff not really a jpeg", content_type="image/jpeg")
+    await conn.execute("""INSERT INTO media (sha256, bytes, content_type, width, height, created_at)
+                          VALUES ($1, 20, 'image/jpeg', 10, 10, now())""", broken)
+    await conn.execute(
+        """INSERT INTO jobs (kind, key, run_after, created_at)
+           SELECT $1, sha256, $2, $2 FROM media WHERE thumbprint IS NULL""",
+        FINGERPRINT_JOB, clock.now(),
+    )
+    runtime.wake_workers()
+    for _ in range(200):
+        if not await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = $1", FINGERPRINT_JOB):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the fingerprint jobs were not run")
+
+    assert await conn.fetchval("SELECT count(*) FROM media WHERE thumbprint IS NOT NULL AND dhash IS NOT NULL") == 3
+    assert await conn.fetchval("SELECT thumbprint FROM media WHERE sha256 = $1", broken) is None
+    detail = (await client.get(f"/v1/reports/{second}", headers=county.headers)).json()
+    assert detail["possible_duplicates"] == [first]
+    changes, _ = await pull_all(client, county, cursor)
+    assert {c["id"] for c in changes} == {first, second}  # `other` gained nothing and is not sent again
+    assert other not in {c["id"] for c in changes}

@@ -180,3 +180,20 @@ async def test_concurrent_migrations_without_choreography_never_fail(empty_datab
 
     applied = [name for result in results for name in result]
     assert sorted(applied) == sorted(m.name for m in files)
+
+
+async def test_upgrading_to_0009_queues_a_fingerprint_job_for_every_photo_stored_before(empty_conn) -> None:
+    """Photos stored before migration 0009 have no thumbprint; the migration queues a job each
+    (documents and photos that already have both fingerprints are left alone)."""
+    before = [m for m in load_migrations() if int(m.version) < 9]
+    await migrate(empty_conn, before)
+    rows = [("a" * 64, "image/jpeg", None), ("b" * 64, "image/png", 42), ("c" * 64, "application/pdf", None)]
+    for sha, content_type, dhash in rows:
+        await empty_conn.execute(
+            """INSERT INTO media (sha256, bytes, content_type, width, height, created_at, dhash)
+               VALUES ($1, 100, $2, 10, 10, now(), $3)""",
+            sha, content_type, dhash,
+        )
+    await migrate(empty_conn)
+    queued = await empty_conn.fetch("SELECT key FROM jobs WHERE kind = 'fingerprint' ORDER BY key")
+    assert [row["key"] for row in queued] == ["a" * 64, "b" * 64]

@@ -33,11 +33,15 @@ class Runtime:
         self._wake.set()
 
     async def _worker(self) -> None:
-        """Run due background jobs (derivatives, then queued duplicate detection) until none is due."""
+        """Run due background jobs (derivatives, fingerprints of older photos, then queued duplicate
+        detection) until none is due."""
         while True:
             try:
                 while (
                     await media.run_one_derivative_job(self.pool, self.media, self.clock)
+                    or await media.run_one_fingerprint_job(
+                        self.pool, self.media, self.clock, max_pixels=self.settings.max_media_pixels
+                    )
                     or await duplicates.run_duplicates_jobs(self.pool, self.clock)
                 ):
                     pass

@@ -109,15 +109,31 @@ async def run_duplicates_jobs(pool: asyncpg.Pool, clock: Clock, *, batch: int = 
 async def photo_arrived(
     conn: asyncpg.Connection, sha256: str, *, dhash: int | None, thumbprint: bytes | None, now: dt.datetime
 ) -> None:
-    """A new photo: record its fingerprints, put the reports that were waiting for it back on the
-    sync feed (their ``missing_media`` shrank) and recompute their candidates."""
-    if dhash is not None or thumbprint is not None:
-        await q.set_fingerprints(conn, sha256=sha256, dhash=dhash, thumbprint=thumbprint)
+    """A new photo: put the reports that were waiting for it back on the sync feed (their
+    ``missing_media`` shrank), record its fingerprints and recompute those reports' candidates."""
     waiting = await q.reports_using(conn, sha256)
     if waiting:
         await q.restamp(conn, waiting)
-        if dhash is not None or thumbprint is not None:
-            await detect(conn, waiting, now=now)
+    await _fingerprinted(conn, sha256, waiting, dhash=dhash, thumbprint=thumbprint, now=now)
+
+
+async def fingerprinted(
+    conn: asyncpg.Connection, sha256: str, *, dhash: int | None, thumbprint: bytes | None, now: dt.datetime
+) -> None:
+    """A photo stored earlier now has fingerprints: record them and recompute the candidates of the
+    reports that use it (only reports whose candidates change go back on the sync feed)."""
+    await _fingerprinted(conn, sha256, await q.reports_using(conn, sha256), dhash=dhash, thumbprint=thumbprint, now=now)
+
+
+async def _fingerprinted(
+    conn: asyncpg.Connection, sha256: str, reports: list[uuid.UUID], *, dhash: int | None, thumbprint: bytes | None,
+    now: dt.datetime,
+) -> None:
+    if dhash is None and thumbprint is None:
+        return
+    await q.set_fingerprints(conn, sha256=sha256, dhash=dhash, thumbprint=thumbprint)
+    if reports:
+        await detect(conn, reports, now=now)
 
 
 async def stored_candidates(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Candidate]]:

@@ -1,5 +1,6 @@
 """Media use cases: accept an upload that was spooled and hashed, answer who may read it,
-find what is missing, and generate derivatives as durable background jobs.
+find what is missing, and generate derivatives (and, for photos stored before migration 0009,
+near-duplicate fingerprints) as durable background jobs.
 
 Order of an upload, so that a 2xx means "committed in PostgreSQL and durably in the store":
 the bytes are checked (hash, size, decodable image of the declared type) on the local spool
@@ -34,6 +35,7 @@ from fieldsync.storage import keys
 log = logging.getLogger("fieldsync.media")
 
 DERIVATIVE_JOB = "derivatives"
+FINGERPRINT_JOB = "fingerprint"  # queued by migration 0009 for photos stored before it
 ALLOWED_TYPES = {
     "image/jpeg": "image/jpeg",
     "image/jpg": "image/jpeg",
@@ -211,14 +213,18 @@ async def missing(conn: asyncpg.Connection, hashes: list[str]) -> list[str]:
     return list(dict.fromkeys(h for h in hashes if h not in known))
 
 
+async def _fetch_original(store: MediaStore, sha256: str, local: Path) -> None:
+    chunks = await store.open(keys.original_key(sha256))
+    with local.open("wb") as handle:
+        async for chunk in chunks:
+            await anyio.to_thread.run_sync(handle.write, chunk)
+
+
 async def render_and_store(store: MediaStore, sha256: str) -> None:
     """Produce the preview and thumbnail of one original and store them (idempotent)."""
     with tempfile.TemporaryDirectory(prefix="fieldsync-derive-") as tmp:
         local = Path(tmp) / "original"
-        chunks = await store.open(keys.original_key(sha256))
-        with local.open("wb") as handle:
-            async for chunk in chunks:
-                await anyio.to_thread.run_sync(handle.write, chunk)
+        await _fetch_original(store, sha256, local)
         rendered = await anyio.to_thread.run_sync(lambda: render_derivatives(local), limiter=imaging_limiter())
     await store.put_bytes(keys.derivative_key(sha256, "preview"), rendered.preview, content_type="image/jpeg")
     await store.put_bytes(keys.derivative_key(sha256, "thumbnail"), rendered.thumbnail, content_type="image/jpeg")
@@ -244,5 +250,37 @@ async def run_one_derivative_job(pool: asyncpg.Pool, store: MediaStore, clock: C
             )
             return True
         await q.mark_derivatives_done(conn, sha256=job["key"], now=clock.now())
+        await q.delete_job(conn, job["id"])
+    return True
+
+
+async def run_one_fingerprint_job(pool: asyncpg.Pool, store: MediaStore, clock: Clock, *, max_pixels: int) -> bool:
+    """Claim one queued fingerprint job: probe a stored photo that has no dHash or thumbprint yet
+    (stored before migration 0009 queued it) and let near-duplicate detection see it; False when
+    none is due. A photo that cannot be decoded here (HEIC without its decoder) is given up on;
+    a store that cannot be read is retried later."""
+    async with pool.acquire() as conn, conn.transaction():
+        job = await q.claim_job(conn, kind=FINGERPRINT_JOB, now=clock.now())
+        if job is None:
+            return False
+        sha256 = job["key"]
+        try:
+            with tempfile.TemporaryDirectory(prefix="fieldsync-fingerprint-") as tmp:
+                local = Path(tmp) / "original"
+                await _fetch_original(store, sha256, local)
+                info = await anyio.to_thread.run_sync(lambda: probe(local, max_pixels=max_pixels),
+                                                      limiter=imaging_limiter())
+        except (errors.MediaUndecodable, errors.MediaUnsupportedType, errors.MediaTooManyPixels) as exc:
+            log.warning("photo %s cannot be fingerprinted: %s", sha256, exc)
+            await q.delete_job(conn, job["id"])
+            return True
+        except Exception as exc:  # noqa: BLE001 - the store may be down: keep the job, retry later
+            delay = min(3600, 30 * 2 ** min(job["attempts"], 7))
+            log.warning("fingerprint job %s failed (attempt %s): %r", sha256, job["attempts"] + 1, exc)
+            await q.retry_job_later(
+                conn, job_id=job["id"], run_after=clock.now() + dt.timedelta(seconds=delay), error=repr(exc)
+            )
+            return True
+        await duplicates.fingerprinted(conn, sha256, dhash=info.dhash, thumbprint=info.thumbprint, now=clock.now())
         await q.delete_job(conn, job["id"])
     return True

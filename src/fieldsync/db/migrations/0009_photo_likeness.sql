@@ -10,3 +10,11 @@ ALTER TABLE media ADD COLUMN thumbprint bytea
 -- read at ten thousand. With the point first, pages are spatial and the probe stays local.
 DROP INDEX reports_dedupe_window_idx;
 CREATE INDEX reports_dedupe_window_idx ON reports USING gist (point(lon, lat), observed_at, category);
+
+-- Photos stored before this migration: a background job each (``services.media``
+-- ``run_one_fingerprint_job``) computes their dHash and thumbprint from the stored original and
+-- runs near-duplicate detection for the reports that use them.
+INSERT INTO jobs (kind, key, run_after, created_at)
+SELECT 'fingerprint', sha256, now(), now() FROM media
+WHERE content_type LIKE 'image/%' AND (dhash IS NULL OR thumbprint IS NULL)
+ON CONFLICT ON CONSTRAINT jobs_kind_key DO NOTHING;
