@@ -51,6 +51,12 @@ async def acquire_connection(request: Request[Any, Any, Any], pool: asyncpg.Pool
     return conn
 
 
+async def request_connection(request: Request[Any, Any, Any], pool: asyncpg.Pool) -> asyncpg.Connection:
+    """The request's connection: the one it holds, or a new one if it gave it back."""
+    held = request.scope["state"].get("_conn")
+    return held[1] if held is not None else await acquire_connection(request, pool)
+
+
 async def release_connection(request: Request[Any, Any, Any]) -> None:
     """Give the request's connection back early, before a long wait that needs no database.
 

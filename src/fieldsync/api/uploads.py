@@ -34,6 +34,7 @@ from litestar.openapi.spec import Parameter as OpenAPIParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from fieldsync import errors
+from fieldsync.api.deps import release_connection, request_connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
 from fieldsync.domain import uploads as tus
@@ -180,6 +181,20 @@ def _has_body(request: Request[Any, Any, Any]) -> bool:
     return bool(length) or (length is None and "transfer-encoding" in request.headers)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _RequestConnections:
+    """``services.uploads.Connections`` for one request: the middleware releases what is held."""
+
+    request: Request[Any, Any, Any]
+    pool: asyncpg.Pool
+
+    async def acquire(self) -> asyncpg.Connection:
+        return await request_connection(self.request, self.pool)
+
+    async def release(self) -> None:
+        await release_connection(self.request)
+
+
 async def _body(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
     try:
         async for chunk in request.stream():
@@ -269,7 +284,7 @@ class UploadController(Controller):
         result = uploads.Appended(state)
         if with_chunk or length == 0:
             result = await uploads.append_chunk(
-                conn, principal, state.id, area=area, body=_body(request) if with_chunk else _nothing(),
+                _RequestConnections(request, runtime.pool), principal, state.id, area=area, body=_body(request) if with_chunk else _nothing(),
                 chunk=uploads.Chunk(offset=0, content_length=content_length, checksum=checksum),
                 store=runtime.media, max_pixels=runtime.settings.max_media_pixels, now=now,
                 ttl_s=runtime.settings.upload_expiry_s,
@@ -314,8 +329,8 @@ class UploadController(Controller):
         responses=problem_responses(400, 401, 404, 409, 410, 412, 413, 415, 422, 460),
     )
     async def append(
-        self, request: Request[Any, Any, Any], upload_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection,
-        runtime: Runtime, now: dt.datetime,
+        self, request: Request[Any, Any, Any], upload_id: uuid.UUID, principal: Principal, runtime: Runtime,
+        now: dt.datetime,
     ) -> Response[None]:
         _require_version(request)
         if not tus.is_chunk_content_type(request.headers.get("content-type")):
@@ -326,8 +341,9 @@ class UploadController(Controller):
             checksum=tus.parse_checksum(request.headers.get("upload-checksum")),
         )
         result = await uploads.append_chunk(
-            conn, principal, upload_id, area=_area(runtime), body=_body(request), chunk=chunk, store=runtime.media,
-            max_pixels=runtime.settings.max_media_pixels, now=now, ttl_s=runtime.settings.upload_expiry_s,
+            _RequestConnections(request, runtime.pool), principal, upload_id, area=_area(runtime),
+            body=_body(request), chunk=chunk, store=runtime.media, max_pixels=runtime.settings.max_media_pixels,
+            now=now, ttl_s=runtime.settings.upload_expiry_s,
         )
         if result.created:
             runtime.wake_workers()

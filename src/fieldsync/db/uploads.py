@@ -1,10 +1,9 @@
-"""SQL for resumable uploads: the upload rows and the per-upload advisory lock.
+"""SQL for resumable uploads: the upload rows.
 
-The lock is a session-level advisory lock, not ``SELECT … FOR UPDATE``: a PATCH holds it for as
-long as its body streams (minutes on a poor link), and a row lock would keep a transaction, with
-its transaction id, open all that time, holding back the xmin horizon that the sync pull feed
-relies on. An advisory lock taken outside a transaction holds no snapshot and no xid; it goes
-with the connection if the process dies.
+A PATCH holds its upload's lock for as long as its body streams (minutes on a poor link), so the
+lock is not in the database: a row lock would keep a transaction open all that time, holding
+back the xmin horizon that the sync pull feed relies on, and an advisory lock would pin a pooled
+connection. It is a file lock next to the part file (``storage.uploads.UploadArea.locked``).
 """
 
 from __future__ import annotations
@@ -96,17 +95,3 @@ async def known_upload_ids(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> se
     rows = await conn.fetch("SELECT id FROM uploads WHERE id = ANY($1::uuid[])", ids)
     return {row["id"] for row in rows}
 
-
-async def try_lock_upload(conn: asyncpg.Connection, upload_id: uuid.UUID) -> bool:
-    """Take the upload's session advisory lock if no other session holds it."""
-    return bool(
-        await conn.fetchval(
-            "SELECT pg_try_advisory_lock(hashtextextended('fieldsync.upload:' || $1::uuid::text, 0))", upload_id
-        )
-    )
-
-
-async def unlock_upload(conn: asyncpg.Connection, upload_id: uuid.UUID) -> None:
-    await conn.execute(
-        "SELECT pg_advisory_unlock(hashtextextended('fieldsync.upload:' || $1::uuid::text, 0))", upload_id
-    )

@@ -12,11 +12,13 @@ Rules this module keeps:
 
 - Only the creating user sees an upload; anyone else gets ``upload.not_found`` (404), and an
   upload past ``expires_at`` answers ``upload.expired`` (410). A PATCH slides the expiry forward.
-- Every write, the finish and the termination run under the upload's advisory lock
-  (``db.uploads.try_lock_upload``), so two PATCHes to one upload never interleave; the loser
-  waits briefly, then gets ``upload.locked`` (409), which tus clients answer by re-reading the
-  offset. Each use case here owns its short statements: the lock is held outside any
-  transaction, and the offset is stored only after the bytes it counts were fsynced.
+- Every write, the finish and the termination run under the upload's lock
+  (``storage.uploads.UploadArea.locked``, a file lock), so two PATCHes to one upload never
+  interleave; the loser waits briefly, then gets ``upload.locked`` (409), which tus clients
+  answer by re-reading the offset. No database connection is held while a body streams: a
+  PATCH gives the request's connection back after reading the upload and takes one again to
+  store the new offset (``Connections``). Each use case here owns its short statements, and
+  the offset is stored only after the bytes it counts were fsynced.
 - The last byte makes the upload go through ``services.media.store_media``, the very checks of
   ``PUT /v1/media/{sha256}`` (hash against the declared sha256, decoded type against the
   declared one, pixel limit). A failed check discards the upload and answers that check's
@@ -34,6 +36,7 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 import asyncpg
@@ -45,12 +48,22 @@ from fieldsync.domain import uploads as tus
 from fieldsync.domain.principals import Principal
 from fieldsync.ports import MediaStore
 from fieldsync.services import media
-from fieldsync.storage.uploads import PartMissing, PartWriter, UploadArea
+from fieldsync.storage.uploads import PartBusy, PartMissing, PartWriter, UploadArea
 
 LOCK_WAIT_S = 2.0
-LOCK_POLL_S = 0.05
 STALE_PART_S = 3600
-_CONNECTION_GONE = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError)
+
+
+class Connections(Protocol):
+    """The request's database connection, which a long body must not hold."""
+
+    async def acquire(self) -> asyncpg.Connection:
+        """The request's connection, taken from the pool again if it was given back."""
+        ...
+
+    async def release(self) -> None:
+        """Give the connection back to the pool until the next ``acquire``."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,7 +158,7 @@ async def get_upload(
 
 
 async def append_chunk(
-    conn: asyncpg.Connection,
+    db: Connections,
     actor: Principal,
     upload_id: uuid.UUID,
     *,
@@ -158,26 +171,24 @@ async def append_chunk(
     ttl_s: int,
 ) -> Appended:
     """Write one chunk at the upload's offset; the chunk with the last byte finishes the upload."""
-    await get_upload(conn, actor, upload_id, now=now)
-    async with _locked(conn, upload_id):
-        state = await get_upload(conn, actor, upload_id, now=now)
-        if chunk.offset != state.offset:
-            raise errors.UploadOffsetMismatch(
-                f"Upload-Offset is {chunk.offset} but the upload is at {state.offset}", offset=state.offset
-            )
-        remaining = state.length - state.offset
-        if chunk.content_length is not None and chunk.content_length > remaining:
-            raise errors.UploadLengthExceeded(f"{remaining} bytes remain, the chunk announces {chunk.content_length}")
+    state = _check_chunk(await get_upload(await db.acquire(), actor, upload_id, now=now), chunk)
+    if state.completed:
+        return Appended(state)
+    async with _locked(area, upload_id):
+        state = _check_chunk(await get_upload(await db.acquire(), actor, upload_id, now=now), chunk)
         if state.completed:
             return Appended(state)
+        remaining = state.length - state.offset
         expires_at = now + dt.timedelta(seconds=ttl_s)
         algorithm = chunk.checksum.algorithm if chunk.checksum else None
+        await db.release()  # the body may take minutes: the pool lends the connection meanwhile
         try:
             async with area.writer(upload_id, offset=state.offset, algorithm=algorithm) as part:
-                end = await _receive(conn, part, body, upload_id, remaining, chunk.checksum, expires_at)
+                end = await _receive(db, part, body, upload_id, remaining, chunk.checksum, expires_at)
         except PartMissing:
-            await _discard(conn, area, upload_id)
+            await _discard(await db.acquire(), area, upload_id)
             raise errors.UploadExpired("the upload's bytes are no longer on the server; create a new one") from None
+        conn = await db.acquire()
         if end < state.length:
             row = await q.mark_offset(conn, upload_id=upload_id, offset=end, expires_at=expires_at)
             assert row is not None
@@ -185,8 +196,20 @@ async def append_chunk(
         return await _finish(conn, actor, state, area=area, store=store, max_pixels=max_pixels, now=now)
 
 
+def _check_chunk(state: UploadState, chunk: Chunk) -> UploadState:
+    """The chunk starts at the upload's offset and fits in what remains."""
+    if chunk.offset != state.offset:
+        raise errors.UploadOffsetMismatch(
+            f"Upload-Offset is {chunk.offset} but the upload is at {state.offset}", offset=state.offset
+        )
+    remaining = state.length - state.offset
+    if chunk.content_length is not None and chunk.content_length > remaining:
+        raise errors.UploadLengthExceeded(f"{remaining} bytes remain, the chunk announces {chunk.content_length}")
+    return state
+
+
 async def _receive(
-    conn: asyncpg.Connection,
+    db: Connections,
     part: PartWriter,
     body: AsyncIterable[bytes],
     upload_id: uuid.UUID,
@@ -206,7 +229,7 @@ async def _receive(
                 await part.rollback()
             elif 0 < part.received < remaining:
                 end = await part.commit()  # tus: the bytes that arrived are kept
-                await q.mark_offset(conn, upload_id=upload_id, offset=end, expires_at=expires_at)
+                await q.mark_offset(await db.acquire(), upload_id=upload_id, offset=end, expires_at=expires_at)
             else:
                 await part.rollback()  # a complete body without its end-of-request is not trusted to finish
         raise
@@ -257,7 +280,7 @@ async def terminate_upload(
 ) -> None:
     """tus termination: the row and the bytes go; a media object already made stays."""
     await get_upload(conn, actor, upload_id, now=now)
-    async with _locked(conn, upload_id):
+    async with _locked(area, upload_id):
         await get_upload(conn, actor, upload_id, now=now)
         await _discard(conn, area, upload_id)
 
@@ -272,15 +295,13 @@ async def remove_expired(conn: asyncpg.Connection, *, area: UploadArea, now: dt.
         if dry_run:
             removed += 1
             continue
-        if not await q.try_lock_upload(conn, upload_id):
-            continue
         try:
-            deleted = await q.delete_upload_if_expired(conn, upload_id=upload_id, now=now)
-            if deleted:
-                await area.remove(upload_id)
-                removed += 1
-        finally:
-            await q.unlock_upload(conn, upload_id)
+            async with area.locked(upload_id, wait_s=0):
+                if await q.delete_upload_if_expired(conn, upload_id=upload_id, now=now):
+                    await area.remove(upload_id)
+                    removed += 1
+        except PartBusy:
+            continue
     return removed
 
 
@@ -303,14 +324,9 @@ async def _discard(conn: asyncpg.Connection, area: UploadArea, upload_id: uuid.U
 
 
 @contextlib.asynccontextmanager
-async def _locked(conn: asyncpg.Connection, upload_id: uuid.UUID) -> AsyncIterator[None]:
-    deadline = anyio.current_time() + LOCK_WAIT_S
-    while not await q.try_lock_upload(conn, upload_id):
-        if anyio.current_time() >= deadline:
-            raise errors.UploadLocked("another request is writing to this upload; read its offset and retry")
-        await anyio.sleep(LOCK_POLL_S)
+async def _locked(area: UploadArea, upload_id: uuid.UUID) -> AsyncIterator[None]:
     try:
-        yield
-    finally:
-        with anyio.CancelScope(shield=True), contextlib.suppress(*_CONNECTION_GONE):
-            await q.unlock_upload(conn, upload_id)
+        async with area.locked(upload_id, wait_s=LOCK_WAIT_S):
+            yield
+    except PartBusy:
+        raise errors.UploadLocked("another request is writing to this upload; read its offset and retry") from None

@@ -7,7 +7,8 @@ whole and good. Unlike spool files, a part file outlives its request: it is the 
 resumes from, possibly days later, so it lives in a directory of its own that the spool's stale
 sweep never touches, and ``fieldsync gc`` removes it with its expired row.
 
-Invariants (the caller, ``services.uploads``, holds the per-upload lock around every use):
+Invariants (the caller, ``services.uploads``, holds the per-upload lock, ``UploadArea.locked``,
+around every use):
 
 - The row's offset never counts a byte that is not fsynced here: ``PartWriter.commit`` flushes and
   fsyncs, and only then does the caller persist the new offset.
@@ -21,6 +22,7 @@ Invariants (the caller, ``services.uploads``, holds the per-upload lock around e
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import time
@@ -37,6 +39,10 @@ BUFFER_SIZE = 1024 * 1024
 
 class PartMissing(Exception):
     """The part file is gone or shorter than the persisted offset (removed by hand, disk lost)."""
+
+
+class PartBusy(Exception):
+    """Another request (in this process or another on this host) holds the upload's lock."""
 
 
 class PartWriter:
@@ -147,6 +153,35 @@ class UploadArea:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(handle.close)
 
+    @contextlib.asynccontextmanager
+    async def locked(self, upload_id: uuid.UUID, *, wait_s: float, poll_s: float = 0.05) -> AsyncIterator[None]:
+        """Hold the upload's exclusive lock: ``flock`` on its part file, so requests in every
+        process of this host exclude each other, and a crashed process's lock goes with it. It
+        is a file lock and not a database lock because it is held while a body streams, which
+        takes minutes on a field network: a database lock would pin a pooled connection all that
+        time. A missing part file is created empty (the writer then finds it too short for any
+        offset past 0). Raises ``PartBusy`` if the lock is still taken after ``wait_s``."""
+        path = self.path(upload_id)
+
+        def open_part() -> int:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+        fd = await anyio.to_thread.run_sync(open_part)
+        try:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise PartBusy(str(path)) from None
+                    await anyio.sleep(poll_s)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
     async def sha256(self, upload_id: uuid.UUID) -> str:
         """The SHA-256 of the whole part file, read in ``BUFFER_SIZE`` blocks."""
 
@@ -160,6 +195,8 @@ class UploadArea:
         return await anyio.to_thread.run_sync(digest)
 
     async def remove(self, upload_id: uuid.UUID) -> None:
+        """The part file, once the upload is over (completed, or its row gone): a request still
+        waiting for the removed file's lock then finds nothing left to write."""
         await anyio.to_thread.run_sync(lambda: self.path(upload_id).unlink(missing_ok=True))
 
     async def list_stale(self, *, older_than_s: float) -> list[uuid.UUID]:
