@@ -225,6 +225,17 @@ class DependencyUnavailable(Unavailable):
     title = "A dependency is unavailable"
 
 
+class ServerBusy(Unavailable):
+    """Every pooled database connection stayed in use: the database is up, this server is full."""
+
+    code = "server.busy"
+    title = "The server is busy"
+
+    def __init__(self, detail: str | None = None, *, retry_after_s: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s, **extra)
+        self.retry_after_s = retry_after_s
+
+
 # --- reports ------------------------------------------------------------------------------------
 
 

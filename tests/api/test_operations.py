@@ -14,6 +14,7 @@ import asyncpg
 import httpx
 import pytest
 import structlog
+from litestar import Litestar
 from prometheus_client.parser import text_string_to_metric_families
 
 from fieldsync.logging import configure_logging
@@ -326,3 +327,29 @@ async def test_odd_bodies_never_give_a_500(client: httpx.AsyncClient, admin: Act
         response = await client.post(path, content=content, headers={"content-type": "application/json", **admin.headers})
         assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
         problem(response)
+
+
+async def test_a_full_pool_is_busy_not_unreachable(
+    client: httpx.AsyncClient, app: Litestar, admin: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pooled connection lent out (a load spike): a request answers 503 ``server.busy`` with
+    Retry-After, not "the database is not reachable", and readiness stays 200 so that a load
+    balancer does not take every busy replica out at once. Nothing is left held afterwards."""
+    from fieldsync.api import deps, ops
+
+    monkeypatch.setattr(deps, "POOL_WAIT_S", 0.2)
+    monkeypatch.setattr(ops, "CHECK_TIMEOUT_S", 0.2)
+    pool = app.state.runtime.pool
+    held = [await pool.acquire() for _ in range(pool.get_max_size() - (pool.get_size() - pool.get_idle_size()))]
+    try:
+        busy = await client.get("/v1/me", headers=admin.headers)
+        ready = await client.get("/readyz")
+    finally:
+        for connection in held:
+            await pool.release(connection)
+
+    assert busy.status_code == 503, busy.text
+    assert problem(busy)["code"] == "server.busy"
+    assert busy.headers["Retry-After"] == str(deps.BUSY_RETRY_AFTER_S)
+    assert ready.status_code == 200 and ready.json()["checks"]["database"].startswith("busy")
+    assert (await client.get("/v1/me", headers=admin.headers)).status_code == 200

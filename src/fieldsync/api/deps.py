@@ -21,6 +21,8 @@ from fieldsync.domain.principals import Principal
 from fieldsync.services import identity
 
 DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
+POOL_WAIT_S = 10.0
+BUSY_RETRY_AFTER_S = 5
 
 
 def runtime_of(state: State) -> Runtime:
@@ -41,10 +43,25 @@ async def provide_conn(request: Request[Any, Any, Any], state: State) -> asyncpg
     return await acquire_connection(request, runtime_of(state).pool)
 
 
+def pool_exhausted(pool: asyncpg.Pool) -> bool:
+    """Every connection the pool may open is open and lent out."""
+    return pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0
+
+
 async def acquire_connection(request: Request[Any, Any, Any], pool: asyncpg.Pool) -> asyncpg.Connection:
-    """Take a pooled connection for the rest of the request (the middleware gives it back)."""
+    """Take a pooled connection for the rest of the request (the middleware gives it back).
+
+    Waiting ``POOL_WAIT_S`` in vain for a full pool is ``server.busy`` (503 with Retry-After): the
+    database is fine and a client should come back soon; anything else is an outage."""
     try:
-        conn = await pool.acquire(timeout=10)
+        conn = await pool.acquire(timeout=POOL_WAIT_S)
+    except TimeoutError as exc:
+        if pool_exhausted(pool):
+            raise errors.ServerBusy(
+                f"all {pool.get_max_size()} database connections stayed in use for {POOL_WAIT_S:g} s; retry shortly",
+                retry_after_s=BUSY_RETRY_AFTER_S,
+            ) from exc
+        raise errors.DependencyUnavailable("the database is not reachable", dependency="database") from exc
     except (*DATABASE_DOWN, asyncpg.PostgresError) as exc:  # acquiring only connects: any failure is an outage
         raise errors.DependencyUnavailable("the database is not reachable", dependency="database") from exc
     request.scope["state"]["_conn"] = (pool, conn)

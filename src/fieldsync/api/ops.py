@@ -10,7 +10,9 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from fieldsync.api.deps import runtime_of
+from fieldsync.api.deps import pool_exhausted, runtime_of
+
+CHECK_TIMEOUT_S = 3.0  # per readiness check: a load balancer polls every few seconds
 
 
 class Health(msgspec.Struct):
@@ -39,20 +41,27 @@ class OpsController(Controller):
         runtime = runtime_of(state)
         checks: dict[str, str] = {}
         try:
-            async with asyncio.timeout(3):
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
                 async with runtime.pool.acquire() as conn:
                     await conn.fetchval("SELECT 1")
             checks["database"] = "ok"
+        except TimeoutError:
+            checks["database"] = (
+                f"busy: all {runtime.pool.get_max_size()} pooled connections in use" if pool_exhausted(runtime.pool)
+                else "unreachable: TimeoutError"
+            )
         except Exception as exc:  # noqa: BLE001 - readiness reports any failure as a check result
             checks["database"] = f"unreachable: {exc.__class__.__name__}"
         if runtime.media is not None:
             try:
-                async with asyncio.timeout(3):
+                async with asyncio.timeout(CHECK_TIMEOUT_S):
                     await runtime.media.ping()
                 checks["media_store"] = "ok"
             except Exception as exc:  # noqa: BLE001
                 checks["media_store"] = f"unreachable: {exc.__class__.__name__}"
-        ready = all(value == "ok" for value in checks.values())
+        # A busy pool is still ready: taking every busy replica out of a load balancer at once
+        # would turn a load spike into an outage.
+        ready = all(value == "ok" or value.startswith("busy") for value in checks.values())
         return Response(
             Readiness(status="ok" if ready else "unavailable", checks=checks), status_code=200 if ready else 503
         )
