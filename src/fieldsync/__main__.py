@@ -160,12 +160,14 @@ def _cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
             now=SystemClock().now(),
             grace_s=settings.gc_grace_s,
             dry_run=args.dry_run,
+            throttle_window_s=settings.throttle_window_s,
             progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True),
         )
         verb = "would remove" if args.dry_run else "removed"
         print(f"gc {verb}: {len(result.unreferenced_media)} unreferenced media (grace {settings.gc_grace_s} s), "
               f"{len(result.orphan_objects)} objects without a row, {result.stale_spool_files} stale spool files, "
-              f"{result.expired_uploads} expired uploads; {result.objects_scanned} objects scanned")
+              f"{result.expired_uploads} expired uploads, {result.stale_throttle_counters} ended throttle windows; "
+              f"{result.objects_scanned} objects scanned")
         for sha in result.unreferenced_media:
             print(f"  media {sha}")
         for key in result.orphan_objects:

@@ -162,3 +162,27 @@ async def test_gc_removes_expired_uploads_with_their_part_files(client, conn, se
     assert [f"/v1/uploads/{row['id']}" for row in remaining] == [recent]
     assert sorted(p.name for p in uploads_dir.glob("*")) == [f"{uuid.UUID(recent.rsplit('/', 1)[1]).hex}.part"]
     assert (await client.head(abandoned, headers=tus)).status_code == 404
+
+
+async def test_gc_removes_throttle_counters_whose_window_has_ended(conn, settings, clock, world):
+    """auth_failures rows only matter inside their window; without gc they would pile up, one per
+    username or client address ever mistyped."""
+    _, _, store = world
+    now = clock.now()
+    for key, started in (("old", now - dt.timedelta(hours=2)), ("live", now - dt.timedelta(minutes=5))):
+        await conn.execute(
+            "INSERT INTO auth_failures (scope, key, failures, window_started_at) VALUES ('login', $1, 3, $2)",
+            key, started,
+        )
+
+    async def run(dry_run: bool) -> int:
+        report = await gc.collect(
+            conn, store=store, spool=await open_spool(settings), upload_area=upload_area(settings.data_dir),
+            now=now, grace_s=3600, dry_run=dry_run, throttle_window_s=900,
+        )
+        return report.stale_throttle_counters
+
+    assert await run(dry_run=True) == 1
+    assert await conn.fetchval("SELECT count(*) FROM auth_failures") == 2
+    assert await run(dry_run=False) == 1
+    assert [r["key"] for r in await conn.fetch("SELECT key FROM auth_failures")] == ["live"]

@@ -268,3 +268,12 @@ async def upsert_attempt(
 
 async def clear_failures(conn: asyncpg.Connection, *, scope: str, key: str) -> None:
     await conn.execute("DELETE FROM auth_failures WHERE scope = $1 AND key = $2", scope, key)
+
+
+async def stale_failures(conn: asyncpg.Connection, *, window_before: dt.datetime, delete: bool) -> int:
+    """Failure counters whose window began before ``window_before``: inert, because the next
+    attempt under that key starts a new window anyway. Deleted unless ``delete`` is false."""
+    if not delete:
+        return int(await conn.fetchval("SELECT count(*) FROM auth_failures WHERE window_started_at < $1", window_before))
+    status = await conn.execute("DELETE FROM auth_failures WHERE window_started_at < $1", window_before)
+    return int(status.split()[-1])

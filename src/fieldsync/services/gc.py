@@ -1,6 +1,6 @@
 """Garbage collection: what may be deleted, deleted in the order that never loses a reference.
 
-Three kinds of garbage:
+The kinds of garbage:
 - media rows (and their objects) that no report references, older than the grace period: the
   row goes first, in its own transaction that re-checks the reference, then the objects; a report
   that references the hash afterwards simply lists it in ``missing_media`` and the device uploads
@@ -9,7 +9,9 @@ Three kinds of garbage:
   row's commit leaves these (an upload never spends the grace period in between);
 - spool files left by a crash;
 - tus uploads past their expiry (row and part file; ``services.uploads.remove_expired``), and
-  part files whose row never committed.
+  part files whose row never committed;
+- login and enrollment failure counters whose throttle window has ended (the next attempt under
+  that key would start a new window anyway).
 Referenced objects are never touched.
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Callable
 import asyncpg
 
 from fieldsync.db import gc as q
+from fieldsync.db import identity as identity_q
 from fieldsync.ports import MediaStore
 from fieldsync.services import uploads
 from fieldsync.storage import keys
@@ -41,6 +44,7 @@ class GcReport:
     objects_scanned: int = 0
     expired_uploads: int = 0
     stale_upload_parts: int = 0
+    stale_throttle_counters: int = 0
 
 
 async def _delete_objects(store: MediaStore, sha256: str) -> None:
@@ -58,6 +62,7 @@ async def collect(
     now: dt.datetime,
     grace_s: int,
     dry_run: bool,
+    throttle_window_s: int = 0,
     progress: Callable[[str], None] = lambda _: None,
 ) -> GcReport:
     report = GcReport(dry_run=dry_run)
@@ -107,4 +112,10 @@ async def collect(
         f"expired uploads {'found' if dry_run else 'removed'}: {report.expired_uploads}, "
         f"part files without an upload: {report.stale_upload_parts}"
     )
+    if throttle_window_s:
+        report.stale_throttle_counters = await identity_q.stale_failures(
+            conn, window_before=now - dt.timedelta(seconds=throttle_window_s), delete=not dry_run
+        )
+        progress(f"ended login/enrollment throttle windows {'found' if dry_run else 'removed'}: "
+                 f"{report.stale_throttle_counters}")
     return report
