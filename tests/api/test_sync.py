@@ -373,3 +373,49 @@ async def test_a_photo_arriving_later_puts_its_report_back_on_the_feed(client, i
     assert uploaded.status_code == 201
     later, _ = await pull_all(client, supervisor, cursor)
     assert [(c["id"], c["missing_media"]) for c in later] == [(mutation["report"]["id"], [])]
+
+
+async def test_a_deadlock_answers_409_request_retry_changes_nothing_and_the_retry_applies(
+    client, inspector, conn, database_url
+):
+    """A real deadlock: another session holds the report's row and then asks for the user's push
+    lock, which the push holds while it waits for that row. PostgreSQL aborts the push; the
+    device gets 409 ``request.retry`` with Retry-After, nothing of the push is kept, and sending
+    it again applies it."""
+    report_id = uuid.uuid4()
+    assert (await push(client, inspector, [upsert(report_id, title="原标题")])).status_code == 200
+    revision = upsert(report_id, title="修改后的标题")
+    revision["base_version"] = 1
+    rival = await connect(database_url)
+    try:
+        held = rival.transaction()
+        await held.start()
+        await rival.execute("SELECT 1 FROM reports WHERE id = $1 FOR UPDATE", report_id)
+        request = asyncio.create_task(push(client, inspector, [revision]))
+        for _ in range(1000):
+            if await conn.fetchval(
+                """SELECT count(*) FROM pg_stat_activity
+                   WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> $1""",
+                rival.get_server_pid(),
+            ):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the push never waited for the report's row")
+        closing = asyncio.create_task(rival.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('fieldsync.sync_push:' || $1::uuid::text, 0))",
+            inspector.user_id,
+        ))
+        response = await asyncio.wait_for(request, timeout=30)
+        await asyncio.wait_for(closing, timeout=30)
+        await held.rollback()
+    finally:
+        await rival.close()
+
+    assert response.status_code == 409, response.text
+    assert problem(response)["code"] == "request.retry"
+    assert response.headers["Retry-After"] == "1"
+    assert await conn.fetchval("SELECT title FROM reports WHERE id = $1", report_id) == "原标题"
+    again = await push(client, inspector, [revision])
+    assert again.status_code == 200 and again.json()["results"][0]["status"] == "applied", again.text
+    assert await conn.fetchval("SELECT title FROM reports WHERE id = $1", report_id) == "修改后的标题"
