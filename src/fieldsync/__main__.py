@@ -247,19 +247,53 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from fieldsync.domain.audit import Anchor
     from fieldsync.services import audit
+
+    lines = list(args.anchor or [])
+    if args.anchor_file:
+        with open(args.anchor_file, encoding="utf-8") as handle:
+            lines += [line for line in handle if line.strip()]
+    try:
+        anchors = [Anchor.parse(line) for line in lines]
+    except ValueError as exc:
+        print(f"fieldsync audit verify: {exc}", file=sys.stderr)
+        return 2
 
     async def work(conn: object) -> int:
         import asyncpg
 
         assert isinstance(conn, asyncpg.Connection)
         result = await audit.verify(conn)
-        if result.ok:
-            print(f"audit log intact: {result.events_checked} events in {result.chains_checked} chains")
-            return 0
-        where = f"event {result.broken_event_id}" if result.broken_event_id is not None else "the end of the chain"
-        print(f"audit log BROKEN at {where} (chain {result.broken_chain}): {result.reason}")
-        return 3
+        if not result.ok:
+            where = f"event {result.broken_event_id}" if result.broken_event_id is not None else "the end of the chain"
+            print(f"audit log BROKEN at {where} (chain {result.broken_chain}): {result.reason}")
+            return 3
+        for anchor in anchors:
+            reason = await audit.check_anchor(conn, anchor)
+            if reason is not None:
+                print(f"audit log BROKEN against the anchor of {anchor.taken_at.isoformat()}: {reason}")
+                return 3
+        print(f"audit log intact: {result.events_checked} events in {result.chains_checked} chains"
+              + (f"; {len(anchors)} anchor(s) match" if anchors else ""))
+        return 0
+
+    return asyncio.run(_with_connection(settings, work))
+
+
+def _cmd_audit_anchor(args: argparse.Namespace, settings: Settings) -> int:
+    from fieldsync.ports import SystemClock
+    from fieldsync.services import audit
+
+    async def work(conn: object) -> int:
+        import asyncpg
+
+        assert isinstance(conn, asyncpg.Connection)
+        anchor = await audit.take_anchor(conn, now=SystemClock().now())
+        print(anchor.line())
+        print("keep this line off this machine (a ticket, an e-mail, paper); later: "
+              "fieldsync audit verify --anchor '<line>'", file=sys.stderr)
+        return 0
 
     return asyncio.run(_with_connection(settings, work))
 
@@ -298,7 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="walk every hash chain; name the first broken row")
+    verify.add_argument("--anchor", action="append", metavar="LINE",
+                        help="also check an anchor line printed by 'audit anchor' (repeatable)")
+    verify.add_argument("--anchor-file", metavar="FILE", help="also check every anchor line in FILE")
     verify.set_defaults(func=_cmd_audit_verify)
+    anchor = audit_sub.add_parser(
+        "anchor", help="print a digest of the settled audit log, to keep off this machine and verify against later"
+    )
+    anchor.set_defaults(func=_cmd_audit_anchor)
 
     sample = sub.add_parser("demo", help="load the 长治市 demo (users, devices, reports, photos); safe to re-run")
     sample.add_argument("--hazards-per-county", type=int, default=20, metavar="N", help="default 20")

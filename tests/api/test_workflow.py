@@ -309,3 +309,59 @@ async def test_audit_verify_detects_a_deleted_row(client, people, conn, settings
     monkeypatch.setenv("FIELDSYNC_DATA_DIR", str(settings.data_dir))
     assert await asyncio.to_thread(main, ["audit", "verify"]) == 3
     assert f"BROKEN at event {third}" in capsys.readouterr().out
+
+
+async def test_an_anchor_kept_off_the_box_reveals_a_chain_rewritten_with_its_head(
+    client, people, conn, settings, monkeypatch, capsys
+):
+    """The chains alone cannot reveal a superuser who rewrites a whole chain and its head
+    consistently (ADR 0009). A digest taken earlier and kept elsewhere can."""
+    from fieldsync.__main__ import main
+    from fieldsync.domain.audit import GENESIS, EventFields, event_hash
+
+    report_id = await create(client, people["inspector"], hazard_report())
+    await step(client, people["county"], report_id, "verify")
+    monkeypatch.setenv("FIELDSYNC_DATABASE_URL", settings.database_url.value)
+    monkeypatch.setenv("FIELDSYNC_DATA_DIR", str(settings.data_dir))
+    assert await asyncio.to_thread(main, ["audit", "anchor"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]  # request logs come first on stdout
+    assert line.startswith("fieldsync-audit-anchor/1 ") and "events=2 " in line
+
+    await step(client, people["county"], report_id, "assign_rectification", **FIVE)  # later events are fine
+    assert await asyncio.to_thread(main, ["audit", "verify", "--anchor", line]) == 0
+    assert "1 anchor(s) match" in capsys.readouterr().out
+
+    chain = f"report:{report_id}"
+    await conn.execute("ALTER TABLE events DISABLE TRIGGER events_append_only")
+    prev = GENESIS
+    for row in await conn.fetch("SELECT * FROM events WHERE chain = $1 ORDER BY position", chain):
+        detail = '{"note":"forged"}' if row["action"] == "verify" else row["detail"]
+        fields = EventFields(
+            chain=chain, position=row["position"], report_id=row["report_id"], actor_id=row["actor_id"],
+            device_id=row["device_id"], action=row["action"], from_status=row["from_status"],
+            to_status=row["to_status"], version=row["version"], detail=detail, created_at=row["created_at"],
+        )
+        forged = event_hash(prev, fields)
+        await conn.execute("UPDATE events SET detail = $2, prev_hash = $3, row_hash = $4 WHERE id = $1",
+                           row["id"], detail, prev, forged)
+        prev = forged
+    await conn.execute("UPDATE audit_heads SET head_hash = $2 WHERE chain = $1", chain, prev)
+    await conn.execute("ALTER TABLE events ENABLE TRIGGER events_append_only")
+
+    assert await asyncio.to_thread(main, ["audit", "verify"]) == 0  # consistent: the chains cannot tell
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["audit", "verify", "--anchor", line]) == 3
+    assert "BROKEN against the anchor" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["audit", "verify", "--anchor", "not an anchor"]) == 2
+
+
+async def test_an_anchor_leaves_out_events_too_young_to_be_settled(people, conn, clock):
+    """A transaction still in flight may commit a lower event id than the newest one; events of
+    the last minute are left to the next anchor, so a later check cannot mistake them for forgeries."""
+    from fieldsync.services import audit
+
+    await audit.record(conn, [audit.NewEvent(chain="media:" + "a" * 64, action="media_viewed",
+                                             actor_id=people["county"].user_id)], now=clock.now())
+    assert (await audit.take_anchor(conn, now=clock.now())).events == 0
+    later = await audit.take_anchor(conn, now=clock.now() + dt.timedelta(seconds=audit.ANCHOR_SETTLE_S + 1))
+    assert later.events == 1 and await audit.check_anchor(conn, later) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 
@@ -87,3 +88,23 @@ async def walk_events(conn: asyncpg.Connection, *, batch: int = 5000) -> AsyncIt
 async def list_heads(conn: asyncpg.Connection) -> dict[str, tuple[int, bytes]]:
     rows = await conn.fetch("SELECT chain, length, head_hash FROM audit_heads")
     return {row["chain"]: (row["length"], bytes(row["head_hash"])) for row in rows}
+
+
+async def settled_upto(conn: asyncpg.Connection, *, written_before: dt.datetime) -> int:
+    """The highest event id written before ``written_before`` (0 when none): a transaction still
+    in flight may yet commit a lower id than the newest, but not one that old."""
+    return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM events WHERE created_at < $1", written_before))
+
+
+async def walk_row_hashes(conn: asyncpg.Connection, *, upto_id: int, batch: int = 10_000) -> AsyncIterator[bytes]:
+    """The row hash of every event with id ≤ ``upto_id``, in id order, read in batches."""
+    after = 0
+    while True:
+        rows = await conn.fetch(
+            "SELECT id, row_hash FROM events WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3", after, upto_id, batch
+        )
+        if not rows:
+            return
+        for row in rows:
+            yield bytes(row["row_hash"])
+        after = rows[-1]["id"]

@@ -56,3 +56,54 @@ def event_hash(prev_hash: bytes, event: EventFields) -> bytes:
         ]
     )
     return hashlib.sha256(prev_hash + text.encode()).digest()
+
+
+ANCHOR_FORMAT = "fieldsync-audit-anchor/1"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Anchor:
+    """A digest of every event up to ``upto_id`` (their row hashes in id order), kept off the box.
+
+    Verification recomputes it from the database: an edit, a deletion or an insertion among
+    those events changes it, even when the tamperer rewrote whole chains and their heads
+    consistently, which the chains alone cannot reveal (ADR 0009)."""
+
+    upto_id: int
+    events: int
+    digest: bytes
+    taken_at: dt.datetime
+
+    def line(self) -> str:
+        return (f"{ANCHOR_FORMAT} upto={self.upto_id} events={self.events} sha256={self.digest.hex()} "
+                f"at={self.taken_at.astimezone(dt.UTC).isoformat()}")
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        """The anchor in a line ``line()`` wrote; ``ValueError`` naming what is wrong otherwise."""
+        parts = text.split()
+        if not parts or parts[0] != ANCHOR_FORMAT:
+            raise ValueError(f"an anchor line starts with {ANCHOR_FORMAT!r}")
+        fields = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+        try:
+            return cls(
+                upto_id=int(fields["upto"]), events=int(fields["events"]), digest=bytes.fromhex(fields["sha256"]),
+                taken_at=dt.datetime.fromisoformat(fields["at"]),
+            )
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"not a complete anchor line ({exc})") from None
+
+
+class AnchorDigest:
+    """SHA-256 over row hashes fed in event id order."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256(ANCHOR_FORMAT.encode())
+        self.events = 0
+
+    def update(self, row_hash: bytes) -> None:
+        self._hash.update(row_hash)
+        self.events += 1
+
+    def digest(self) -> bytes:
+        return self._hash.digest()

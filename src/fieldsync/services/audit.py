@@ -1,4 +1,5 @@
-"""Recording audit events (inside the caller's transaction) and verifying every chain."""
+"""Recording audit events (inside the caller's transaction), verifying every chain, and anchors:
+digests of the settled log that operators keep off the box and verify against later."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from fieldsync.db import audit as q
-from fieldsync.domain.audit import GENESIS, EventFields, canonical_detail, event_hash
+from fieldsync.domain.audit import GENESIS, Anchor, AnchorDigest, EventFields, canonical_detail, event_hash
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,3 +125,29 @@ async def verify(conn: asyncpg.Connection) -> Verification:
         result.broken_event_id = first[0] if first[0] < 10**18 else None
         result.broken_chain, result.reason = first[1], first[2]
     return result
+
+
+ANCHOR_SETTLE_S = 60  # events younger than this may still have lower-numbered siblings in flight
+
+
+async def take_anchor(conn: asyncpg.Connection, *, now: dt.datetime) -> Anchor:
+    """A digest of every settled event, to be kept off the box (``fieldsync audit anchor``)."""
+    upto = await q.settled_upto(conn, written_before=now - dt.timedelta(seconds=ANCHOR_SETTLE_S))
+    digest = AnchorDigest()
+    async for row_hash in q.walk_row_hashes(conn, upto_id=upto):
+        digest.update(row_hash)
+    return Anchor(upto_id=upto, events=digest.events, digest=digest.digest(), taken_at=now)
+
+
+async def check_anchor(conn: asyncpg.Connection, anchor: Anchor) -> str | None:
+    """Why the events up to the anchor no longer give its digest, or ``None`` when they do."""
+    digest = AnchorDigest()
+    async for row_hash in q.walk_row_hashes(conn, upto_id=anchor.upto_id):
+        digest.update(row_hash)
+    if digest.events != anchor.events:
+        return (f"the anchor of {anchor.taken_at.isoformat()} counted {anchor.events} events up to id "
+                f"{anchor.upto_id}; there are now {digest.events}: events were removed or inserted")
+    if digest.digest() != anchor.digest:
+        return (f"the events up to id {anchor.upto_id} no longer give the digest anchored at "
+                f"{anchor.taken_at.isoformat()}: some were rewritten (with their chains and heads)")
+    return None
