@@ -133,3 +133,12 @@ def test_a_bulk_batch_larger_than_a_chunk_keeps_each_pairs_own_best() -> None:
     found = best_likeness(pairs)
     assert all(value == pytest.approx(1.0) for value in found[1::2])
     assert all(value is not None and value < 0.9 for value in found[0::2])
+
+
+def test_the_same_words_at_the_same_place_outweigh_two_different_photos() -> None:
+    """Two officers photograph one event from different sides: the photos do not match, but the
+    same description at the same place and hour still makes the pair a candidate."""
+    same_words = side(observed_at=T + dt.timedelta(hours=1), lat=36.50005)
+    scored = rules.score(side(), same_words, rules.PairFeatures(same_photo=None, likeness=0.1))
+    assert scored.features["photo_unlike"] == 1.0
+    assert scored.score >= rules.THRESHOLD
