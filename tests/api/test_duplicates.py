@@ -226,3 +226,26 @@ async def test_photos_stored_before_fingerprints_existed_are_fingerprinted_in_th
     changes, _ = await pull_all(client, county, cursor)
     assert {c["id"] for c in changes} == {first, second}  # `other` gained nothing and is not sent again
     assert other not in {c["id"] for c in changes}
+
+
+async def test_a_fingerprint_job_whose_original_cannot_be_read_is_retried_later(client, app, conn, clock):
+    """The store may be down or the object gone: the job stays, with the error, due again after a
+    backoff, instead of being lost or spinning."""
+    import asyncio
+    import datetime as dt
+
+    from fieldsync.services.media import FINGERPRINT_JOB
+
+    sha = "1e" * 32  # a row without its object in the store
+    await conn.execute("""INSERT INTO media (sha256, bytes, content_type, width, height, created_at)
+                          VALUES ($1, 20, 'image/jpeg', 10, 10, now())""", sha)
+    await conn.execute("INSERT INTO jobs (kind, key, run_after, created_at) VALUES ($1, $2, $3, $3)",
+                       FINGERPRINT_JOB, sha, clock.now())
+    app.state.runtime.wake_workers()
+    for _ in range(200):
+        job = await conn.fetchrow("SELECT attempts, run_after, last_error FROM jobs WHERE key = $1", sha)
+        if job["attempts"]:
+            break
+        await asyncio.sleep(0.05)
+    assert job["attempts"] == 1 and job["last_error"]
+    assert job["run_after"] == clock.now() + dt.timedelta(seconds=30)

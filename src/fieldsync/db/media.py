@@ -107,7 +107,7 @@ async def claim_job(conn: asyncpg.Connection, *, kind: str, now: dt.datetime) ->
     worker that dies releases it with its connection."""
     return await conn.fetchrow(
         """
-        SELECT id, key, attempts FROM jobs
+        SELECT id, kind, key, attempts FROM jobs
         WHERE kind = $1 AND run_after <= $2
         ORDER BY run_after, id
         LIMIT 1

@@ -60,7 +60,9 @@ async def score_candidates(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> di
         max_bits=rules.PHOTO_SEARCH_BITS, per_signal=rules.CANDIDATES_PER_SIGNAL,
     )
     photos = [(sides[row["src_id"]]["thumbprints"], row["thumbprints"]) for row in rows]
-    likeness = await asyncio.to_thread(best_likeness, photos) if any(a and b for a, b in photos) else [None] * len(rows)
+    likeness: list[float | None] = [None] * len(rows)
+    if any(ours and theirs for ours, theirs in photos):
+        likeness = await asyncio.to_thread(best_likeness, photos)  # numpy, off the event loop
     for row, like in zip(rows, likeness, strict=True):
         src = sides[row["src_id"]]
         scored = rules.score(_side(src), _side(row), rules.PairFeatures(same_photo=row["same_photo"], likeness=like))

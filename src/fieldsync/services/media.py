@@ -230,6 +230,13 @@ async def render_and_store(store: MediaStore, sha256: str) -> None:
     await store.put_bytes(keys.derivative_key(sha256, "thumbnail"), rendered.thumbnail, content_type="image/jpeg")
 
 
+async def _retry_later(conn: asyncpg.Connection, job: asyncpg.Record, exc: Exception, clock: Clock) -> None:
+    """Record the failure on the job and make it due again after an exponential backoff (≤ 1 h)."""
+    delay = min(3600, 30 * 2 ** min(job["attempts"], 7))
+    log.warning("%s job %s failed (attempt %s): %r", job["kind"], job["key"], job["attempts"] + 1, exc)
+    await q.retry_job_later(conn, job_id=job["id"], run_after=clock.now() + dt.timedelta(seconds=delay), error=repr(exc))
+
+
 async def run_one_derivative_job(pool: asyncpg.Pool, store: MediaStore, clock: Clock) -> bool:
     """Claim and run one due derivative job; False when none is due.
 
@@ -243,11 +250,7 @@ async def run_one_derivative_job(pool: asyncpg.Pool, store: MediaStore, clock: C
         try:
             await render_and_store(store, job["key"])
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job and retried later
-            delay = min(3600, 30 * 2 ** min(job["attempts"], 7))
-            log.warning("derivative job %s failed (attempt %s): %r", job["key"], job["attempts"] + 1, exc)
-            await q.retry_job_later(
-                conn, job_id=job["id"], run_after=clock.now() + dt.timedelta(seconds=delay), error=repr(exc)
-            )
+            await _retry_later(conn, job, exc, clock)
             return True
         await q.mark_derivatives_done(conn, sha256=job["key"], now=clock.now())
         await q.delete_job(conn, job["id"])
@@ -275,11 +278,7 @@ async def run_one_fingerprint_job(pool: asyncpg.Pool, store: MediaStore, clock: 
             await q.delete_job(conn, job["id"])
             return True
         except Exception as exc:  # noqa: BLE001 - the store may be down: keep the job, retry later
-            delay = min(3600, 30 * 2 ** min(job["attempts"], 7))
-            log.warning("fingerprint job %s failed (attempt %s): %r", sha256, job["attempts"] + 1, exc)
-            await q.retry_job_later(
-                conn, job_id=job["id"], run_after=clock.now() + dt.timedelta(seconds=delay), error=repr(exc)
-            )
+            await _retry_later(conn, job, exc, clock)
             return True
         await duplicates.fingerprinted(conn, sha256, dhash=info.dhash, thumbprint=info.thumbprint, now=clock.now())
         await q.delete_job(conn, job["id"])
