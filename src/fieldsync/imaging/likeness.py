@@ -55,7 +55,8 @@ def _correlate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def best_likeness(pairs: list[tuple[list[bytes], list[bytes]]]) -> list[float | None]:
     """For each (ours, theirs), the highest likeness in [-1, 1] between any photo of ours and any
-    of theirs; ``None`` when either side has no thumbprint. One vectorised pass for all pairs."""
+    of theirs; ``None`` when either side has no thumbprint. Vectorised over all pairs, ``CHUNK``
+    photo pairs at a time."""
     left: list[bytes] = []
     right: list[bytes] = []
     owner: list[int] = []
