@@ -33,16 +33,17 @@ class Runtime:
         self._wake.set()
 
     async def _worker(self) -> None:
-        """Run due background jobs (derivatives, fingerprints of older photos, then queued duplicate
-        detection) until none is due."""
+        """Run due background jobs until none is due: fresh work first (derivatives of new photos,
+        duplicate detection queued by bulk pushes), then the backfill of older photos'
+        fingerprints, so that an upgrade's backlog never delays today's reports."""
         while True:
             try:
                 while (
                     await media.run_one_derivative_job(self.pool, self.media, self.clock)
+                    or await duplicates.run_duplicates_jobs(self.pool, self.clock)
                     or await media.run_one_fingerprint_job(
                         self.pool, self.media, self.clock, max_pixels=self.settings.max_media_pixels
                     )
-                    or await duplicates.run_duplicates_jobs(self.pool, self.clock)
                 ):
                     pass
             except asyncio.CancelledError:
