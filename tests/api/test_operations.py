@@ -353,3 +353,27 @@ async def test_a_full_pool_is_busy_not_unreachable(
     assert busy.headers["Retry-After"] == str(deps.BUSY_RETRY_AFTER_S)
     assert ready.status_code == 200 and ready.json()["checks"]["database"].startswith("busy")
     assert (await client.get("/v1/me", headers=admin.headers)).status_code == 200
+
+
+async def test_metrics_show_the_background_job_backlog_by_kind(
+    client: httpx.AsyncClient, conn: asyncpg.Connection, clock: MutableClock
+) -> None:
+    """After an upgrade (fingerprint backfill) or a burst of pushes, operators watch the queue drain."""
+    import datetime as dt
+
+    later = clock.now() + dt.timedelta(days=1)  # not due yet: no worker takes them during the test
+    await conn.execute(
+        """INSERT INTO jobs (kind, key, run_after, created_at)
+           SELECT 'fingerprint', 'k' || n, $1, $1 FROM generate_series(1, 3) AS n""",
+        later,
+    )
+    await conn.execute(  # a kind no worker of this version runs: it waits, and the gauge says so
+        "INSERT INTO jobs (kind, key, run_after, created_at) VALUES ('retired', 'x', $1, $1)",
+        clock.now() - dt.timedelta(seconds=90),
+    )
+    text = (await client.get("/metrics")).text
+    pending = _samples(text, "fieldsync_jobs_pending")
+    assert pending[(("kind", "fingerprint"),)] == 3
+    assert pending[(("kind", "duplicates"),)] == 0 and pending[(("kind", "derivatives"),)] == 0
+    waited = _samples(text, "fieldsync_jobs_oldest_due_seconds")
+    assert waited[(("kind", "fingerprint"),)] == 0 and waited[(("kind", "retired"),)] == 90

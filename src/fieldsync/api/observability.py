@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -33,6 +33,18 @@ class Metrics:
             "HTTP request latency by route and method",
             ["route", "method"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.jobs_pending = Gauge(
+            "fieldsync_jobs_pending",
+            "Background jobs queued, by kind (read from the database at each scrape)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.jobs_oldest_due_s = Gauge(
+            "fieldsync_jobs_oldest_due_seconds",
+            "How long the longest-waiting due job of each kind has been due (0 when none is due)",
+            ["kind"],
             registry=self.registry,
         )
 

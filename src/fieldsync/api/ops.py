@@ -11,6 +11,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fieldsync.api.deps import pool_exhausted, runtime_of
+from fieldsync.db import media as media_q
+from fieldsync.services import duplicates, media
 
 CHECK_TIMEOUT_S = 3.0  # per readiness check: a load balancer polls every few seconds
 
@@ -68,4 +70,23 @@ class OpsController(Controller):
 
     @get("/metrics", summary="Prometheus metrics", media_type=MediaType.TEXT)
     async def metrics(self, state: State) -> Response[bytes]:
+        await _refresh_job_gauges(state)
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+JOB_KINDS = (media.DERIVATIVE_JOB, duplicates.DUPLICATES_JOB, media.FINGERPRINT_JOB)
+
+
+async def _refresh_job_gauges(state: State) -> None:
+    """Read the job backlog for the scrape; an unreachable or busy database keeps the last values
+    (the request metrics still answer)."""
+    runtime = runtime_of(state)
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S), runtime.pool.acquire() as conn:
+            backlog = await media_q.job_backlog(conn, now=runtime.clock.now())
+    except Exception:  # noqa: BLE001 - metrics must not fail because the database does
+        return
+    for kind in sorted(set(JOB_KINDS) | set(backlog)):
+        queued, waited = backlog.get(kind, (0, 0.0))
+        state.metrics.jobs_pending.labels(kind=kind).set(queued)
+        state.metrics.jobs_oldest_due_s.labels(kind=kind).set(waited)

@@ -156,3 +156,16 @@ async def claim_many(conn: asyncpg.Connection, *, kind: str, now: dt.datetime, l
 
 async def delete_many(conn: asyncpg.Connection, job_ids: list[int]) -> None:
     await conn.execute("DELETE FROM jobs WHERE id = ANY($1::bigint[])", job_ids)
+
+
+async def job_backlog(conn: asyncpg.Connection, *, now: dt.datetime) -> dict[str, tuple[int, float]]:
+    """Per job kind: how many are queued, and how many seconds the longest-waiting due one has waited."""
+    rows = await conn.fetch(
+        """
+        SELECT kind, count(*) AS queued,
+               coalesce(extract(epoch FROM $1 - min(run_after) FILTER (WHERE run_after <= $1)), 0) AS waited
+        FROM jobs GROUP BY kind
+        """,
+        now,
+    )
+    return {row["kind"]: (row["queued"], float(row["waited"])) for row in rows}
