@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         lifespan=[lifespan],
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_json_bytes,
-        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024, gzip_compress_level=6),
         state=State({"metrics": metrics}),
         debug=False,
         logging_config=None,
