@@ -19,7 +19,9 @@ to an HTTP status and renders RFC 9457 problem+json. Nothing below ``api/`` know
     ├── Unprocessable         422  media.undecodable, media.too_many_pixels, workflow.invalid_transition
     ├── ChecksumMismatch      460  upload.checksum_mismatch (tus)
     ├── Throttled             429  auth.throttled
-    └── Unavailable           503  dependency.unavailable
+    └── Unavailable           503  dependency.unavailable, server.busy
+
+Errors that also derive from ``RetryLater`` (auth.throttled, server.busy) carry ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -107,13 +109,17 @@ class ChecksumMismatch(FieldsyncError):
     title = "Chunk checksum does not match"
 
 
-class Throttled(FieldsyncError):
-    code = "auth.throttled"
-    title = "Too many failed attempts"
+class RetryLater(FieldsyncError):
+    """Not a category: an error that tells the client when to try again (``Retry-After``)."""
 
     def __init__(self, detail: str | None = None, *, retry_after_s: int, **extra: Any) -> None:
         super().__init__(detail, retry_after_s=retry_after_s, **extra)
         self.retry_after_s = retry_after_s
+
+
+class Throttled(RetryLater):
+    code = "auth.throttled"
+    title = "Too many failed attempts"
 
 
 class Unavailable(FieldsyncError):
@@ -225,15 +231,11 @@ class DependencyUnavailable(Unavailable):
     title = "A dependency is unavailable"
 
 
-class ServerBusy(Unavailable):
+class ServerBusy(RetryLater, Unavailable):
     """Every pooled database connection stayed in use: the database is up, this server is full."""
 
     code = "server.busy"
     title = "The server is busy"
-
-    def __init__(self, detail: str | None = None, *, retry_after_s: int, **extra: Any) -> None:
-        super().__init__(detail, retry_after_s=retry_after_s, **extra)
-        self.retry_after_s = retry_after_s
 
 
 # --- reports ------------------------------------------------------------------------------------

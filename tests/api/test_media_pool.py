@@ -61,39 +61,44 @@ async def test_upload_holds_no_connection_while_its_body_streams(client, app, in
     assert in_use_while_streaming == 0
 
 
-async def test_more_uploads_than_pool_connections_stream_at_once(client, app, inspector):
-    photos = [images.jpeg(64, 48, seed=seed) for seed in range(30)]
-    assert len(photos) > app.state.runtime.pool.get_max_size()
-    mid_body = 0
-    all_mid_body, gate = asyncio.Event(), asyncio.Event()
+class GatedBodies:
+    """Request bodies that send 100 bytes, then wait at a gate until every one of them is mid-body."""
 
-    def body(data: bytes) -> AsyncIterator[bytes]:
+    def __init__(self, count: int) -> None:
+        self.count, self.mid_body = count, 0
+        self.all_mid_body, self.gate = asyncio.Event(), asyncio.Event()
+
+    def body(self, data: bytes) -> AsyncIterator[bytes]:
         async def chunks() -> AsyncIterator[bytes]:
-            nonlocal mid_body
             yield data[:100]
-            mid_body += 1  # the server asked for more: this upload is streaming
-            if mid_body == len(photos):
-                all_mid_body.set()
-            await gate.wait()
+            self.mid_body += 1  # the server asked for more: this body is streaming
+            if self.mid_body == self.count:
+                self.all_mid_body.set()
+            await self.gate.wait()
             yield data[100:]
 
         return chunks()
 
+
+async def test_more_uploads_than_pool_connections_stream_at_once(client, app, inspector):
+    photos = [images.jpeg(64, 48, seed=seed) for seed in range(30)]
+    assert len(photos) > app.state.runtime.pool.get_max_size()
+    bodies = GatedBodies(len(photos))
     uploads = [
         asyncio.create_task(
             client.put(
                 f"/v1/media/{images.sha256(data)}",
-                content=body(data),
+                content=bodies.body(data),
                 headers={**inspector.headers, "Content-Type": "image/jpeg"},
             )
         )
         for data in photos
     ]
     try:
-        await asyncio.wait_for(all_mid_body.wait(), timeout=5)
+        await asyncio.wait_for(bodies.all_mid_body.wait(), timeout=5)
     finally:
-        streaming_at_once = mid_body
-        gate.set()
+        streaming_at_once = bodies.mid_body
+        bodies.gate.set()
         responses = await asyncio.wait_for(asyncio.gather(*uploads), timeout=60)
 
     assert streaming_at_once == len(photos)

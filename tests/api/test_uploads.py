@@ -602,38 +602,24 @@ async def test_chunks_streaming_from_more_devices_than_pool_connections_hold_no_
     """A PATCH on a poor link streams for minutes. It gives the pooled connection back while the
     body streams (the upload's lock is a file lock, not a database lock), so more devices than
     the pool has connections can each be mid-chunk while the API still answers."""
-    from tests.api.test_media_pool import connections_in_use
+    from tests.api.test_media_pool import GatedBodies, connections_in_use
 
     photos = [images.jpeg(64, 48, seed=seed) for seed in range(25)]
     assert len(photos) > app.state.runtime.pool.get_max_size()
     urls = [await created_url(client, inspector, photo) for photo in photos]
-    mid_body = 0
-    all_mid_body, gate = asyncio.Event(), asyncio.Event()
-
-    def body(data: bytes) -> AsyncIterator[bytes]:
-        async def chunks() -> AsyncIterator[bytes]:
-            nonlocal mid_body
-            yield data[:100]
-            mid_body += 1
-            if mid_body == len(photos):
-                all_mid_body.set()
-            await gate.wait()
-            yield data[100:]
-
-        return chunks()
-
+    bodies = GatedBodies(len(photos))
     patches = [
-        asyncio.create_task(client.patch(url, content=body(photo), headers={
+        asyncio.create_task(client.patch(url, content=bodies.body(photo), headers={
             **inspector.headers, **TUS, **CHUNK, "Upload-Offset": "0", "Content-Length": str(len(photo))}))
         for url, photo in zip(urls, photos, strict=True)
     ]
     try:
-        await asyncio.wait_for(all_mid_body.wait(), timeout=10)
+        await asyncio.wait_for(bodies.all_mid_body.wait(), timeout=10)
         await asyncio.sleep(0.05)
         in_use = await connections_in_use(app)
         me = await client.get("/v1/me", headers=inspector.headers)
     finally:
-        gate.set()
+        bodies.gate.set()
         responses = await asyncio.wait_for(asyncio.gather(*patches), timeout=60)
 
     assert in_use == 0

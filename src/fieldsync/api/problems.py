@@ -118,7 +118,7 @@ def handle_fieldsync_error(request: Request[Any, Any, Any], exc: errors.Fieldsyn
     extra = dict(exc.extra)
     field = extra.pop("field", None)
     headers: dict[str, str] = {}
-    if isinstance(exc, errors.Throttled | errors.ServerBusy):
+    if isinstance(exc, errors.RetryLater):
         headers["Retry-After"] = str(exc.retry_after_s)
     headers.update(extra.pop("headers", {}) or {})
     status = status_for(exc)
