@@ -142,3 +142,32 @@ def test_the_same_words_at_the_same_place_outweigh_two_different_photos() -> Non
     scored = rules.score(side(), same_words, rules.PairFeatures(same_photo=None, likeness=0.1))
     assert scored.features["photo_unlike"] == 1.0
     assert scored.score >= rules.THRESHOLD
+
+
+def test_the_correlation_equals_the_plain_definition_for_every_shift() -> None:
+    """``_correlate`` takes its sums from summed-area tables; this is the definition it must equal:
+    for each shift of up to two cells, the Pearson correlation of the overlapping pixels."""
+    import numpy as np
+
+    from fieldsync.imaging.likeness import MAX_SHIFT, SIDE, _correlate
+
+    def plain(a: np.ndarray, b: np.ndarray) -> float:
+        best = -1.0
+        for dy in range(-MAX_SHIFT, MAX_SHIFT + 1):
+            for dx in range(-MAX_SHIFT, MAX_SHIFT + 1):
+                x = a[max(0, dy):SIDE + min(0, dy), max(0, dx):SIDE + min(0, dx)].ravel()
+                y = b[max(0, -dy):SIDE + min(0, -dy), max(0, -dx):SIDE + min(0, -dx)].ravel()
+                if x.std() and y.std():
+                    best = max(best, float(np.corrcoef(x, y)[0, 1]))
+                else:
+                    best = max(best, 0.0)
+        return best
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (6, SIDE, SIDE)).astype(np.float32)
+    b = np.roll(a, (1, -2), axis=(1, 2)) * 0.8 + rng.integers(0, 40, (6, SIDE, SIDE))
+    b[2] = rng.integers(0, 256, (SIDE, SIDE))  # unrelated
+    b[3] = 17.0  # flat: no evidence
+    fast = _correlate(a, b.astype(np.float32))
+    assert fast == pytest.approx([plain(x, y) for x, y in zip(a, b, strict=True)], abs=1e-5)
+    assert fast[0] > 0.9 and fast[3] == 0.0
