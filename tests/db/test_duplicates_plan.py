@@ -4,6 +4,7 @@ looked up. Without that, one report's probe would read every photo with the same
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from fieldsync.db import duplicates as q
@@ -64,3 +65,45 @@ async def test_a_band_of_zeros_shared_by_thousands_of_photos_is_not_read(conn, c
     plan = await explain(conn, sql, args)
     read = sum(examined(node) for node in scans_of(plan, "media"))
     assert read < 100, f"the similar-photo probe read {read} media rows"
+
+
+async def test_the_window_probe_does_not_wade_through_other_categories_in_its_square(conn, clock) -> None:
+    """Thousands of reports of other categories in the same square and month, written interleaved
+    with older coal-mine reports (a busy county): the probe for a new coal-mine hazard reads its own
+    category's band of the index, where the time range prunes, not pages shared with the others."""
+    author = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
+    await conn.execute(
+        f"""
+        INSERT INTO reports (id, kind, category, title, jurisdiction, lat, lon, observed_at, body, content_hash,
+                             author_id, received_at, updated_at)
+        SELECT gen_random_uuid(), 'hazard', c.category, 'filler ' || n, '140431', 36.5 + (n % 50) * 1e-5,
+               112.3 + (n / 50) * 1e-5,
+               $2::timestamptz - CASE WHEN c.category = 'coal_mine' THEN interval '200 days' ELSE interval '0' END
+                   + (n % 20) * interval '1 hour',
+               '{{}}', sha256(n::text::bytea), $1, now(), now()
+        FROM generate_series(1, {HOT}) AS n,
+             LATERAL (SELECT (ARRAY['gas', 'coal_mine', 'fire_safety', 'construction', 'metallurgy'])[1 + n % 5]
+                      AS category) AS c
+        """,
+        author.user_id, clock.now(),
+    )
+    report_id = uuid.uuid4()
+    await conn.execute(
+        """
+        INSERT INTO reports (id, kind, category, title, jurisdiction, lat, lon, observed_at, body, content_hash,
+                             author_id, received_at, updated_at)
+        VALUES ($1, 'hazard', 'coal_mine', '皮带机跑偏', '140431', 36.5002, 112.3002, $3, '{}', '\\x01', $2, now(), now())
+        """,
+        report_id, author.user_id, clock.now(),
+    )
+    await conn.execute("ANALYZE reports")
+
+    recording = Recording(conn)
+    await q.find_candidates(recording, [report_id], [300.0], [86400.0 * 30], max_bits=16, per_signal=50)  # type: ignore[arg-type]
+    [(sql, args)] = recording.statements
+    raw = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *args)
+    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    window = [n for n in scans_of(plan, "reports") if n.get("Index Name") == "reports_dedupe_window_idx"]
+    assert window, "the window probe does not use its index"
+    pages = sum(n["Shared Hit Blocks"] + n["Shared Read Blocks"] for n in window)
+    assert pages < 12, f"the window probe read {pages} pages, wading through the other category"

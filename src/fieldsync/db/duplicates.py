@@ -9,8 +9,9 @@ Every candidate generator is an index range, capped per report (``LIMIT`` inside
   band of all zeros or all ones (a flat sky, bare ground: thousands of photos share it) is not
   looked up, or one hot band value would make the probe read a large slice of ``media``;
 - same enterprise: ``reports_credit_category_idx``;
-- same kind and category in a space-time window: ``reports_dedupe_window_idx`` (GiST over
-  point(lon, lat), observed_at and category, the point first so that index pages are local).
+- same kind and category in a space-time window: ``reports_dedupe_window_idx``, a GiST over
+  (point, observed_at) where the point's longitude is shifted into a band of its own per kind
+  and category (``dedupe_band``, migration 0009), so the R-tree keeps categories apart.
 
 Text similarity is scored on the candidates these find, not searched on its own: a matching text
 far away and months apart is a different event, and the trigram index answers "contains", not
@@ -51,7 +52,8 @@ async def find_candidates(
     return await conn.fetch(
         f"""
         WITH src AS (
-            SELECT r.id, r.kind, r.category, r.lat, r.lon, r.observed_at, r.credit_code, w.radius_m, w.window_s
+            SELECT r.id, r.kind, r.category, r.lat, r.lon, r.observed_at, r.credit_code, w.radius_m, w.window_s,
+                   dedupe_band(r.kind, r.category) AS band
             FROM unnest($1::uuid[], $2::float8[], $3::float8[]) AS w(id, radius_m, window_s)
             JOIN reports r ON r.id = w.id
         ),
@@ -95,15 +97,14 @@ async def find_candidates(
             SELECT s.id, o.id FROM src s
             CROSS JOIN LATERAL (
                 SELECT o.id FROM reports o
-                WHERE o.category = s.category
+                WHERE point(o.lon + dedupe_band(o.kind, o.category), o.lat) <@ box(
+                        point(s.lon + s.band - s.radius_m / (111320.0 * greatest(cos(radians(s.lat)), 0.01)),
+                              s.lat - s.radius_m / 111320.0),
+                        point(s.lon + s.band + s.radius_m / (111320.0 * greatest(cos(radians(s.lat)), 0.01)),
+                              s.lat + s.radius_m / 111320.0))
                   AND o.observed_at BETWEEN s.observed_at - make_interval(secs => s.window_s)
                                         AND s.observed_at + make_interval(secs => s.window_s)
-                  AND point(o.lon, o.lat) <@ box(
-                        point(s.lon - s.radius_m / (111320.0 * greatest(cos(radians(s.lat)), 0.01)),
-                              s.lat - s.radius_m / 111320.0),
-                        point(s.lon + s.radius_m / (111320.0 * greatest(cos(radians(s.lat)), 0.01)),
-                              s.lat + s.radius_m / 111320.0))
-                  AND o.kind = s.kind AND o.id <> s.id
+                  AND o.kind = s.kind AND o.category = s.category AND o.id <> s.id
                 LIMIT $5
             ) o
         )
