@@ -251,12 +251,12 @@ def _cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     from fieldsync.services import audit
 
     lines = list(args.anchor or [])
-    if args.anchor_file:
-        with open(args.anchor_file, encoding="utf-8") as handle:
-            lines += [line for line in handle if line.strip()]
     try:
+        if args.anchor_file:
+            with open(args.anchor_file, encoding="utf-8") as handle:
+                lines += [line for line in handle if line.strip()]
         anchors = [Anchor.parse(line) for line in lines]
-    except ValueError as exc:
+    except (OSError, ValueError) as exc:
         print(f"fieldsync audit verify: {exc}", file=sys.stderr)
         return 2
 

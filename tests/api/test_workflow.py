@@ -353,6 +353,7 @@ async def test_an_anchor_kept_off_the_box_reveals_a_chain_rewritten_with_its_hea
     assert await asyncio.to_thread(main, ["audit", "verify", "--anchor", line]) == 3
     assert "BROKEN against the anchor" in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["audit", "verify", "--anchor", "not an anchor"]) == 2
+    assert await asyncio.to_thread(main, ["audit", "verify", "--anchor-file", str(settings.data_dir / "none")]) == 2
 
 
 async def test_an_anchor_leaves_out_events_too_young_to_be_settled(people, conn, clock):
