@@ -7,21 +7,23 @@ to an HTTP status and renders RFC 9457 problem+json. Nothing below ``api/`` know
     FieldsyncError
     ├── ConfigurationInvalid                 (startup only, never rendered)
     ├── MigrationError                       (startup only)
-    ├── InvalidInput          400  request.invalid, report.invalid, media.hash_mismatch, stats.invalid_window, ...
+    ├── InvalidInput          400  request.invalid, request.too_deep, report.invalid, media.hash_mismatch, stats.invalid_window, ...
     ├── Unauthenticated       401  auth.required, auth.invalid_token, auth.expired, auth.revoked, ...
     ├── Forbidden             403  auth.forbidden, jurisdiction.out_of_scope, report.not_author
     ├── NotFound              404  not_found, report.not_found, media.not_found, ...
-    ├── Conflict              409  report.conflict, report.version_conflict, user.exists, ...
+    ├── Conflict              409  report.conflict, report.version_conflict, user.exists, request.retry, ...
     ├── Gone                  410  upload.expired
     ├── PreconditionFailed    412  upload.version_unsupported
     ├── PayloadTooLarge       413  request.too_large, media.too_large, sync.too_many_mutations
     ├── UnsupportedMediaType  415  request.unsupported_media_type, media.unsupported_type
-    ├── Unprocessable         422  media.undecodable, media.too_many_pixels, workflow.invalid_transition
+    ├── Unprocessable         422  media.undecodable, media.too_many_pixels, workflow.invalid_transition,
+    │                              request.rule_violated
     ├── ChecksumMismatch      460  upload.checksum_mismatch (tus)
     ├── Throttled             429  auth.throttled
     └── Unavailable           503  dependency.unavailable, server.busy
 
-Errors that also derive from ``RetryLater`` (auth.throttled, server.busy) carry ``Retry-After``.
+Errors that also derive from ``RetryLater`` (auth.throttled, server.busy, request.retry) carry
+``Retry-After``.
 """
 
 from __future__ import annotations
@@ -226,9 +228,30 @@ class RequestTooLarge(PayloadTooLarge):
     title = "Request body too large"
 
 
+class NestingTooDeep(InvalidInput):
+    code = "request.too_deep"
+    title = "The body is nested too deeply to be read"
+
+
 class DependencyUnavailable(Unavailable):
     code = "dependency.unavailable"
     title = "A dependency is unavailable"
+
+
+class ConcurrentChange(RetryLater, Conflict):
+    """A deadlock, a serialization failure or a key taken by a concurrent writer rolled the
+    transaction back: nothing changed, and the same request sent again will apply."""
+
+    code = "request.retry"
+    title = "A concurrent change got in the way; nothing was changed"
+
+    def __init__(self, detail: str | None = "retry the request", **extra: Any) -> None:
+        super().__init__(detail, retry_after_s=1, **extra)
+
+
+class RuleViolated(Unprocessable):
+    code = "request.rule_violated"
+    title = "The change would break a rule the database keeps; nothing was changed"
 
 
 class ServerBusy(RetryLater, Unavailable):

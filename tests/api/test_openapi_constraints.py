@@ -13,6 +13,7 @@ import httpx
 import msgspec
 
 from fieldsync.api.openapi import CONSTRAINT_KEYWORDS, wire_structs
+from fieldsync.api.schemas.common import SHA256_PATTERN
 
 
 def _value_branch(schema: dict[str, Any]) -> dict[str, Any]:
@@ -36,7 +37,7 @@ async def test_optional_fields_keep_a_zero_bound(client: httpx.AsyncClient) -> N
 
 async def test_list_items_keep_their_pattern(client: httpx.AsyncClient) -> None:
     schemas = (await _served(client))["components"]["schemas"]
-    assert schemas["MissingQuery"]["properties"]["sha256"]["items"]["pattern"] == "^[0-9a-f]{64}$"
+    assert schemas["MissingQuery"]["properties"]["sha256"]["items"]["pattern"] == SHA256_PATTERN
 
 
 async def test_every_constraint_msgspec_enforces_is_in_the_served_document(client: httpx.AsyncClient) -> None:

@@ -39,7 +39,14 @@ from litestar.response import Stream
 from fieldsync import errors
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.reports import read_reports
-from fieldsync.api.schemas.common import NO_NUL, Limit
+from fieldsync.api.schemas.common import (
+    CATEGORY_PATTERN,
+    CURSOR_PATTERN,
+    JURISDICTION_PATTERN,
+    NO_NUL,
+    Limit,
+    exact,
+)
 from fieldsync.api.schemas.listing import EXPORT_COLUMNS, ReportPage, feature_collection_schema
 from fieldsync.api.schemas.reports import Status
 from fieldsync.db.listing import BBox, Near, ReportFilter
@@ -56,10 +63,10 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 Kind = Literal["hazard", "disaster", "accident"]
 Grade = Literal["general", "major"]
-CategoryCode = Annotated[str, Parameter(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+CategoryCode = Annotated[str, Parameter(pattern=CATEGORY_PATTERN)]
 _DEGREES = r"-?[0-9]{1,3}(\.[0-9]{1,15})?"
-BBOX_PATTERN = rf"^{_DEGREES}(,{_DEGREES}){{3}}$"
-NEAR_PATTERN = rf"^{_DEGREES},{_DEGREES},[0-9]{{1,7}}(\.[0-9]{{1,6}})?$"
+BBOX_PATTERN = exact(rf"{_DEGREES}(,{_DEGREES}){{3}}")
+NEAR_PATTERN = exact(rf"{_DEGREES},{_DEGREES},[0-9]{{1,7}}(\.[0-9]{{1,6}})?")
 CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 TimeText = Annotated[str | None, Parameter(max_length=64, pattern=NO_NUL)]
 _TIME_HELP = "an RFC 3339 date-time with offset, or a date (midnight China Standard Time, as GET /v1/stats reads it)"
@@ -156,7 +163,7 @@ async def provide_report_filter(
     jurisdiction: Annotated[
         str | None,
         Parameter(
-            pattern=r"^[0-9]{6}([0-9]{6})?$",
+            pattern=JURISDICTION_PATTERN,
             description="Only this jurisdiction's subtree; 403 jurisdiction.out_of_scope outside the caller's view",
         ),
     ] = None,
@@ -247,7 +254,7 @@ class ReportListController(Controller):
         where: ReportFilter,
         cursor: Annotated[
             str | None,
-            Parameter(max_length=200, pattern=r"^[A-Za-z0-9_-]+$", description="next_cursor of the previous page"),
+            Parameter(max_length=200, pattern=CURSOR_PATTERN, description="next_cursor of the previous page"),
         ] = None,
         limit: Limit = 100,
     ) -> ReportPage:

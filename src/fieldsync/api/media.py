@@ -19,13 +19,14 @@ from fieldsync import errors
 from fieldsync.api.deps import acquire_connection, release_connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
+from fieldsync.api.schemas.common import SHA256_PATTERN
 from fieldsync.api.schemas.media import Exif, MediaRead, MissingQuery, MissingRead
 from fieldsync.domain.principals import Principal
 from fieldsync.services import media
 from fieldsync.storage import keys
 
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
-Sha256Path = Annotated[str, Parameter(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256")]
+Sha256Path = Annotated[str, Parameter(pattern=SHA256_PATTERN, description="lower-case hex SHA-256")]
 PRESIGN_TTL_S = 120
 
 

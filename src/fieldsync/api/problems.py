@@ -215,14 +215,13 @@ def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Re
 def handle_transient_conflict(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """A deadlock or serialization failure rolled the transaction back: nothing changed, retry."""
     log.warning("transient_conflict", error=exc.__class__.__name__)
-    return problem_response(
-        request,
-        status=409,
-        code="request.retry",
-        title="A concurrent change got in the way; nothing was changed",
-        detail="retry the request",
-        headers={"Retry-After": "1"},
-    )
+    return handle_fieldsync_error(request, errors.ConcurrentChange())
+
+
+def handle_too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+    """msgspec refuses a body nested deeper than the interpreter's recursion limit with a
+    ``RecursionError``; no handler code recurses on request data, so this is the body's fault."""
+    return handle_fieldsync_error(request, errors.NestingTooDeep())
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -239,6 +238,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     asyncpg.InternalClientError: handle_database_error,
     asyncpg.DeadlockDetectedError: handle_transient_conflict,
     asyncpg.SerializationError: handle_transient_conflict,
+    RecursionError: handle_too_deep,
     Exception: handle_unexpected,
 }
 

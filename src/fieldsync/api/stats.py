@@ -11,6 +11,7 @@ from litestar import Controller, get
 from litestar.params import Parameter
 
 from fieldsync.api.problems import problem_responses
+from fieldsync.api.schemas.common import JURISDICTION_PATTERN, exact
 from fieldsync.api.schemas.stats import (
     DisasterTypeRead,
     FiguresChange,
@@ -24,9 +25,9 @@ from fieldsync.domain.stats import Window
 from fieldsync.services import stats
 
 BOUND = "a date (midnight UTC+08:00) or an RFC 3339 date-time with offset"
-BOUND_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
-    r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$"
+BOUND_PATTERN = exact(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?"
 )
 
 
@@ -98,7 +99,7 @@ class StatsController(Controller):
             Parameter(query="to", pattern=BOUND_PATTERN, description=f"End, exclusive: {BOUND}; default next 1 January"),
         ] = None,
         jurisdiction: Annotated[
-            str | None, Parameter(pattern=r"^[0-9]{6}([0-9]{6})?$", description="Narrow to this subtree")
+            str | None, Parameter(pattern=JURISDICTION_PATTERN, description="Narrow to this subtree")
         ] = None,
         group_by: Annotated[
             Literal["jurisdiction", "category", "kind", "status"] | None,

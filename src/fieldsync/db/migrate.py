@@ -19,7 +19,7 @@ import asyncpg
 from fieldsync.errors import MigrationError
 
 _LOCK_KEY = 0x6669656C6473  # "fields"
-_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
 _CREATE_LEDGER = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -45,7 +45,7 @@ class Migration:
 def load_migrations() -> list[Migration]:
     found: list[Migration] = []
     for entry in resources.files("fieldsync.db").joinpath("migrations").iterdir():
-        match = _NAME.match(entry.name)
+        match = _NAME.fullmatch(entry.name)
         if match:
             found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
     found.sort(key=lambda m: m.version)

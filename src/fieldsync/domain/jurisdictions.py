@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
-_CODE = re.compile(r"^[0-9]{6}([0-9]{6})?$")
+_CODE = re.compile(r"[0-9]{6}([0-9]{6})?")
 MUNICIPALITIES = frozenset({"11", "12", "31", "50"})  # 北京, 天津, 上海, 重庆
 
 
 def is_valid_code(code: str) -> bool:
-    return bool(_CODE.match(code))
+    return bool(_CODE.fullmatch(code))
 
 
 def level_of(code: str) -> str:

@@ -30,7 +30,7 @@ LOSS_COUNTS = (
 LOSS_AMOUNTS = ("crop_area_ha", "direct_loss_cny")
 LOSS_FIELDS = LOSS_COUNTS + LOSS_AMOUNTS
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _MIN_YEAR, _MAX_YEAR = 1901, 9998
 
 
@@ -54,7 +54,7 @@ def parse_bound(text: str, *, field: str) -> dt.datetime:
     """A window bound from a query parameter: a date (CST midnight) or an RFC 3339 date-time."""
     value = text.strip()
     try:
-        if _DATE.match(value):
+        if _DATE.fullmatch(value):
             parsed = dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), REPORTING_TZ)
         else:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))

@@ -23,8 +23,8 @@ CHUNK_CONTENT_TYPE = "application/offset+octet-stream"
 CHECKSUM_ALGORITHMS = {"sha1": 20, "sha256": 32}
 MAX_METADATA_CHARS = 4096
 
-_DIGITS = re.compile(r"^[0-9]{1,18}$")
-_KEY = re.compile(r"^[\x21-\x2b\x2d-\x7e]+$")  # printable ASCII without space and comma
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]+")  # printable ASCII without space and comma
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ def parse_size(value: str | None, header: str) -> int:
     if value is None:
         raise errors.UploadHeaderInvalid(f"{header} is required", field=header)
     text = value.strip()
-    if not _DIGITS.match(text):
+    if not _DIGITS.fullmatch(text):
         raise errors.UploadHeaderInvalid(f"{header} must be a non-negative integer, got {value[:40]!r}", field=header)
     return int(text)
 
@@ -56,7 +56,7 @@ def parse_metadata(value: str | None) -> dict[str, bytes | None]:
     pairs: dict[str, bytes | None] = {}
     for item in value.split(","):
         parts = item.strip().split(" ")
-        if len(parts) > 2 or not _KEY.match(parts[0]):
+        if len(parts) > 2 or not _KEY.fullmatch(parts[0]):
             raise errors.UploadMetadataInvalid(
                 f"malformed Upload-Metadata pair {item.strip()[:60]!r}", field="Upload-Metadata"
             )

@@ -31,6 +31,7 @@ import asyncpg
 from fieldsync import errors
 from fieldsync.db import reference
 from fieldsync.db import reports as q
+from fieldsync.db.constraints import transaction
 from fieldsync.domain import reports as rules
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.services import audit, duplicates
@@ -84,8 +85,10 @@ async def submit_reports(
     now: dt.datetime,
     clock_skew_s: int,
     detect_now: bool = True,
+    isolate: bool = True,
 ) -> list[Outcome]:
-    """Create or revise each report; one outcome per input, in input order."""
+    """Create or revise each report; one outcome per input, in input order. With ``isolate``, a
+    report the database refuses becomes its own ``rejected`` outcome; without, its error is raised."""
     outcomes: list[Outcome | None] = [None] * len(reports)
     if actor.role is not Role.INSPECTOR:
         return [_rejected(errors.RoleForbidden("only inspectors author reports")) for _ in reports]
@@ -108,10 +111,38 @@ async def submit_reports(
         for index in pending:
             (later if reports[index].id in seen else this_round).append(index)
             seen.add(reports[index].id)
-        await _apply_round(conn, actor, reports, this_round, outcomes, now=now, detect_now=detect_now)
+        if isolate:
+            await _apply_round_isolated(conn, actor, reports, this_round, outcomes, now=now, detect_now=detect_now)
+        else:
+            await _apply_round(conn, actor, reports, this_round, outcomes, now=now, detect_now=detect_now)
         pending = later
     assert all(outcome is not None for outcome in outcomes)
     return outcomes  # type: ignore[return-value]
+
+
+async def _apply_round_isolated(
+    conn: asyncpg.Connection,
+    actor: Principal,
+    reports: list[rules.ReportSubmission],
+    indices: list[int],
+    outcomes: list[Outcome | None],
+    *,
+    now: dt.datetime,
+    detect_now: bool,
+) -> None:
+    """Apply a round in a savepoint; if the database refuses it, apply each report on its own so
+    that only the report that breaks a rule is rejected (the others' work is redone)."""
+    try:
+        async with transaction(conn):
+            await _apply_round(conn, actor, reports, indices, outcomes, now=now, detect_now=detect_now)
+    except errors.FieldsyncError as exc:
+        for index in indices:
+            outcomes[index] = None
+        if len(indices) == 1:
+            outcomes[indices[0]] = _rejected(exc)
+            return
+        for index in indices:
+            await _apply_round_isolated(conn, actor, reports, [index], outcomes, now=now, detect_now=detect_now)
 
 
 async def _apply_round(
@@ -238,7 +269,7 @@ async def submit_report(
     clock_skew_s: int,
 ) -> rules.ReceiptData:
     """One report, with the batch's semantics; its problem is raised rather than returned."""
-    outcome = (await submit_reports(conn, actor, [report], now=now, clock_skew_s=clock_skew_s))[0]
+    outcome = (await submit_reports(conn, actor, [report], now=now, clock_skew_s=clock_skew_s, isolate=False))[0]
     if outcome.error is not None:
         raise outcome.error
     assert outcome.receipt is not None

@@ -32,6 +32,7 @@ import asyncpg
 
 from fieldsync import errors
 from fieldsync.db import sync as q
+from fieldsync.db.constraints import transaction
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.domain.reports import MediaReference, ReceiptData, ReportSubmission
 from fieldsync.services import reports, workflow
@@ -128,7 +129,7 @@ async def _apply_review_item(
     """A comment or a rectification from a device, in a savepoint so its failure stays its own."""
     report_id = item.comment[0] if item.comment else item.rectification[0]  # type: ignore[index]
     try:
-        async with conn.transaction():
+        async with transaction(conn):
             if item.comment is not None:
                 await workflow.add_comment(conn, actor, report_id, body=item.comment[1], now=now)
                 return Outcome("applied"), report_id

@@ -12,17 +12,26 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from fieldsync.api.schemas.common import NO_NUL, LongText, ShortText
+from fieldsync.api.schemas.common import (
+    CATEGORY_PATTERN,
+    CREDIT_CODE_PATTERN,
+    JURISDICTION_PATTERN,
+    NO_NUL,
+    SHA256_PATTERN,
+    CommentBody,
+    LongText,
+    ShortText,
+)
 
-Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256")]
+Sha256 = Annotated[str, msgspec.Meta(pattern=SHA256_PATTERN, description="lower-case hex SHA-256")]
 AwareTime = Annotated[dt.datetime, msgspec.Meta(tz=True, description="RFC 3339 with offset")]
 Count = Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
 Amount = Annotated[float, msgspec.Meta(ge=0, le=1e15)]
-CategoryCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+CategoryCode = Annotated[str, msgspec.Meta(pattern=CATEGORY_PATTERN)]
 CreditCode = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$",
+        pattern=CREDIT_CODE_PATTERN,
         description="18-character unified social credit code (GB 32100), checksum-validated",
         examples=["91350100M000100Y43"],
     ),
@@ -69,7 +78,7 @@ class _ReportFields(msgspec.Struct, kw_only=True, tag_field="kind"):
     category: CategoryCode
     title: ShortText
     description: LongText = ""
-    jurisdiction: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}([0-9]{6})?$")]
+    jurisdiction: Annotated[str, msgspec.Meta(pattern=JURISDICTION_PATTERN)]
     location: Location
     observed_at: AwareTime
     media: Annotated[list[MediaRef], msgspec.Meta(max_length=50)] = []
@@ -262,12 +271,12 @@ class TransitionCreate(msgspec.Struct, kw_only=True):
     funds_cny: Amount | None = None
     deadline: AwareTime | None = None
     contingency_plan: LongText | None = None
-    level: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}([0-9]{6})?$")] | None = None
+    level: Annotated[str, msgspec.Meta(pattern=JURISDICTION_PATTERN)] | None = None
     media: Annotated[list[MediaRef], msgspec.Meta(max_length=50)] = []
 
 
 class CommentCreate(msgspec.Struct):
-    body: Annotated[str, msgspec.Meta(min_length=1, max_length=20_000, pattern=NO_NUL)]
+    body: CommentBody
 
 
 class CommentRead(msgspec.Struct):

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from fieldsync.api.schemas.common import LongText
+from fieldsync.api.schemas.common import CommentBody, LongText
 from fieldsync.api.schemas.reports import MediaRef, ReportRead, ReportWrite
 
 MAX_MUTATIONS = 1000
@@ -29,7 +29,7 @@ class UpsertReport(msgspec.Struct, tag="upsert_report", tag_field="op", kw_only=
 class AddComment(msgspec.Struct, tag="add_comment", tag_field="op", kw_only=True):
     mutation_id: uuid.UUID
     report_id: uuid.UUID
-    body: LongText
+    body: CommentBody
 
 
 class SubmitRectification(msgspec.Struct, tag="submit_rectification", tag_field="op", kw_only=True):
