@@ -49,22 +49,29 @@ def belt_report(sha: str, **overrides: Any) -> dict[str, Any]:
     return hazard_report(media=[{"sha256": sha, "role": "photo"}], **overrides)
 
 
-async def test_same_scene_from_two_devices_is_named_in_the_second_receipt_with_reasons(client, people):
-    scene = images.scene(7)
-    first_photo = await upload(client, people["phone_a"], images.encode(scene, quality=90))
+SECOND_LOOK = {
+    "title": "皮带机跑偏保护装置失灵",
+    "description": "主斜井皮带机跑偏保护不起作用, 现场没有停机",
+    "location": {"lat": 36.50008, "lon": 112.30006, "accuracy_m": 15.0},
+    "observed_at": "2026-06-01T15:55:00+08:00",
+}
+
+
+def rephotographed(scene_seed: int) -> bytes:
+    """The same belt photographed again: another framing, smaller, recompressed."""
+    return images.encode(images.rephotographed(images.scene(scene_seed), seed=3).resize((480, 352)), quality=65)
+
+
+async def test_the_same_scene_sent_again_by_its_author_is_named_in_the_receipt_with_reasons(client, people, conn, clock):
+    first_photo = await upload(client, people["phone_a"], images.encode(images.scene(7), quality=90))
     first, receipt = await put(client, people["phone_a"], belt_report(first_photo))
     assert receipt["possible_duplicates"] == []
+    inspector = people["phone_a"]
+    admin = await make_user(conn, role="admin", jurisdiction="140000", now=clock.now())
+    tablet = await make_device(conn, inspector, principal_of(admin, "/14/1404/"), now=clock.now())
 
-    # the second inspector photographs the same belt: another framing, smaller, recompressed
-    again = images.encode(images.rephotographed(scene, seed=3).resize((480, 352)), quality=65)
-    second_photo = await upload(client, people["phone_b"], again)
-    second, receipt = await put(client, people["phone_b"], belt_report(
-        second_photo,
-        title="皮带机跑偏保护装置失灵",
-        description="主斜井皮带机跑偏保护不起作用, 现场没有停机",
-        location={"lat": 36.50008, "lon": 112.30006, "accuracy_m": 15.0},
-        observed_at="2026-06-01T15:55:00+08:00",
-    ))
+    second_photo = await upload(client, tablet, rephotographed(7))
+    _, receipt = await put(client, tablet, belt_report(second_photo, **SECOND_LOOK))
 
     assert receipt["possible_duplicates"] == [first]
     [candidate] = receipt["duplicate_candidates"]
@@ -72,6 +79,21 @@ async def test_same_scene_from_two_devices_is_named_in_the_second_receipt_with_r
     signals = {reason["signal"] for reason in candidate["reasons"]}
     assert {"similar_photo", "nearby", "same_enterprise", "similar_text"} <= signals
     assert all(reason["detail"] for reason in candidate["reasons"])
+
+
+async def test_same_scene_from_two_inspectors_is_a_candidate_only_for_the_county_that_sees_both(client, people):
+    scene = images.scene(7)
+    first_photo = await upload(client, people["phone_a"], images.encode(scene, quality=90))
+    first, receipt = await put(client, people["phone_a"], belt_report(first_photo))
+    assert receipt["possible_duplicates"] == []
+
+    # the second inspector photographs the same belt; it may not see the first one's report, so
+    # its receipt names nothing (SPEC §3: candidates name only reports the caller may see)
+    second_photo = await upload(client, people["phone_b"], rephotographed(7))
+    second, receipt = await put(client, people["phone_b"], belt_report(second_photo, **SECOND_LOOK))
+    assert receipt["possible_duplicates"] == [] and receipt["duplicate_candidates"] == []
+    assert (await client.get(f"/v1/reports/{second}", headers=people["phone_b"].headers)).json()[
+        "possible_duplicates"] == []
 
     # a different hazard at the same enterprise, same place and day: not a candidate
     other_photo = await upload(client, people["phone_a"], images.encode(images.scene(99), quality=80))
@@ -123,9 +145,10 @@ async def test_merge_shows_in_detail_list_stats_and_pull(client, people):
     survivor, _ = await put(client, people["phone_a"], belt_report(
         await upload(client, people["phone_a"], images.encode(scene))))
     twin_photo = await upload(client, people["phone_b"], images.encode(images.rephotographed(scene, seed=1), quality=70))
-    twin, receipt = await put(client, people["phone_b"], belt_report(twin_photo, title="皮带机保护装置失效"))
-    assert receipt["possible_duplicates"] == [survivor]
+    twin, _ = await put(client, people["phone_b"], belt_report(twin_photo, title="皮带机保护装置失效"))
     county, phone_b = people["county"], people["phone_b"]
+    candidates = (await client.get(f"/v1/reports/{twin}", headers=county.headers)).json()["possible_duplicates"]
+    assert candidates == [survivor]
     comment = await client.post(f"/v1/reports/{twin}/comments", json={"body": "现场已拍照"}, headers=phone_b.headers)
     assert comment.status_code == 201, comment.text
     _, device_cursor = await pull_all(client, phone_b)

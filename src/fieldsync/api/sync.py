@@ -209,7 +209,7 @@ class SyncController(Controller):
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             page = await sync.pull(conn, principal, cursor=position, limit=limit)
             present = [report_id for report_id, deleted in page.changes if not deleted]
-            rows = {row["id"]: row for row in await reports.get_reports(conn, present)}
+            rows = {row["id"]: row for row in await reports.get_reports(conn, principal, present)}
             reads = {read.id: read for read in await read_reports(conn, list(rows.values()), now=now)}
         changes: list[Any] = [
             Deleted(id=report_id) if deleted else reads[report_id] for report_id, deleted in page.changes

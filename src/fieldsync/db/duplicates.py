@@ -27,6 +27,8 @@ from typing import Any
 
 import asyncpg
 
+from fieldsync.domain.principals import Visibility
+
 _SIDE = """r.id, r.kind, r.category, r.title, r.description, r.lat, r.lon, r.accuracy_m, r.observed_at,
            r.credit_code, r.status,
            coalesce((SELECT array_agg(m.thumbprint ORDER BY m.sha256) FROM report_media rm
@@ -186,21 +188,24 @@ async def list_for_report(conn: asyncpg.Connection, report_id: uuid.UUID) -> lis
     )
 
 
-async def candidates_of(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[asyncpg.Record]]:
-    """For each report, its stored candidates that are not merged: (report_id, id, score, reasons), best first."""
+async def candidates_of(
+    conn: asyncpg.Connection, ids: list[uuid.UUID], viewer: Visibility
+) -> dict[uuid.UUID, list[asyncpg.Record]]:
+    """For each report, its stored candidates that are not merged and that ``viewer`` may see:
+    (report_id, id, score, reasons), best first."""
     rows = await conn.fetch(
-        """
+        f"""
         SELECT d.report_id, d.other AS id, d.score, d.reasons FROM (
             SELECT report_id, candidate_id AS other, score, reasons FROM report_duplicates
             WHERE report_id = ANY($1::uuid[])
             UNION ALL
             SELECT candidate_id, report_id, score, reasons FROM report_duplicates
             WHERE candidate_id = ANY($1::uuid[])
-        ) d JOIN reports r ON r.id = d.other
-        WHERE r.status <> 'merged'
+        ) d JOIN reports r ON r.id = d.other JOIN jurisdictions j ON j.code = r.jurisdiction
+        WHERE r.status <> 'merged' AND {visible_sql("r", "j.path", "$2", "$3")}
         ORDER BY d.report_id, d.score DESC, d.other
         """,
-        ids,
+        ids, viewer.author_id, viewer.path_prefix,
     )
     found: dict[uuid.UUID, list[asyncpg.Record]] = {i: [] for i in ids}
     for row in rows:
@@ -219,18 +224,32 @@ async def set_fingerprints(conn: asyncpg.Connection, *, sha256: str, dhash: int 
     await conn.execute("UPDATE media SET dhash = $2, thumbprint = $3 WHERE sha256 = $1", sha256, dhash, thumbprint)
 
 
-# The read model's ``possible_duplicates``: a scalar subquery over ``r`` (used by db.reports).
-POSSIBLE_DUPLICATES_SQL = """
+def visible_sql(report: str, path: str, author: str, prefix: str) -> str:
+    """``Principal.sees_report`` in SQL for report alias ``report`` whose jurisdiction path is the
+    column ``path``; ``author`` (uuid, NULL for supervisors and admins) and ``prefix`` are
+    placeholders bound to the caller's ``Visibility``."""
+    return f"(({author}::uuid IS NULL OR {report}.author_id = {author}::uuid) AND {path} LIKE {prefix}::text || '%')"
+
+
+def possible_duplicates_sql(author: str, prefix: str) -> str:
+    """The read model's ``possible_duplicates`` as the caller may see them: a scalar subquery over
+    ``r`` listing stored candidates that are not merged and that the caller may see, best first."""
+    return f"""
     coalesce((SELECT array_agg(d.other ORDER BY d.score DESC, d.other) FROM (
         SELECT candidate_id AS other, score FROM report_duplicates WHERE report_id = r.id
         UNION ALL
         SELECT report_id, score FROM report_duplicates WHERE candidate_id = r.id
-    ) d JOIN reports dr ON dr.id = d.other WHERE dr.status <> 'merged'), '{}')
+    ) d JOIN reports dr ON dr.id = d.other JOIN jurisdictions dj ON dj.code = dr.jurisdiction
+    WHERE dr.status <> 'merged' AND {visible_sql("dr", "dj.path", author, prefix)}), '{{}}')
 """
 
-# The list filter ``has_duplicates``: some stored candidate that is not merged.
-HAS_DUPLICATES_SQL = """(
-    EXISTS (SELECT 1 FROM report_duplicates d JOIN reports dr ON dr.id = d.candidate_id
-            WHERE d.report_id = r.id AND dr.status <> 'merged')
-    OR EXISTS (SELECT 1 FROM report_duplicates d JOIN reports dr ON dr.id = d.report_id
-               WHERE d.candidate_id = r.id AND dr.status <> 'merged'))"""
+
+def has_duplicates_sql(author: str, prefix: str) -> str:
+    """The list filter ``has_duplicates``: ``possible_duplicates`` is not empty for this caller."""
+    return f"""EXISTS (
+        SELECT 1 FROM (
+            SELECT candidate_id AS other FROM report_duplicates WHERE report_id = r.id
+            UNION ALL
+            SELECT report_id FROM report_duplicates WHERE candidate_id = r.id
+        ) d JOIN reports dr ON dr.id = d.other JOIN jurisdictions dj ON dj.code = dr.jurisdiction
+        WHERE dr.status <> 'merged' AND {visible_sql("dr", "dj.path", author, prefix)})"""

@@ -15,7 +15,7 @@ the index meant to serve it (0007_review.sql):
   clock (never SQL ``now()``, so an injected clock decides) → ``reports_overdue_idx``.
 
 ``has_duplicates`` is exactly "the read model's ``possible_duplicates`` is not empty": some stored
-near-duplicate candidate that is not merged (``db.duplicates.HAS_DUPLICATES_SQL``, kept next to
+near-duplicate candidate that is not merged (``db.duplicates.has_duplicates_sql``, kept next to
 the read model's subquery so the two cannot disagree).
 """
 
@@ -30,8 +30,9 @@ from typing import Any
 
 import asyncpg
 
-from fieldsync.db.duplicates import HAS_DUPLICATES_SQL
+from fieldsync.db.duplicates import has_duplicates_sql
 from fieldsync.domain.evidence import EARTH_RADIUS_M
+from fieldsync.domain.principals import Visibility
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,14 +48,6 @@ class Near:
     lat: float
     lon: float
     radius_m: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Visibility:
-    """What the caller may see: an author's own reports (inspectors) and/or a jurisdiction subtree."""
-
-    author_id: uuid.UUID | None
-    path_prefix: str  # '/' sees every jurisdiction
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -193,7 +186,8 @@ def where_clause(
         )
         conditions.append(_flag(missing, where.missing_media))
     if where.has_duplicates is not None:
-        conditions.append(_flag(HAS_DUPLICATES_SQL, where.has_duplicates))
+        viewer = (params.add(visibility.author_id, 'uuid'), params.add(visibility.path_prefix, 'text'))
+        conditions.append(_flag(has_duplicates_sql(*viewer), where.has_duplicates))
     if after is not None:
         conditions.append(
             f"(r.updated_at, r.id) < ({params.add(after.updated_at, 'timestamptz')}, {params.add(after.id, 'uuid')})"

@@ -8,7 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from fieldsync.db.duplicates import POSSIBLE_DUPLICATES_SQL
+from fieldsync.db.duplicates import possible_duplicates_sql, visible_sql
+from fieldsync.domain.principals import Visibility
 from fieldsync.domain.reports import ReportSubmission
 
 _ROW_COLUMNS = (
@@ -184,8 +185,9 @@ async def missing_media(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[
     return found
 
 
-async def get_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
-    """Rows for the report read model, in the order of ``ids``."""
+async def get_reports(conn: asyncpg.Connection, ids: list[uuid.UUID], viewer: Visibility) -> list[asyncpg.Record]:
+    """Rows for the report read model, in the order of ``ids``, as ``viewer`` may see them: the
+    merged reports and duplicate candidates it names are only those ``viewer`` may see."""
     rows = await conn.fetch(
         f"""
         SELECT r.id, r.kind, r.body, r.author_id, u.username AS author_username, r.device_id,
@@ -193,14 +195,16 @@ async def get_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[as
                j.path AS jurisdiction_path, r.verified_at, r.rectification, r.rectification_deadline,
                r.rectified_at, r.rectification_note, r.closed_at, r.listed_level, r.listed_deadline,
                coalesce((SELECT array_agg(d.id ORDER BY d.received_at, d.id) FROM reports d
-                         WHERE d.duplicate_of = r.id), '{{}}') AS merged_from,
-               {POSSIBLE_DUPLICATES_SQL} AS possible_duplicates
+                         JOIN jurisdictions dj ON dj.code = d.jurisdiction
+                         WHERE d.duplicate_of = r.id AND {visible_sql("d", "dj.path", "$2", "$3")}),
+                        '{{}}') AS merged_from,
+               {possible_duplicates_sql("$2", "$3")} AS possible_duplicates
         FROM reports r
         JOIN jurisdictions j ON j.code = r.jurisdiction
         JOIN users u ON u.id = r.author_id
         WHERE r.id = ANY($1::uuid[])
         """,
-        ids,
+        ids, viewer.author_id, viewer.path_prefix,
     )
     by_id = {row["id"]: row for row in rows}
     return [by_id[i] for i in ids if i in by_id]

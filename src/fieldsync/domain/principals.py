@@ -22,6 +22,15 @@ class Role(enum.StrEnum):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Visibility:
+    """``Principal.sees_report`` as data, for SQL: an author's own reports (inspectors: ``author_id``)
+    within a jurisdiction subtree (``path_prefix``; '/' is every jurisdiction)."""
+
+    author_id: uuid.UUID | None
+    path_prefix: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Principal:
     user_id: uuid.UUID
     username: str
@@ -47,6 +56,12 @@ class Principal:
         if self.role is Role.INSPECTOR:
             return author_id == self.user_id
         return self.sees(jurisdiction_path)
+
+    @property
+    def visibility(self) -> Visibility:
+        if self.role is Role.INSPECTOR:
+            return Visibility(author_id=self.user_id, path_prefix="/")
+        return Visibility(author_id=None, path_prefix=self.scope_prefix)
 
     @property
     def scope_prefix(self) -> str:

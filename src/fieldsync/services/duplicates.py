@@ -23,7 +23,7 @@ from fieldsync.db import duplicates as q
 from fieldsync.db import media as jobs
 from fieldsync.db import reports as reports_q
 from fieldsync.domain import duplicates as rules
-from fieldsync.domain.principals import Principal
+from fieldsync.domain.principals import Principal, Visibility
 from fieldsync.imaging.likeness import best_likeness
 from fieldsync.ports import Clock
 
@@ -138,17 +138,19 @@ async def _fingerprinted(
         await detect(conn, reports, now=now)
 
 
-async def stored_candidates(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Candidate]]:
-    """The stored candidates of each report (one statement), best first."""
+async def stored_candidates(
+    conn: asyncpg.Connection, ids: list[uuid.UUID], viewer: Visibility
+) -> dict[uuid.UUID, list[Candidate]]:
+    """The stored candidates of each report that ``viewer`` may see (one statement), best first."""
     return {
         report_id: [Candidate(row["id"], float(row["score"]), row["reasons"]) for row in rows]
-        for report_id, rows in (await q.candidates_of(conn, ids)).items()
+        for report_id, rows in (await q.candidates_of(conn, ids, viewer)).items()
     }
 
 
 async def list_duplicates(conn: asyncpg.Connection, actor: Principal, report_id: uuid.UUID) -> list[asyncpg.Record]:
     """The stored candidates of a report the caller may see, best first; only those it may see."""
-    rows = await reports_q.get_reports(conn, [report_id])
+    rows = await reports_q.get_reports(conn, [report_id], actor.visibility)
     if not rows or not actor.sees_report(author_id=rows[0]["author_id"], jurisdiction_path=rows[0]["jurisdiction_path"]):
         raise errors.ReportNotFound()
     return [

@@ -29,7 +29,7 @@ class Chain:
 async def get_chain(conn: asyncpg.Connection, actor: Principal, incident_id: uuid.UUID, *, now: dt.datetime) -> Chain:
     ids = await q.incident_report_ids(conn, incident_id)
     rows = [
-        row for row in await q.get_reports(conn, ids)
+        row for row in await q.get_reports(conn, ids, actor.visibility)
         if actor.sees_report(author_id=row["author_id"], jurisdiction_path=row["jurisdiction_path"])
     ]
     if not rows:

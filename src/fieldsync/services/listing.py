@@ -28,7 +28,7 @@ import asyncpg
 from fieldsync import errors
 from fieldsync.db import listing as q
 from fieldsync.db import reference
-from fieldsync.domain.principals import Principal, Role
+from fieldsync.domain.principals import Principal
 from fieldsync.services import reports
 
 MAX_LIMIT = 500
@@ -55,12 +55,6 @@ def decode_cursor(text: str | None) -> q.Position | None:
         return q.Position(updated_at, uuid.UUID(hex=hex_id))
     except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise errors.InvalidInput("the cursor is not one this server issued", field="cursor") from None
-
-
-def visibility_of(principal: Principal) -> q.Visibility:
-    if principal.role is Role.INSPECTOR:
-        return q.Visibility(author_id=principal.user_id, path_prefix="/")
-    return q.Visibility(author_id=None, path_prefix=principal.scope_prefix)
 
 
 async def resolve_filter(
@@ -102,11 +96,11 @@ async def list_reports(
     """One page of visible, matching reports (read-model rows), newest change first."""
     after = decode_cursor(cursor)
     positions = await q.list_positions(
-        conn, visibility_of(principal), where, now=now, after=after, limit=min(limit, MAX_LIMIT) + 1
+        conn, principal.visibility, where, now=now, after=after, limit=min(limit, MAX_LIMIT) + 1
     )
     more = len(positions) > limit
     positions = positions[:limit]
-    rows = await reports.get_reports(conn, [p.id for p in positions])
+    rows = await reports.get_reports(conn, principal, [p.id for p in positions])
     return Page(rows=rows, next_cursor=encode_cursor(positions[-1]) if more else None)
 
 
@@ -121,5 +115,5 @@ def export_reports(
     """Every visible, matching report as flat export rows, in list order, a batch at a time.
     Runs inside the caller's transaction (REPEATABLE READ: one snapshot for the whole file)."""
     return q.export_batches(
-        conn, visibility_of(principal), where, now=now, batch_size=batch_size or EXPORT_BATCH
+        conn, principal.visibility, where, now=now, batch_size=batch_size or EXPORT_BATCH
     )

@@ -229,7 +229,7 @@ async def _apply_round(
             await duplicates.detect_later(conn, written_ids, now=now)
     ids = [reports[i].id for i in indices]
     missing = await q.missing_media(conn, ids)
-    candidates = await duplicates.stored_candidates(conn, ids)
+    candidates = await duplicates.stored_candidates(conn, ids, actor.visibility)
     for index in indices:
         outcome = outcomes[index]
         if outcome is not None and outcome.receipt is not None:
@@ -278,16 +278,17 @@ async def submit_report(
 
 async def get_visible_report(conn: asyncpg.Connection, actor: Principal, report_id: uuid.UUID) -> asyncpg.Record:
     """The report row, or ``report.not_found`` when it does not exist or the caller may not see it."""
-    rows = await q.get_reports(conn, [report_id])
+    rows = await q.get_reports(conn, [report_id], actor.visibility)
     row = rows[0] if rows else None
     if row is None or not actor.sees_report(author_id=row["author_id"], jurisdiction_path=row["jurisdiction_path"]):
         raise errors.ReportNotFound()
     return row
 
 
-async def get_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
-    """Rows for the read model, in the order of ``ids`` (visibility is the caller's business)."""
-    return await q.get_reports(conn, ids)
+async def get_reports(conn: asyncpg.Connection, actor: Principal, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """Rows for the read model, in the order of ``ids``, naming only what ``actor`` may see (which
+    of ``ids`` it may see is the caller's business)."""
+    return await q.get_reports(conn, ids, actor.visibility)
 
 
 async def media_of_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[asyncpg.Record]]:

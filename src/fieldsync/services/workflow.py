@@ -151,7 +151,7 @@ async def _check_merge(conn: asyncpg.Connection, actor: Principal, state: asyncp
     survivor = await q.lock_state(conn, into)
     if survivor is None or not actor.sees_report(author_id=survivor["author_id"],
                                                  jurisdiction_path=survivor["jurisdiction_path"]):
-        raise errors.InvalidInput("the surviving report does not exist", field="into")
+        raise errors.ReportNotFound("the surviving report does not exist or lies outside your view", field="into")
     if survivor["status"] in rules.TERMINAL - {"closed"} or survivor["kind"] != state["kind"]:
         raise errors.InvalidTransition("merge into an open report of the same kind", field="into")
 

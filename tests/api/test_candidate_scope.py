@@ -1,0 +1,97 @@
+"""Near-duplicate candidates name only reports the caller may see: receipt, detail, list,
+`has_duplicates`, pull, `/duplicates`, merged_from; a merge into a report out of view is 404.
+
+Two counties share a border: an inspector of 沁源县 (140431) and one of 潞州区 (140403) report the
+same hazard at the same enterprise. Only the city (140400) sees both reports, so only the city
+sees them as candidates of each other."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.api.test_sync import pull_all
+from tests.support import Actor, hazard_report, make_user, problem
+
+QINYUAN, LUZHOU = "140431", "140403"
+
+
+@pytest.fixture
+async def people(conn, clock) -> dict[str, Actor]:
+    now = clock.now()
+    return {
+        "qinyuan_inspector": await make_user(conn, role="inspector", jurisdiction=QINYUAN, now=now),
+        "luzhou_inspector": await make_user(conn, role="inspector", jurisdiction=LUZHOU, now=now),
+        "qinyuan": await make_user(conn, role="supervisor", jurisdiction=QINYUAN, now=now),
+        "city": await make_user(conn, role="supervisor", jurisdiction="140400", now=now),
+    }
+
+
+async def put(client, actor: Actor, **overrides: Any) -> tuple[str, dict[str, Any]]:
+    report_id = str(uuid.uuid4())
+    response = await client.put(f"/v1/reports/{report_id}", json=hazard_report(**overrides), headers=actor.headers)
+    assert response.status_code == 201, response.text
+    return report_id, response.json()
+
+
+@pytest.fixture
+async def twins(client, people) -> tuple[str, str]:
+    """The 潞州区 report first, then the same hazard from 沁源县; returns (luzhou, qinyuan) ids."""
+    luzhou, _ = await put(client, people["luzhou_inspector"], jurisdiction=LUZHOU)
+    qinyuan, receipt = await put(client, people["qinyuan_inspector"])
+    assert receipt["possible_duplicates"] == [] and receipt["duplicate_candidates"] == []
+    city_view = (await client.get(f"/v1/reports/{qinyuan}", headers=people["city"].headers)).json()
+    assert city_view["possible_duplicates"] == [luzhou], "the pair must exist for the test to mean anything"
+    return luzhou, qinyuan
+
+
+async def test_the_county_sees_no_candidate_from_another_county_anywhere(client, people, twins) -> None:
+    luzhou, qinyuan = twins
+    county = people["qinyuan"]
+    detail = (await client.get(f"/v1/reports/{qinyuan}", headers=county.headers)).json()
+    assert detail["possible_duplicates"] == []
+    assert (await client.get(f"/v1/reports/{qinyuan}/duplicates", headers=county.headers)).json() == []
+    listed = (await client.get("/v1/reports", params={"has_duplicates": "true"}, headers=county.headers)).json()
+    assert listed["items"] == []
+    without = (await client.get("/v1/reports", params={"has_duplicates": "false"}, headers=county.headers)).json()
+    assert [item["id"] for item in without["items"]] == [qinyuan]
+    changes, _ = await pull_all(client, county)
+    assert [(c["id"], c["possible_duplicates"]) for c in changes] == [(qinyuan, [])]
+    exported = await client.get("/v1/export", params={"has_duplicates": "true"}, headers=county.headers)
+    assert luzhou not in exported.text and qinyuan not in exported.text
+    mine = (await client.get(f"/v1/reports/{qinyuan}", headers=people["qinyuan_inspector"].headers)).json()
+    assert mine["possible_duplicates"] == []
+
+
+async def test_the_city_sees_the_pair_everywhere(client, people, twins) -> None:
+    luzhou, qinyuan = twins
+    city = people["city"]
+    assert [c["id"] for c in (await client.get(f"/v1/reports/{qinyuan}/duplicates", headers=city.headers)).json()] == [
+        luzhou]
+    listed = (await client.get("/v1/reports", params={"has_duplicates": "true"}, headers=city.headers)).json()
+    assert {item["id"] for item in listed["items"]} == {luzhou, qinyuan}
+    changes, _ = await pull_all(client, city)
+    assert {c["id"]: c["possible_duplicates"] for c in changes} == {luzhou: [qinyuan], qinyuan: [luzhou]}
+
+
+async def test_merging_into_a_report_out_of_view_is_404_and_changes_nothing(client, people, twins) -> None:
+    luzhou, qinyuan = twins
+    county = people["qinyuan"]
+    response = await client.post(f"/v1/reports/{qinyuan}/transitions",
+                                 json={"action": "merge", "version": 1, "into": luzhou}, headers=county.headers)
+    assert response.status_code == 404
+    assert problem(response)["field"] == "into"
+    assert (await client.get(f"/v1/reports/{qinyuan}", headers=county.headers)).json()["status"] == "submitted"
+
+
+async def test_a_report_merged_from_another_county_is_not_named_on_the_survivor(client, people, twins) -> None:
+    luzhou, qinyuan = twins
+    merged = await client.post(f"/v1/reports/{luzhou}/transitions",
+                               json={"action": "merge", "version": 1, "into": qinyuan}, headers=people["city"].headers)
+    assert merged.status_code == 200, merged.text
+    county_view = (await client.get(f"/v1/reports/{qinyuan}", headers=people["qinyuan"].headers)).json()
+    assert county_view["merged_from"] == [] and county_view["merged_media"] == []
+    city_view = (await client.get(f"/v1/reports/{qinyuan}", headers=people["city"].headers)).json()
+    assert city_view["merged_from"] == [luzhou]
