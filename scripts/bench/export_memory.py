@@ -135,9 +135,9 @@ FROM (
 """
 
 MEDIA_SQL = """
-INSERT INTO report_media (report_id, position, sha256, role)
-SELECT r.id, p.position, encode(sha256((r.id::text || p.position)::bytea), 'hex'), 'photo'
-FROM (SELECT id FROM reports ORDER BY id LIMIT $1) r CROSS JOIN generate_series(0, 1) AS p(position)
+INSERT INTO report_media (report_id, position, sha256, role, attached_by)
+SELECT r.id, p.position, encode(sha256((r.id::text || p.position)::bytea), 'hex'), 'photo', r.author_id
+FROM (SELECT id, author_id FROM reports ORDER BY id LIMIT $1) r CROSS JOIN generate_series(0, 1) AS p(position)
 """
 
 

@@ -366,8 +366,8 @@ INSERT INTO report_versions (report_id, version, body, content_hash, author_id, 
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
 INSERT_MEDIA = """
-INSERT INTO report_media (report_id, position, sha256, role, caption)
-SELECT $1, m.position, m.sha256, m.role, m.caption
+INSERT INTO report_media (report_id, position, sha256, role, caption, attached_by)
+SELECT $1, m.position, m.sha256, m.role, m.caption, $5
 FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS m(sha256, role, caption, position)
 """
 
@@ -429,7 +429,7 @@ async def db_level(pool: asyncpg.Pool, devices: list[Device], concurrency: int, 
             )
             await conn.execute(INSERT_VERSION, report_id, 1, body, content_hash, device.user_id,
                                device.device_id, now)
-            await conn.execute(INSERT_MEDIA, report_id, *media)
+            await conn.execute(INSERT_MEDIA, report_id, *media, device.user_id)
         counter[0] += 1
         return 201
 

@@ -441,9 +441,10 @@ MATRIX: list[Row] = [
         at("/v1/stats"),
         check=_counts_report,
     ),
-    # --- media: anyone signed in may upload and ask what is missing; downloads follow the report -----
+    # --- media: anyone signed in may upload and ask what is missing; downloads and HEAD follow the
+    # report (knowing a hash grants nothing: out of scope, HEAD answers 404 as for an unknown hash)
     Row("PUT", "/v1/media/{sha256:str}", authed(admin=201, sup_in=201, sup_out=201, inspector=201), _upload),
-    Row("HEAD", "/v1/media/{sha256:str}", authed(admin=200, sup_in=200, sup_out=200, inspector=200), _photo()),
+    Row("HEAD", "/v1/media/{sha256:str}", authed(admin=200, sup_in=200, sup_out=404, inspector=200), _photo()),
     Row("POST", "/v1/media/missing", authed(admin=200, sup_in=200, sup_out=200, inspector=200), _missing),
     Row(
         "GET",

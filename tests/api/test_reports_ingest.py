@@ -154,6 +154,10 @@ async def test_missing_media_shrinks_as_photos_arrive(client, inspector, conn, c
         first,
         clock.now(),
     )
+    unproven = await client.put(f"/v1/reports/{report_id}", json=body, headers=inspector.headers)
+    assert unproven.json()["missing_media"] == [first, second], "the author never sent these bytes"
+    await conn.execute("INSERT INTO media_uploads (sha256, user_id, uploaded_at) VALUES ($1, $2, $3)",
+                       first, inspector.user_id, clock.now())
     replay = await client.put(f"/v1/reports/{report_id}", json=body, headers=inspector.headers)
     assert replay.json()["missing_media"] == [second]
     assert replay.json()["duplicate"] is True

@@ -35,8 +35,8 @@ async def test_a_band_of_zeros_shared_by_thousands_of_photos_is_not_read(conn, c
             FROM generate_series(1, {HOT}) AS n
             RETURNING id, title
         )
-        INSERT INTO report_media (report_id, position, sha256, role)
-        SELECT id, 1, encode(sha256(substr(title, 8)::bytea), 'hex'), 'photo' FROM r
+        INSERT INTO report_media (report_id, position, sha256, role, attached_by)
+        SELECT id, 1, encode(sha256(substr(title, 8)::bytea), 'hex'), 'photo', $1 FROM r
         """,
         author.user_id,
     )
@@ -55,8 +55,10 @@ async def test_a_band_of_zeros_shared_by_thousands_of_photos_is_not_read(conn, c
            VALUES ($1, 1000, 'image/jpeg', 640, 480, now(), $2)""",
         photo, 0x1234_5678_9ABC << 16,  # its own low band is 0 as well
     )
-    await conn.execute("INSERT INTO report_media (report_id, position, sha256, role) VALUES ($1, 1, $2, 'photo')",
-                       report_id, photo)
+    await conn.execute("INSERT INTO report_media (report_id, position, sha256, role, attached_by) "
+                       "VALUES ($1, 1, $2, 'photo', $3)", report_id, photo, author.user_id)
+    await conn.execute("INSERT INTO media_uploads (sha256, user_id, uploaded_at) SELECT sha256, $1, now() FROM media",
+                       author.user_id)
     await conn.execute("ANALYZE media; ANALYZE report_media; ANALYZE reports")
 
     recording = Recording(conn)

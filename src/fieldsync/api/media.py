@@ -113,7 +113,7 @@ class MediaController(Controller):
         responses=problem_responses(400, 401, 404),
     )
     async def exists(self, sha256: Sha256Path, principal: Principal, conn: asyncpg.Connection) -> Response[None]:
-        if not await media.exists(conn, sha256):
+        if not await media.exists(conn, principal, sha256):
             raise errors.MediaNotFound()
         return Response(None, status_code=200)
 
@@ -124,7 +124,7 @@ class MediaController(Controller):
         responses=problem_responses(400, 401),
     )
     async def missing(self, data: MissingQuery, principal: Principal, conn: asyncpg.Connection) -> MissingRead:
-        return MissingRead(missing=await media.missing(conn, data.sha256))
+        return MissingRead(missing=await media.missing(conn, principal, data.sha256))
 
     @get(
         "/{sha256:str}",

@@ -84,7 +84,7 @@ BY_STATE: frozenset[str] = frozenset({
     "enrollments_used_check", "categories_kind_check", "reports_author_fkey", "reports_device_fkey",
     "reports_version_check", "reports_status_check", "reports_listing_check", "reports_merge_check",
     "report_versions_report_fkey", "report_versions_author_fkey", "report_versions_device_fkey",
-    "report_media_report_fkey", "media_uploads_media_fkey", "media_uploads_user_fkey", "media_uploads_device_fkey",
+    "report_media_report_fkey", "report_media_attached_by_fkey", "media_uploads_media_fkey", "media_uploads_user_fkey", "media_uploads_device_fkey",
     "media_thumbprint_size_check", "uploads_user_fkey", "uploads_device_fkey", "uploads_offset_check",
     "uploads_completed_check", "report_moves_report_fkey", "report_moves_jurisdiction_fkey",
     "sync_mutations_user_fkey", "comments_report_fkey", "comments_author_fkey", "comments_device_fkey",

@@ -27,14 +27,16 @@ from typing import Any
 
 import asyncpg
 
+from fieldsync.db.scope import possessed_sql, visible_sql
 from fieldsync.domain.principals import Visibility
 
-_SIDE = """r.id, r.kind, r.category, r.title, r.description, r.lat, r.lon, r.accuracy_m, r.observed_at,
+_SIDE = f"""r.id, r.kind, r.category, r.title, r.description, r.lat, r.lon, r.accuracy_m, r.observed_at,
            r.credit_code, r.status,
            coalesce((SELECT array_agg(m.thumbprint ORDER BY m.sha256) FROM report_media rm
                      JOIN media m ON m.sha256 = rm.sha256
-                     WHERE rm.report_id = r.id AND rm.role IN ('photo', 'before') AND m.thumbprint IS NOT NULL),
-                    '{}') AS thumbprints"""
+                     WHERE rm.report_id = r.id AND rm.role IN ('photo', 'before') AND m.thumbprint IS NOT NULL
+                       AND {possessed_sql("rm")}),
+                    '{{}}') AS thumbprints"""
 
 
 async def get_sides(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
@@ -66,13 +68,13 @@ async def find_candidates(
                    nullif(nullif((m.dhash >> 16) & 65535, 0), 65535) AS b2,
                    nullif(nullif(m.dhash & 65535, 0), 65535) AS b3
             FROM report_media rm LEFT JOIN media m ON m.sha256 = rm.sha256
-            WHERE rm.report_id = ANY($1::uuid[]) AND rm.role IN ('photo', 'before')
+            WHERE rm.report_id = ANY($1::uuid[]) AND rm.role IN ('photo', 'before') AND {possessed_sql("rm")}
         ),
         pairs AS (
             SELECT sp.report_id AS src_id, o.report_id AS cand_id FROM sp
             CROSS JOIN LATERAL (
                 SELECT rm.report_id FROM report_media rm
-                WHERE rm.sha256 = sp.sha256 AND rm.report_id <> sp.report_id LIMIT $5
+                WHERE rm.sha256 = sp.sha256 AND rm.report_id <> sp.report_id AND {possessed_sql("rm")} LIMIT $5
             ) o
             UNION
             SELECT sp.report_id, o.report_id FROM sp
@@ -82,7 +84,7 @@ async def find_candidates(
                   AND (((m.dhash >> 48) & 65535) = sp.b0 OR ((m.dhash >> 32) & 65535) = sp.b1
                     OR ((m.dhash >> 16) & 65535) = sp.b2 OR (m.dhash & 65535) = sp.b3)
                   AND bit_count((m.dhash # sp.dhash)::bit(64)) <= $4
-                  AND rm.report_id <> sp.report_id
+                  AND rm.report_id <> sp.report_id AND {possessed_sql("rm")}
                 LIMIT $5
             ) o
             WHERE sp.dhash IS NOT NULL
@@ -113,6 +115,7 @@ async def find_candidates(
         SELECT p.src_id, {_SIDE},
                (SELECT min(sp.sha256) FROM sp JOIN report_media orm
                     ON orm.sha256 = sp.sha256 AND orm.report_id = p.cand_id AND orm.role IN ('photo', 'before')
+                   AND {possessed_sql("orm")}
                 WHERE sp.report_id = p.src_id) AS same_photo
         FROM pairs p JOIN reports r ON r.id = p.cand_id
         WHERE r.status <> 'merged'
@@ -222,13 +225,6 @@ async def reports_using(conn: asyncpg.Connection, sha256: str) -> list[uuid.UUID
 
 async def set_fingerprints(conn: asyncpg.Connection, *, sha256: str, dhash: int | None, thumbprint: bytes | None) -> None:
     await conn.execute("UPDATE media SET dhash = $2, thumbprint = $3 WHERE sha256 = $1", sha256, dhash, thumbprint)
-
-
-def visible_sql(report: str, path: str, author: str, prefix: str) -> str:
-    """``Principal.sees_report`` in SQL for report alias ``report`` whose jurisdiction path is the
-    column ``path``; ``author`` (uuid, NULL for supervisors and admins) and ``prefix`` are
-    placeholders bound to the caller's ``Visibility``."""
-    return f"(({author}::uuid IS NULL OR {report}.author_id = {author}::uuid) AND {path} LIKE {prefix}::text || '%')"
 
 
 def possible_duplicates_sql(author: str, prefix: str) -> str:

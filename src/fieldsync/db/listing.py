@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 
 from fieldsync.db.duplicates import has_duplicates_sql
+from fieldsync.db.scope import possessed_sql
 from fieldsync.domain.evidence import EARTH_RADIUS_M
 from fieldsync.domain.principals import Visibility
 
@@ -181,8 +182,7 @@ def where_clause(
         conditions.append(_flag("r.listed_level IS NOT NULL", where.listed))
     if where.missing_media is not None:
         missing = (
-            "EXISTS (SELECT 1 FROM report_media rm WHERE rm.report_id = r.id "
-            "AND NOT EXISTS (SELECT 1 FROM media m WHERE m.sha256 = rm.sha256))"
+            f"EXISTS (SELECT 1 FROM report_media rm WHERE rm.report_id = r.id AND NOT {possessed_sql('rm')})"
         )
         conditions.append(_flag(missing, where.missing_media))
     if where.has_duplicates is not None:
@@ -257,8 +257,9 @@ _EXPORT_SELECT = """
     JOIN users u ON u.id = r.author_id
     LEFT JOIN categories c ON c.kind = r.kind AND c.code = r.category
     LEFT JOIN LATERAL (
-        SELECT count(*) AS media_count, count(DISTINCT rm.sha256) FILTER (WHERE m.sha256 IS NULL) AS missing_count
-        FROM report_media rm LEFT JOIN media m ON m.sha256 = rm.sha256
+        SELECT count(*) AS media_count,
+               count(DISTINCT rm.sha256) FILTER (WHERE NOT {POSSESSED}) AS missing_count
+        FROM report_media rm
         WHERE rm.report_id = r.id
     ) mc ON true
 """
@@ -277,7 +278,7 @@ async def export_batches(
     params = _Params()
     now_param = params.add(now, "timestamptz")
     clause = where_clause(params, visibility, where, now=now)
-    query = _EXPORT_SELECT.replace("{now}", now_param) + f" WHERE {clause} ORDER BY r.updated_at DESC, r.id DESC"
+    query = _EXPORT_SELECT.replace("{now}", now_param).replace("{POSSESSED}", possessed_sql("rm")) + f" WHERE {clause} ORDER BY r.updated_at DESC, r.id DESC"
     cursor = await conn.cursor(query, *params.values)
     while True:
         rows = await cursor.fetch(batch_size)

@@ -1,4 +1,4 @@
-"""SQL for media rows, uploaders, access checks and the derivative job queue."""
+"""SQL for media rows, uploaders, access checks (``db.scope``) and the derivative job queue."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import datetime as dt
 import uuid
 
 import asyncpg
+
+from fieldsync.db.scope import possessed_sql, visible_sql
+from fieldsync.domain.principals import Visibility
 
 
 async def get_media(conn: asyncpg.Connection, sha256: str) -> asyncpg.Record | None:
@@ -35,14 +38,14 @@ async def insert_media(
     model: str | None,
     now: dt.datetime,
 ) -> bool:
-    """Record an object once per sha256; False when it was known already."""
+    """Record an object once per sha256 and restart its gc grace; False when it was known already."""
     inserted = await conn.fetchval(
         """
         INSERT INTO media (sha256, bytes, content_type, width, height, taken_at, taken_at_local, lat, lon,
-                           make, model, created_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-        ON CONFLICT ON CONSTRAINT media_pkey DO NOTHING
-        RETURNING true
+                           make, model, created_at, touched_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+        ON CONFLICT ON CONSTRAINT media_pkey DO UPDATE SET touched_at = greatest(media.touched_at, excluded.touched_at)
+        RETURNING xmax = 0
         """,
         sha256, size, content_type, width, height, taken_at, taken_at_local, lat, lon, make, model, now,
     )
@@ -51,41 +54,52 @@ async def insert_media(
 
 async def record_uploader(
     conn: asyncpg.Connection, *, sha256: str, user_id: uuid.UUID, device_id: uuid.UUID | None, now: dt.datetime
-) -> None:
-    await conn.execute(
+) -> bool:
+    """Record that this user holds the bytes; True the first time (their references now count)."""
+    inserted = await conn.fetchval(
         """
         INSERT INTO media_uploads (sha256, user_id, device_id, uploaded_at) VALUES ($1, $2, $3, $4)
         ON CONFLICT ON CONSTRAINT media_uploads_pkey DO NOTHING
+        RETURNING true
         """,
         sha256, user_id, device_id, now,
     )
+    return bool(inserted)
 
 
-async def known_hashes(conn: asyncpg.Connection, hashes: list[str]) -> set[str]:
-    rows = await conn.fetch("SELECT sha256 FROM media WHERE sha256 = ANY($1::text[])", hashes)
-    return {row["sha256"] for row in rows}
-
-
-async def may_read(
-    conn: asyncpg.Connection, *, sha256: str, user_id: uuid.UUID, role: str, scope_prefix: str
-) -> bool:
-    """True if the user uploaded the photo or may see a report that references it."""
-    return bool(
-        await conn.fetchval(
-            """
-            SELECT EXISTS (SELECT 1 FROM media_uploads WHERE sha256 = $1 AND user_id = $2)
-                OR EXISTS (
-                    SELECT 1 FROM report_media rm
-                    JOIN reports r ON r.id = rm.report_id
-                    JOIN jurisdictions j ON j.code = r.jurisdiction
-                    WHERE rm.sha256 = $1
-                      AND CASE WHEN $3 = 'inspector' THEN r.author_id = $2
-                               ELSE j.path LIKE $4 || '%' END
-                )
-            """,
-            sha256, user_id, role, scope_prefix,
-        )
+async def references_completed_by(conn: asyncpg.Connection, *, sha256: str, user_id: uuid.UUID) -> list[uuid.UUID]:
+    """Reports referencing ``sha256`` that this user authored or attached it to: their upload
+    makes the reference count."""
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT rm.report_id FROM report_media rm JOIN reports r ON r.id = rm.report_id
+        WHERE rm.sha256 = $1 AND (rm.attached_by = $2 OR r.author_id = $2)
+        ORDER BY rm.report_id
+        """,
+        sha256, user_id,
     )
+    return [row["report_id"] for row in rows]
+
+
+async def readable_hashes(
+    conn: asyncpg.Connection, hashes: list[str], *, user_id: uuid.UUID, viewer: Visibility
+) -> set[str]:
+    """The hashes among ``hashes`` this user may read: it uploaded the bytes, or it may see a
+    report whose reference to them counts (whoever attached it uploaded them)."""
+    rows = await conn.fetch(
+        f"""
+        SELECT h.sha256 FROM unnest($1::text[]) AS h(sha256)
+        WHERE EXISTS (SELECT 1 FROM media_uploads mu WHERE mu.sha256 = h.sha256 AND mu.user_id = $2)
+           OR EXISTS (
+                SELECT 1 FROM report_media rm
+                JOIN reports r ON r.id = rm.report_id
+                JOIN jurisdictions j ON j.code = r.jurisdiction
+                WHERE rm.sha256 = h.sha256 AND {possessed_sql("rm")} AND {visible_sql("r", "j.path", "$3", "$4")}
+           )
+        """,
+        hashes, user_id, viewer.author_id, viewer.path_prefix,
+    )
+    return {row["sha256"] for row in rows}
 
 
 async def mark_derivatives_done(conn: asyncpg.Connection, *, sha256: str, now: dt.datetime) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from fieldsync.db.duplicates import possible_duplicates_sql, visible_sql
+from fieldsync.db.duplicates import possible_duplicates_sql
+from fieldsync.db.scope import possessed_sql, visible_sql
 from fieldsync.domain.principals import Visibility
 from fieldsync.domain.reports import ReportSubmission
 
@@ -108,9 +109,11 @@ async def replace_media(
     conn: asyncpg.Connection,
     media: dict[uuid.UUID, list[tuple[str, str, str | None]]],
     *,
+    attached_by: uuid.UUID,
     created: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset(),
 ) -> None:
-    """Set each report's photo list to the given [(sha256, role, caption)], in order.
+    """Set each report's photo list to the given [(sha256, role, caption)], in order, attached by
+    ``attached_by`` (the author).
 
     ``created``: reports inserted by this transaction. They hold no photo rows yet (the foreign
     key needs the report row first), so there is nothing of theirs to delete.
@@ -125,10 +128,10 @@ async def replace_media(
     if flat:
         await conn.execute(
             """
-            INSERT INTO report_media (report_id, position, sha256, role, caption)
-            SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[])
+            INSERT INTO report_media (report_id, position, sha256, role, caption, attached_by)
+            SELECT v.*, $6::uuid FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[]) AS v
             """,
-            *(list(column) for column in zip(*flat, strict=True)),
+            *(list(column) for column in zip(*flat, strict=True)), attached_by,
         )
 
 
@@ -167,13 +170,14 @@ async def versions_with_hashes(
 
 
 async def missing_media(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
-    """For each report, the referenced photos the server does not hold yet, in first-reference order."""
+    """For each report, the referenced photos that do not count yet (their attacher has not
+    uploaded them), in first-reference order."""
     rows = await conn.fetch(
-        """
+        f"""
         SELECT rm.report_id, rm.sha256, min(rm.position) AS first_position
         FROM report_media rm
         WHERE rm.report_id = ANY($1::uuid[])
-          AND NOT EXISTS (SELECT 1 FROM media m WHERE m.sha256 = rm.sha256)
+          AND NOT {possessed_sql("rm")}
         GROUP BY rm.report_id, rm.sha256
         ORDER BY rm.report_id, first_position
         """,
@@ -212,12 +216,12 @@ async def get_reports(conn: asyncpg.Connection, ids: list[uuid.UUID], viewer: Vi
 
 async def list_media_of_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[asyncpg.Record]]:
     rows = await conn.fetch(
-        """
+        f"""
         SELECT rm.report_id, rm.position, rm.sha256, rm.role, rm.caption, m.sha256 IS NOT NULL AS present,
                m.content_type, m.bytes, m.width, m.height, m.taken_at, m.taken_at_local, m.lat, m.lon,
                m.make, m.model
         FROM report_media rm
-        LEFT JOIN media m ON m.sha256 = rm.sha256
+        LEFT JOIN media m ON m.sha256 = rm.sha256 AND {possessed_sql("rm")}
         WHERE rm.report_id = ANY($1::uuid[])
         ORDER BY rm.report_id, rm.position
         """,

@@ -58,19 +58,20 @@ async def move(
 
 
 async def append_media(
-    conn: asyncpg.Connection, *, report_id: uuid.UUID, media: list[tuple[str, str, str | None]]
+    conn: asyncpg.Connection, *, report_id: uuid.UUID, media: list[tuple[str, str, str | None]],
+    attached_by: uuid.UUID,
 ) -> None:
-    """Add photos after the report's existing ones (rectification evidence)."""
+    """Add photos after the report's existing ones (rectification evidence), attached by the actor."""
     if not media:
         return
     await conn.execute(
         """
-        INSERT INTO report_media (report_id, position, sha256, role, caption)
+        INSERT INTO report_media (report_id, position, sha256, role, caption, attached_by)
         SELECT $1, coalesce((SELECT max(position) FROM report_media WHERE report_id = $1), 0) + m.n,
-               m.sha256, m.role, m.caption
+               m.sha256, m.role, m.caption, $5
         FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS m(sha256, role, caption, n)
         """,
-        report_id, [m[0] for m in media], [m[1] for m in media], [m[2] for m in media],
+        report_id, [m[0] for m in media], [m[1] for m in media], [m[2] for m in media], attached_by,
     )
 
 

@@ -109,14 +109,18 @@ async def run_duplicates_jobs(pool: asyncpg.Pool, clock: Clock, *, batch: int = 
 
 
 async def photo_arrived(
-    conn: asyncpg.Connection, sha256: str, *, dhash: int | None, thumbprint: bytes | None, now: dt.datetime
+    conn: asyncpg.Connection, sha256: str, *, uploader: uuid.UUID, created: bool, dhash: int | None,
+    thumbprint: bytes | None, now: dt.datetime,
 ) -> None:
-    """A new photo: put the reports that were waiting for it back on the sync feed (their
-    ``missing_media`` shrank), record its fingerprints and recompute those reports' candidates."""
-    waiting = await q.reports_using(conn, sha256)
-    if waiting:
-        await q.restamp(conn, waiting)
-    await _fingerprinted(conn, sha256, waiting, dhash=dhash, thumbprint=thumbprint, now=now)
+    """A user uploaded these bytes for the first time, so the references they attached now count:
+    record a new photo's fingerprints, put those reports back on the sync feed (their
+    ``missing_media`` shrank) and recompute their candidates."""
+    if created and (dhash is not None or thumbprint is not None):
+        await q.set_fingerprints(conn, sha256=sha256, dhash=dhash, thumbprint=thumbprint)
+    completed = await jobs.references_completed_by(conn, sha256=sha256, user_id=uploader)
+    if completed:
+        await q.restamp(conn, completed)
+        await detect(conn, completed, now=now)
 
 
 async def fingerprinted(

@@ -170,10 +170,14 @@ async def keep_media(
             model=info.model,
             now=now,
         )
-        await q.record_uploader(conn, sha256=staged.sha256, user_id=actor.user_id, device_id=actor.device_id, now=now)
+        first_upload = await q.record_uploader(
+            conn, sha256=staged.sha256, user_id=actor.user_id, device_id=actor.device_id, now=now
+        )
         if created:
             await q.enqueue_job(conn, kind=DERIVATIVE_JOB, key=staged.sha256, now=now)
-            await duplicates.photo_arrived(conn, staged.sha256, dhash=info.dhash, thumbprint=info.thumbprint, now=now)
+        if first_upload:
+            await duplicates.photo_arrived(conn, staged.sha256, uploader=actor.user_id, created=created,
+                                           dhash=info.dhash, thumbprint=info.thumbprint, now=now)
         row = await q.get_media(conn, staged.sha256)
     assert row is not None
     return record_of(row), created
@@ -182,15 +186,14 @@ async def keep_media(
 async def get_readable(
     conn: asyncpg.Connection, actor: Principal, sha256: str, *, variant: str, now: dt.datetime
 ) -> MediaRecord:
-    """The media record if the caller uploaded it or may see a report using it; else not found.
+    """The media record if the caller uploaded it or may see a report whose reference to it counts;
+    else not found (knowing a hash grants nothing).
 
     A supervisor's or admin's access is an audit event on the photo's chain: originals are
     evidence, and who looked at them is part of the record.
     """
     row = await q.get_media(conn, sha256)
-    if row is None or not await q.may_read(
-        conn, sha256=sha256, user_id=actor.user_id, role=actor.role.value, scope_prefix=actor.scope_prefix
-    ):
+    if row is None or not await q.readable_hashes(conn, [sha256], user_id=actor.user_id, viewer=actor.visibility):
         raise errors.MediaNotFound()
     if actor.role is not Role.INSPECTOR:
         async with transaction(conn):
@@ -203,14 +206,15 @@ async def get_readable(
     return record_of(row)
 
 
-async def exists(conn: asyncpg.Connection, sha256: str) -> bool:
-    return bool(await q.known_hashes(conn, [sha256]))
+async def exists(conn: asyncpg.Connection, actor: Principal, sha256: str) -> bool:
+    """True if the caller holds this photo here: it uploaded it, or may read it through a report."""
+    return bool(await q.readable_hashes(conn, [sha256], user_id=actor.user_id, viewer=actor.visibility))
 
 
-async def missing(conn: asyncpg.Connection, hashes: list[str]) -> list[str]:
-    """The hashes the server does not hold, in the caller's order, without repeats."""
-    known = await q.known_hashes(conn, hashes)
-    return list(dict.fromkeys(h for h in hashes if h not in known))
+async def missing(conn: asyncpg.Connection, actor: Principal, hashes: list[str]) -> list[str]:
+    """The hashes the caller must upload (it holds them nowhere here), in its order, without repeats."""
+    held = await q.readable_hashes(conn, hashes, user_id=actor.user_id, viewer=actor.visibility)
+    return list(dict.fromkeys(h for h in hashes if h not in held))
 
 
 async def _fetch_original(store: MediaStore, sha256: str, local: Path) -> None:

@@ -208,7 +208,7 @@ async def _apply_round(
         await q.replace_media(
             conn,
             {reports[i].id: [(m.sha256, m.role, m.caption) for m in reports[i].media] for i, _ in written},
-            created=inserted,
+            attached_by=actor.user_id, created=inserted,
         )
         await audit.record(
             conn,

@@ -124,7 +124,8 @@ async def _apply_action(
             raise errors.ReportNotAuthor("only the report's author or a supervisor may submit its rectification")
         if not any(m.role == "after" for m in request.media):
             raise errors.RectificationEvidenceMissing(field="media")
-        await q.append_media(conn, report_id=state["id"], media=[(m.sha256, m.role, m.caption) for m in request.media])
+        await q.append_media(conn, report_id=state["id"], media=[(m.sha256, m.role, m.caption) for m in request.media],
+                             attached_by=actor.user_id)
         fields["rectified_at"] = now
         fields["rectification_note"] = request.note
         detail["media"] = [m.sha256 for m in request.media]

@@ -1,0 +1,25 @@
+"""SQL fragments for the two access rules every read shares, so that no query writes its own:
+
+- ``visible_sql``: ``Principal.sees_report`` (inspectors their own reports, supervisors their
+  jurisdiction subtree, admins everything), bound to the caller's ``domain.principals.Visibility``;
+- ``possessed_sql``: proof of possession (SPEC §3) — a report's reference to a photo counts only
+  once the report's author, or the user who attached it (whoever added rectification evidence),
+  uploaded those bytes themselves (``media_uploads``). Knowing a hash grants nothing.
+"""
+
+from __future__ import annotations
+
+
+def visible_sql(report: str, path: str, author: str, prefix: str) -> str:
+    """The caller may see report alias ``report``, whose jurisdiction path is the column ``path``;
+    ``author`` (uuid, NULL for supervisors and admins) and ``prefix`` are placeholders bound to
+    the caller's ``Visibility``."""
+    return f"(({author}::uuid IS NULL OR {report}.author_id = {author}::uuid) AND {path} LIKE {prefix}::text || '%')"
+
+
+def possessed_sql(rm: str) -> str:
+    """The ``report_media`` reference ``rm`` counts: its attacher or its report's author uploaded
+    the bytes (an inspector's device may upload the 'after' photo a supervisor attaches)."""
+    return (f"EXISTS (SELECT 1 FROM media_uploads mu_p WHERE mu_p.sha256 = {rm}.sha256 "
+            f"AND (mu_p.user_id = {rm}.attached_by "
+            f"OR mu_p.user_id = (SELECT ra.author_id FROM reports ra WHERE ra.id = {rm}.report_id)))")
