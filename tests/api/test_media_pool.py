@@ -103,3 +103,58 @@ async def test_more_uploads_than_pool_connections_stream_at_once(client, app, in
 
     assert streaming_at_once == len(photos)
     assert [r.status_code for r in responses] == [201] * len(photos)
+
+
+class GatedStore:
+    """The app's own store, whose puts of originals wait at a gate (a slow or hanging store)."""
+
+    def __init__(self, store, count: int) -> None:
+        self.store, self.count, self.waiting = store, count, 0
+        self.all_waiting, self.gate = asyncio.Event(), asyncio.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+    async def put_file(self, key: str, path, **kwargs) -> None:
+        self.waiting += 1
+        if self.waiting == self.count:
+            self.all_waiting.set()
+        await self.gate.wait()
+        await self.store.put_file(key, path, **kwargs)
+
+
+def tus_creation(data: bytes) -> dict[str, str]:
+    import base64
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return {
+        "Tus-Resumable": "1.0.0", "Upload-Length": str(len(data)),
+        "Upload-Metadata": f"sha256 {b64(images.sha256(data))},content_type {b64('image/jpeg')}",
+        "Content-Type": "application/offset+octet-stream",
+    }
+
+
+async def test_finishing_uploads_hold_no_connection_while_their_photos_are_stored(client, app, inspector):
+    """25 direct uploads and 25 tus uploads (their last byte sent) wait for a hanging store at
+    once, more than the pool's 20 connections: none of them holds one, and the API answers."""
+    runtime = app.state.runtime
+    photos = [images.jpeg(64, 48, seed=100 + seed) for seed in range(50)]
+    gated = GatedStore(runtime.media, len(photos))
+    runtime.media = gated
+    direct = [client.put(f"/v1/media/{images.sha256(data)}", content=data,
+                         headers={**inspector.headers, "Content-Type": "image/jpeg"}) for data in photos[:25]]
+    resumable = [client.post("/v1/uploads", content=data, headers={**inspector.headers, **tus_creation(data)})
+                 for data in photos[25:]]
+    sending = [asyncio.create_task(call) for call in direct + resumable]
+    try:
+        await asyncio.wait_for(gated.all_waiting.wait(), timeout=30)
+        in_use = await connections_in_use(app)
+        me = await asyncio.wait_for(client.get("/v1/me", headers=inspector.headers), timeout=5)
+    finally:
+        gated.gate.set()
+        responses = await asyncio.wait_for(asyncio.gather(*sending), timeout=60)
+    assert in_use == 0
+    assert me.status_code == 200
+    assert [r.status_code for r in responses] == [201] * 50, [r.text for r in responses if r.status_code != 201]

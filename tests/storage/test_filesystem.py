@@ -88,29 +88,21 @@ async def test_a_failed_fsync_leaves_no_temporary_file(tmp_path: Path, monkeypat
     assert every_file(tmp_path / "media") == []
 
 
-async def test_without_hard_links_the_source_is_copied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_stored_original_shares_no_inode_with_its_source_and_is_read_only(tmp_path: Path) -> None:
+    """A tus part file is truncated and rewritten by a retried last chunk after it was stored: the
+    stored original must be a copy of its own (a hard link once truncated the evidence with it)."""
     store = await ready_store(tmp_path / "media")
-    path, sha = source(tmp_path, os.urandom(70_000))
-
-    def no_link(src: object, dst: object) -> None:
-        raise OSError(errno.EXDEV, "Invalid cross-device link")
-
-    monkeypatch.setattr(os, "link", no_link)
+    data = os.urandom(70_000)
+    path, sha = source(tmp_path, data)
     await store.put_file(original_key(sha), path, sha256=sha, size=70_000, content_type="image/jpeg")
 
     stored = tmp_path / "media" / original_key(sha)
-    assert stored.read_bytes() == path.read_bytes()
     assert stored.stat().st_ino != path.stat().st_ino
-
-
-async def test_same_filesystem_puts_link_instead_of_copying(tmp_path: Path) -> None:
-    store = await ready_store(tmp_path / "media")
-    path, sha = source(tmp_path, os.urandom(70_000))
-
-    await store.put_file(original_key(sha), path, sha256=sha, size=70_000, content_type="image/jpeg")
-    path.unlink()
-
-    assert hashlib.sha256((tmp_path / "media" / original_key(sha)).read_bytes()).hexdigest() == sha
+    assert stored.stat().st_mode & 0o222 == 0
+    with path.open("r+b") as part:
+        part.truncate(10)
+        part.write(b"garbage")
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == sha
 
 
 async def test_temporary_files_left_by_a_crash_are_invisible(tmp_path: Path) -> None:

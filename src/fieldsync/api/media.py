@@ -16,7 +16,7 @@ from litestar.params import Parameter
 from litestar.response import Redirect, Stream
 
 from fieldsync import errors
-from fieldsync.api.deps import acquire_connection, release_connection
+from fieldsync.api.deps import release_connection, request_connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
 from fieldsync.api.schemas.common import SHA256_PATTERN
@@ -99,9 +99,9 @@ class MediaController(Controller):
                 staged, expected_sha256=sha256, declared_type=declared,
                 max_pixels=runtime.settings.max_media_pixels,
             )
-            conn = await acquire_connection(request, runtime.pool)
             record, created = await media.keep_media(
-                conn, principal, staged=staged, info=info, store=runtime.media, now=now
+                lambda: request_connection(request, runtime.pool), principal, staged=staged, info=info,
+                store=runtime.media, now=now,
             )
         if created:
             runtime.wake_workers()

@@ -11,6 +11,22 @@ from fieldsync.db.scope import possessed_sql, visible_sql
 from fieldsync.domain.principals import Visibility
 
 
+async def lock_object(conn: asyncpg.Connection, sha256: str) -> None:
+    """Hold the photo's advisory lock until the caller's transaction ends: an upload committing
+    its row and gc removing the row and objects exclude each other (``services.media``)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('fieldsync.media:' || $1::text, 0))", sha256)
+
+
+async def hold_references(conn: asyncpg.Connection, hashes: list[str]) -> None:
+    """Key-share lock the media rows a new reference names: gc's delete of such a row waits for
+    this transaction, then sees the reference (``db.gc``)."""
+    if hashes:
+        await conn.execute(
+            "SELECT 1 FROM media WHERE sha256 = ANY($1::text[]) ORDER BY sha256 FOR KEY SHARE",
+            sorted(set(hashes)),
+        )
+
+
 async def get_media(conn: asyncpg.Connection, sha256: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """

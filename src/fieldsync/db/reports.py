@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from fieldsync.db.duplicates import possible_duplicates_sql
+from fieldsync.db.media import hold_references
 from fieldsync.db.scope import possessed_sql, visible_sql
 from fieldsync.domain.principals import Visibility
 from fieldsync.domain.reports import ReportSubmission
@@ -120,6 +121,7 @@ async def replace_media(
     """
     if not media:
         return
+    await hold_references(conn, [sha for items in media.values() for sha, _, _ in items])
     revised = [report_id for report_id in media if report_id not in created]
     if revised:
         await conn.execute("DELETE FROM report_media WHERE report_id = ANY($1::uuid[])", revised)

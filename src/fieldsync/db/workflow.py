@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from fieldsync.db.media import hold_references
+
 _STATE = """
     r.id, r.kind, r.grade, r.status, r.version, r.author_id, r.jurisdiction, j.path AS jurisdiction_path,
     r.verified_at, r.rectification, r.rectification_deadline, r.rectified_at, r.rectification_note,
@@ -64,6 +66,7 @@ async def append_media(
     """Add photos after the report's existing ones (rectification evidence), attached by the actor."""
     if not media:
         return
+    await hold_references(conn, [m[0] for m in media])
     await conn.execute(
         """
         INSERT INTO report_media (report_id, position, sha256, role, caption, attached_by)

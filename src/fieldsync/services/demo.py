@@ -534,7 +534,7 @@ class _Loader:
             await staged.write(data)
             await staged.finish()
             record, created = await media.store_media(
-                self.conn, device, staged=staged, expected_sha256=staged.sha256, declared_type="image/jpeg",
+                media.holding(self.conn), device, staged=staged, expected_sha256=staged.sha256, declared_type="image/jpeg",
                 store=self.store, max_pixels=self.max_pixels, now=photo.taken_at + dt.timedelta(minutes=1),
             )
         self.summary.photos_stored += created

@@ -1,12 +1,15 @@
 """Garbage collection: what may be deleted, deleted in the order that never loses a reference.
 
 The kinds of garbage:
-- media rows (and their objects) that no report references, older than the grace period: the
-  row goes first, in its own transaction that re-checks the reference, then the objects; a report
-  that references the hash afterwards simply lists it in ``missing_media`` and the device uploads
-  it again;
+- media rows (and their objects) that no report references, not uploaded within the grace
+  period: in one transaction under the photo's lock, the row is locked, re-checked and deleted,
+  then its objects; a report that references the hash afterwards simply lists it in
+  ``missing_media`` and the device uploads it again;
 - objects without a row, older than the grace period: a crash between the store write and the
-  row's commit leaves these (an upload never spends the grace period in between);
+  row's commit leaves these; each is re-checked under the photo's lock before it goes.
+
+Safe at any grace, 0 included, beside running uploads and reports: see ``db.gc`` (a reference
+being written holds the row) and ``services.media`` (the lock an upload holds while it commits).
 - spool files left by a crash;
 - tus uploads past their expiry (row and part file; ``services.uploads.remove_expired``), and
   part files whose row never committed;
@@ -25,6 +28,8 @@ import asyncpg
 
 from fieldsync.db import gc as q
 from fieldsync.db import identity as identity_q
+from fieldsync.db import media as media_q
+from fieldsync.db.constraints import transaction
 from fieldsync.ports import MediaStore
 from fieldsync.services import uploads
 from fieldsync.storage import keys
@@ -48,9 +53,63 @@ class GcReport:
 
 
 async def _delete_objects(store: MediaStore, sha256: str) -> None:
-    await store.delete(keys.original_key(sha256))
+    """Derivatives first, the original last: if the store fails midway, the caller's transaction
+    rolls the row's deletion back and the original is still there (derivatives are re-rendered)."""
     for kind in keys.DERIVATIVE_KINDS:
         await store.delete(keys.derivative_key(sha256, kind))
+    await store.delete(keys.original_key(sha256))
+
+
+async def _remove_unreferenced(
+    conn: asyncpg.Connection, store: MediaStore, report: GcReport, *, cutoff: dt.datetime
+) -> None:
+    """Rows (and their objects) no report references, untouched since ``cutoff``; each under the
+    photo's lock, so an upload of the same bytes waits and then finds the object gone."""
+    for sha256 in await q.list_unreferenced_media(conn, older_than=cutoff):
+        if report.dry_run:
+            report.unreferenced_media.append(sha256)
+            continue
+        async with transaction(conn):
+            await media_q.lock_object(conn, sha256)
+            if await q.delete_media_if_unreferenced(conn, sha256, older_than=cutoff):
+                await _delete_objects(store, sha256)
+                report.unreferenced_media.append(sha256)
+
+
+async def _remove_orphans(
+    conn: asyncpg.Connection, store: MediaStore, report: GcReport, *, cutoff: dt.datetime,
+    progress: Callable[[str], None],
+) -> None:
+    """Objects without a row, older than ``cutoff``: a crash between put and commit leaves them.
+    Each is re-checked under the photo's lock, so an upload between its put and its commit (which
+    holds the lock) is never robbed of its object; one that is robbed earlier puts it again."""
+    pending: list[tuple[str, str]] = []
+
+    async def settle() -> None:
+        known = await q.known_media(conn, [sha for _, sha in pending])
+        for key, sha in pending:
+            if sha in known:
+                continue
+            if report.dry_run:
+                report.orphan_objects.append(key)
+                continue
+            async with transaction(conn):
+                await media_q.lock_object(conn, sha)
+                if not await q.known_media(conn, [sha]):
+                    await store.delete(key)
+                    report.orphan_objects.append(key)
+        pending.clear()
+        progress(f"objects scanned: {report.objects_scanned}, without a row: {len(report.orphan_objects)}")
+
+    async for item in store.list_keys():
+        report.objects_scanned += 1
+        sha = keys.sha256_of_key(item.key)
+        if sha is None or item.modified_at >= cutoff:
+            continue
+        pending.append((item.key, sha))
+        if len(pending) >= BATCH:
+            await settle()
+    await settle()
 
 
 async def collect(
@@ -65,42 +124,12 @@ async def collect(
     throttle_window_s: int = 0,
     progress: Callable[[str], None] = lambda _: None,
 ) -> GcReport:
+    """Remove every kind of garbage listed above; safe at any grace, beside running uploads."""
     report = GcReport(dry_run=dry_run)
     cutoff = now - dt.timedelta(seconds=grace_s)
-
-    for sha256 in await q.list_unreferenced_media(conn, older_than=cutoff):
-        if dry_run:
-            report.unreferenced_media.append(sha256)
-            continue
-        async with conn.transaction():
-            deleted = await q.delete_media_if_unreferenced(conn, sha256)
-        if deleted:
-            await _delete_objects(store, sha256)
-            report.unreferenced_media.append(sha256)
+    await _remove_unreferenced(conn, store, report, cutoff=cutoff)
     progress(f"unreferenced media {'found' if dry_run else 'removed'}: {len(report.unreferenced_media)}")
-
-    pending: list[tuple[str, str]] = []
-
-    async def settle() -> None:
-        known = await q.known_media(conn, [sha for _, sha in pending])
-        for key, sha in pending:
-            if sha in known:
-                continue
-            report.orphan_objects.append(key)
-            if not dry_run:
-                await store.delete(key)
-        pending.clear()
-        progress(f"objects scanned: {report.objects_scanned}, without a row: {len(report.orphan_objects)}")
-
-    async for item in store.list_keys():
-        report.objects_scanned += 1
-        sha = keys.sha256_of_key(item.key)
-        if sha is None or item.modified_at >= cutoff:
-            continue
-        pending.append((item.key, sha))
-        if len(pending) >= BATCH:
-            await settle()
-    await settle()
+    await _remove_orphans(conn, store, report, cutoff=cutoff, progress=progress)
 
     stale = await spool.remove_stale(older_than_s=SPOOL_STALE_S, dry_run=dry_run)
     report.stale_spool_files = len(stale)

@@ -6,8 +6,18 @@ Order of an upload, so that a 2xx means "committed in PostgreSQL and durably in 
 the bytes are checked (hash, size, decodable image of the declared type) on the local spool
 file, handed to the store (durable once ``put_file`` returns), and only then is the row
 committed. A crash in between leaves an object without a row, which ``fieldsync gc`` removes
-after its grace period; it never leaves a row without an object. ``store_media`` therefore owns
+after its grace period; it never leaves a row without an object. ``keep_media`` therefore owns
 its transaction: it must begin after the store write, not around it.
+
+No pooled connection is held while bytes are decoded or stored (seconds for a big photo, up to
+the store timeout when the store hangs): the caller hands ``keep_media`` a way to take the
+request's connection once the object is in the store.
+
+gc never races an upload into a row without an object. Both take the photo's transaction-level
+advisory lock (``db.media.lock_object``) around what must not interleave: gc around "no row or
+no reference, delete the row, delete the objects"; an upload around "the object is in the store,
+insert the row". An upload whose object gc removed after the put (an orphan of a crashed upload,
+or an unreferenced photo past its grace) finds it missing under the lock and puts it again.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import dataclasses
 import datetime as dt
 import logging
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -104,8 +115,21 @@ def record_of(row: asyncpg.Record) -> MediaRecord:
     )
 
 
+Acquire = Callable[[], Awaitable[asyncpg.Connection]]
+STORE_ATTEMPTS = 3
+
+
+def holding(conn: asyncpg.Connection) -> Acquire:
+    """An ``Acquire`` for a caller that already holds its connection (the CLI, the demo loader)."""
+
+    async def acquire() -> asyncpg.Connection:
+        return conn
+
+    return acquire
+
+
 async def store_media(
-    conn: asyncpg.Connection,
+    acquire: Acquire,
     actor: Principal,
     *,
     staged: Staged,
@@ -119,7 +143,7 @@ async def store_media(
     info = await check_media(
         staged, expected_sha256=expected_sha256, declared_type=declared_type, max_pixels=max_pixels
     )
-    return await keep_media(conn, actor, staged=staged, info=info, store=store, now=now)
+    return await keep_media(acquire, actor, staged=staged, info=info, store=store, now=now)
 
 
 async def check_media(staged: Staged, *, expected_sha256: str, declared_type: str, max_pixels: int) -> ImageInfo:
@@ -141,7 +165,7 @@ async def check_media(staged: Staged, *, expected_sha256: str, declared_type: st
 
 
 async def keep_media(
-    conn: asyncpg.Connection,
+    acquire: Acquire,
     actor: Principal,
     *,
     staged: Staged,
@@ -149,12 +173,28 @@ async def keep_media(
     store: MediaStore,
     now: dt.datetime,
 ) -> tuple[MediaRecord, bool]:
-    """Put a checked spool file in the store, then commit its row (in that order, see above)."""
-    await store.put_file(
-        keys.original_key(staged.sha256), staged.path, sha256=staged.sha256, size=staged.size,
-        content_type=info.mime_type,
-    )
+    """Put a checked spool file in the store, then commit its row (in that order, see above);
+    ``acquire`` is called only once the object is in the store."""
+    key = keys.original_key(staged.sha256)
+    for _ in range(STORE_ATTEMPTS):
+        await store.put_file(key, staged.path, sha256=staged.sha256, size=staged.size, content_type=info.mime_type)
+        kept = await _record_media(await acquire(), actor, staged=staged, info=info, store=store, now=now)
+        if kept is not None:
+            return kept
+        log.warning("media %s was collected while it was being stored; storing it again", staged.sha256)
+    raise errors.DependencyUnavailable("the media store keeps losing this object; try again", dependency="media_store")
+
+
+async def _record_media(
+    conn: asyncpg.Connection, actor: Principal, *, staged: Staged, info: ImageInfo, store: MediaStore,
+    now: dt.datetime,
+) -> tuple[MediaRecord, bool] | None:
+    """Commit the row of an object just put, under the photo's lock; None if gc removed the
+    object since (the caller puts it again)."""
     async with transaction(conn):
+        await q.lock_object(conn, staged.sha256)
+        if not await store.exists(keys.original_key(staged.sha256)):
+            return None
         created = await q.insert_media(
             conn,
             sha256=staged.sha256,

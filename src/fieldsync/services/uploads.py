@@ -188,12 +188,11 @@ async def append_chunk(
         except PartMissing:
             await _discard(await db.acquire(), area, upload_id)
             raise errors.UploadExpired("the upload's bytes are no longer on the server; create a new one") from None
-        conn = await db.acquire()
         if end < state.length:
-            row = await q.mark_offset(conn, upload_id=upload_id, offset=end, expires_at=expires_at)
+            row = await q.mark_offset(await db.acquire(), upload_id=upload_id, offset=end, expires_at=expires_at)
             assert row is not None
             return Appended(state_of(row))
-        return await _finish(conn, actor, state, area=area, store=store, max_pixels=max_pixels, now=now)
+        return await _finish(db, actor, state, area=area, store=store, max_pixels=max_pixels, now=now)
 
 
 def _check_chunk(state: UploadState, chunk: Chunk) -> UploadState:
@@ -248,7 +247,7 @@ async def _receive(
 
 
 async def _finish(
-    conn: asyncpg.Connection,
+    db: Connections,
     actor: Principal,
     state: UploadState,
     *,
@@ -257,18 +256,23 @@ async def _finish(
     max_pixels: int,
     now: dt.datetime,
 ) -> Appended:
+    """The last byte arrived: the whole file goes through ``PUT /v1/media``'s checks and into the
+    store with no pooled connection held (decoding and storing take seconds), then it is marked
+    complete."""
+    await db.release()
     finished = _FinishedPart(area.path(state.id), state.length, await area.sha256(state.id))
     try:
         record, created = await media.store_media(
-            conn, actor, staged=finished, expected_sha256=state.sha256, declared_type=state.content_type,
+            db.acquire, actor, staged=finished, expected_sha256=state.sha256, declared_type=state.content_type,
             store=store, max_pixels=max_pixels, now=now,
         )
     except errors.Unavailable:
         raise  # the offset stays before the last chunk: the client's retry finishes it
     except errors.FieldsyncError:
         with anyio.CancelScope(shield=True):
-            await _discard(conn, area, state.id)
+            await _discard(await db.acquire(), area, state.id)
         raise
+    conn = await db.acquire()
     row = await q.mark_completed(conn, upload_id=state.id, now=now)
     await area.remove(state.id)
     assert row is not None

@@ -6,10 +6,10 @@ Durability and visibility (what "nothing acknowledged is ever lost" needs from a
   final directory, fills it, ``fsync``s the file, ``rename``s it over the final name (atomic on
   POSIX) and ``fsync``s the directory so the new entry survives a power cut. Directories it had
   to create are fsynced into their parents the same way. A reader sees the whole object or none.
-- ``put_file`` first tries to hard-link the source into the temporary name: the spool directory
-  sits on the same filesystem under the data dir, so a 30 MB photo costs no copy. Across
-  filesystems (or where links are not allowed) it falls back to a copy. Either way the source
-  name is left for the caller to remove; the caller must not write to it afterwards.
+- ``put_file`` copies the source (the kernel's copy: ``copy_file_range``/``sendfile``) and
+  makes the copy read-only. It never hard-links: a stored original must not share an inode with
+  a file someone may still write, or a tus part file truncated by a retried last chunk would
+  truncate the evidence with it. The source is left for the caller to remove.
 - On any failure the temporary file is removed before the error propagates. A crash can still
   leave a ``.tmp-*`` file; dot-names are never valid keys (``keys.check_key``), so such files are
   invisible to ``exists``/``open``/``list_keys`` and can be swept by age.
@@ -113,10 +113,8 @@ class FilesystemMediaStore:
             raise ValueError(f"{source} has {actual} bytes, the caller said {size}")
 
         def fill(temp: Path) -> None:
-            try:
-                os.link(source, temp)
-            except OSError:
-                shutil.copyfile(source, temp)
+            shutil.copyfile(source, temp)
+            os.chmod(temp, 0o444)
             fd = os.open(temp, os.O_RDONLY)
             try:
                 written = os.fstat(fd).st_size
