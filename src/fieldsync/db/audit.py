@@ -8,14 +8,22 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from fieldsync.domain.audit import EventFields
+from fieldsync.domain.audit import GENESIS, EventFields
 
 
 async def lock_heads(conn: asyncpg.Connection, chains: list[str]) -> dict[str, tuple[int, bytes]]:
-    """Each existing chain's (length, head hash), locked until the caller's transaction ends."""
+    """Each chain's (length, head hash), locked until the caller's transaction ends; a chain that
+    has no head yet gets an empty one (length 0) first. Creating it is what serialises the first
+    two events of a new chain: a second writer's insert waits on the first one's key and then
+    locks the committed head, instead of both taking position 1 (a unique violation)."""
     rows = await conn.fetch(
-        "SELECT chain, length, head_hash FROM audit_heads WHERE chain = ANY($1::text[]) ORDER BY chain FOR UPDATE",
-        chains,
+        """
+        INSERT INTO audit_heads AS h (chain, length, head_hash)
+        SELECT c, 0, $2::bytea FROM unnest($1::text[]) AS c ORDER BY c
+        ON CONFLICT ON CONSTRAINT audit_heads_pkey DO UPDATE SET length = h.length
+        RETURNING chain, length, head_hash
+        """,
+        sorted(chains), GENESIS,
     )
     return {row["chain"]: (row["length"], bytes(row["head_hash"])) for row in rows}
 
@@ -86,7 +94,8 @@ async def walk_events(conn: asyncpg.Connection, *, batch: int = 5000) -> AsyncIt
 
 
 async def list_heads(conn: asyncpg.Connection) -> dict[str, tuple[int, bytes]]:
-    rows = await conn.fetch("SELECT chain, length, head_hash FROM audit_heads")
+    """Every chain's head; an empty head (a chain created by a transaction that wrote no event) is none."""
+    rows = await conn.fetch("SELECT chain, length, head_hash FROM audit_heads WHERE length > 0")
     return {row["chain"]: (row["length"], bytes(row["head_hash"])) for row in rows}
 
 
