@@ -7,6 +7,7 @@ sees them as candidates of each other."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -95,3 +96,35 @@ async def test_a_report_merged_from_another_county_is_not_named_on_the_survivor(
     assert county_view["merged_from"] == [] and county_view["merged_media"] == []
     city_view = (await client.get(f"/v1/reports/{qinyuan}", headers=people["city"].headers)).json()
     assert city_view["merged_from"] == [luzhou]
+
+
+async def test_a_pair_gone_while_another_transaction_holds_the_report_still_reaches_the_feed(
+    client, people, twins, database_url
+) -> None:
+    """Revising one report of a pair removes the pair, so the other report must be re-sent to
+    devices; at that moment a transaction that never writes that row (a comment, a refused
+    transition) holds it. The change still reaches the feed once the holder lets go."""
+    from fieldsync.db.pool import connect
+
+    luzhou, qinyuan = twins
+    city = people["city"]
+    _, cursor = await pull_all(client, city)
+    holder = await connect(database_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM reports WHERE id = $1 FOR UPDATE", uuid.UUID(luzhou))
+            revised = await client.put(f"/v1/reports/{qinyuan}", json=hazard_report(
+                category="gas", title="燃气管道阀门锈蚀", description="阀门井积水, 阀体锈蚀严重",
+                location={"lat": 36.9, "lon": 112.9, "accuracy_m": 5.0}, base_version=1,
+            ), headers=people["qinyuan_inspector"].headers)
+            assert revised.status_code == 200, revised.text
+    finally:
+        await holder.close()
+    seen: dict[str, list[str]] = {}
+    for _ in range(100):
+        changes, _ = await pull_all(client, city, cursor)
+        seen = {c["id"]: c["possible_duplicates"] for c in changes}
+        if seen.get(luzhou) == []:
+            break
+        await asyncio.sleep(0.1)
+    assert seen == {luzhou: [], qinyuan: []}, seen

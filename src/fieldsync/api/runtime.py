@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from fieldsync.ports import Clock, MediaStore
-from fieldsync.services import duplicates, media
+from fieldsync.services import duplicates, feed, media
 from fieldsync.settings import Settings
 from fieldsync.storage.spool import Spool
 
@@ -41,6 +41,7 @@ class Runtime:
                 while (
                     await media.run_one_derivative_job(self.pool, self.media, self.clock)
                     or await duplicates.run_duplicates_jobs(self.pool, self.clock)
+                    or await feed.run_restamp_job(self.pool, self.clock)
                     or await media.run_one_fingerprint_job(
                         self.pool, self.media, self.clock, max_pixels=self.settings.max_media_pixels
                     )

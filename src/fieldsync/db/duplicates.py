@@ -154,23 +154,6 @@ async def replace_pairs(
     return {frozenset((row["report_id"], row["candidate_id"])) for row in old}
 
 
-async def restamp(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> None:
-    """Put reports back on the sync feed (the change trigger stamps them).
-
-    Rows another transaction holds are skipped, not waited for: that transaction stamps them
-    itself when it commits, and their readers then see this transaction's pairs too. Waiting
-    instead deadlocked concurrent reports of the same hazard, each restamping the other's row.
-    """
-    if ids:
-        await conn.execute(
-            """
-            UPDATE reports SET change_xid = pg_current_xact_id()
-            WHERE id IN (SELECT id FROM reports WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE SKIP LOCKED)
-            """,
-            sorted(ids),
-        )
-
-
 async def list_for_report(conn: asyncpg.Connection, report_id: uuid.UUID) -> list[asyncpg.Record]:
     """The stored candidates of one report (either direction), best first; merged ones left out."""
     return await conn.fetch(

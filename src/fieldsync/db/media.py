@@ -123,13 +123,7 @@ async def mark_derivatives_done(conn: asyncpg.Connection, *, sha256: str, now: d
 
 
 async def enqueue_job(conn: asyncpg.Connection, *, kind: str, key: str, now: dt.datetime) -> None:
-    await conn.execute(
-        """
-        INSERT INTO jobs (kind, key, run_after, created_at) VALUES ($1, $2, $3, $3)
-        ON CONFLICT ON CONSTRAINT jobs_kind_key DO NOTHING
-        """,
-        kind, key, now,
-    )
+    await enqueue_many(conn, kind=kind, keys=[key], now=now)
 
 
 async def claim_job(conn: asyncpg.Connection, *, kind: str, now: dt.datetime) -> asyncpg.Record | None:
@@ -159,14 +153,19 @@ async def retry_job_later(conn: asyncpg.Connection, *, job_id: int, run_after: d
 
 
 async def enqueue_many(conn: asyncpg.Connection, *, kind: str, keys: list[str], now: dt.datetime) -> None:
-    """Queue one job per key (an already queued key stays as it is), in one statement."""
+    """Queue one job per key, in one statement; a key already queued becomes due now.
+
+    Not ``DO NOTHING``: a worker may be running that very job (it holds the row and deletes it
+    when done) after reading the state this transaction is changing, and this request would be
+    lost. Updating the row waits for that worker; once it has deleted the row, the insert
+    proceeds and the job runs again after this transaction commits."""
     await conn.execute(
         """
-        INSERT INTO jobs (kind, key, run_after, created_at)
-        SELECT $1, k, $3, $3 FROM unnest($2::text[]) AS k
-        ON CONFLICT ON CONSTRAINT jobs_kind_key DO NOTHING
+        INSERT INTO jobs AS j (kind, key, run_after, created_at)
+        SELECT $1, k, $3, $3 FROM unnest($2::text[]) AS k ORDER BY k
+        ON CONFLICT ON CONSTRAINT jobs_kind_key DO UPDATE SET run_after = least(j.run_after, excluded.run_after)
         """,
-        kind, keys, now,
+        kind, sorted(set(keys)), now,
     )
 
 

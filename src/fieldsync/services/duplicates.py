@@ -26,6 +26,7 @@ from fieldsync.domain import duplicates as rules
 from fieldsync.domain.principals import Principal, Visibility
 from fieldsync.imaging.likeness import best_likeness
 from fieldsync.ports import Clock
+from fieldsync.services import feed
 
 DUPLICATES_JOB = "duplicates"
 
@@ -87,7 +88,7 @@ async def detect(
                 pairs[key] = (src, c.id, c.score, c.reasons)
     before = await q.replace_pairs(conn, ids, list(pairs.values()), now=now)
     changed = before ^ set(pairs)
-    await q.restamp(conn, sorted({member for pair in changed for member in pair}))
+    await feed.restamp(conn, sorted({member for pair in changed for member in pair}), now=now)
     return kept
 
 
@@ -119,7 +120,7 @@ async def photo_arrived(
         await q.set_fingerprints(conn, sha256=sha256, dhash=dhash, thumbprint=thumbprint)
     completed = await jobs.references_completed_by(conn, sha256=sha256, user_id=uploader)
     if completed:
-        await q.restamp(conn, completed)
+        await feed.restamp(conn, completed, now=now)
         await detect(conn, completed, now=now)
 
 

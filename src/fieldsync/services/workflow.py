@@ -15,13 +15,12 @@ from typing import Any
 import asyncpg
 
 from fieldsync import errors
-from fieldsync.db import duplicates as duplicates_q
 from fieldsync.db import reference
 from fieldsync.db import workflow as q
 from fieldsync.domain import workflow as rules
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.domain.reports import MediaReference
-from fieldsync.services import audit
+from fieldsync.services import audit, feed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,7 +103,7 @@ async def _apply_action(
         fields["duplicate_of"] = request.into
         detail["into"] = str(request.into)
         # the survivor's merged_from and merged_media change: devices holding it pull it again
-        await duplicates_q.restamp(conn, [request.into])
+        await feed.restamp(conn, [request.into], now=now)
     elif action == "assign_rectification":
         plan = rules.Rectification(
             responsible_person=request.responsible_person, measures=request.measures, funds_cny=request.funds_cny,
