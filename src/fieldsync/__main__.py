@@ -22,6 +22,7 @@ from fieldsync.settings import Settings
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from fieldsync.api.connections import ConnectionLimits, guarded
     from fieldsync.app import create_app
     from fieldsync.logging import configure_logging
 
@@ -29,15 +30,19 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings)
     print(f"fieldsync listening on http://{args.host}:{args.port} (data: {settings.data_dir}, "
           f"database: {settings.database_url_redacted})", file=sys.stderr, flush=True)
+    limits = ConnectionLimits(
+        header_timeout_s=settings.header_timeout_s, idle_timeout_s=settings.idle_timeout_s,
+        request_timeout_s=settings.request_timeout_s, max_connections=settings.max_connections,
+    )
     uvicorn.run(
         app,
         host=args.host,
         port=args.port,
+        http=guarded(limits),
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=20,
         timeout_keep_alive=30,
-        h11_max_incomplete_event_size=64 * 1024,
     )
     return 0
 

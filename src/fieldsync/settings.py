@@ -59,6 +59,10 @@ class Settings:
     gc_grace_s: int
     upload_expiry_s: int
     derivative_workers: int
+    header_timeout_s: int
+    idle_timeout_s: int
+    request_timeout_s: int
+    max_connections: int
     log_json: bool
     log_level: str
 
@@ -119,6 +123,10 @@ class Settings:
             gc_grace_s=get_int("GC_GRACE_S", 7 * 24 * 3600),
             upload_expiry_s=get_int("UPLOAD_EXPIRY_S", 7 * 24 * 3600, 60),
             derivative_workers=get_int("DERIVATIVE_WORKERS", 1),
+            header_timeout_s=get_int("HEADER_TIMEOUT_S", 30, 1),
+            idle_timeout_s=get_int("IDLE_TIMEOUT_S", 60, 1),
+            request_timeout_s=get_int("REQUEST_TIMEOUT_S", 3600, 1),
+            max_connections=get_int("MAX_CONNECTIONS", 1000, 1),
             log_json=get_bool("LOG_JSON", True),
             log_level=get("LOG_LEVEL", "info").upper(),
         )

@@ -388,7 +388,7 @@ MATRIX: list[Row] = [
         "/v1/export",
         authed(
             admin=Expect(200, check=True), sup_in=Expect(200, check=True), sup_out=Expect(200, check=False),
-            inspector=Expect(200, check=True),
+            inspector=FORBIDDEN,
         ),
         at("/v1/export"),
         check=_exports_report,

@@ -404,6 +404,7 @@ class ExportController(Controller):
     @get(
         "/",
         summary="Every report the list would show for these filters, as CSV or GeoJSON, streamed",
+        description="Supervisors and admins; an inspector gets 403.",
         operation_class=_ExportOperation,
         responses=problem_responses(400, 401, 403),
     )
@@ -417,6 +418,7 @@ class ExportController(Controller):
             Literal["csv", "geojson"], Parameter(query="format", description="csv (default) or geojson")
         ] = "csv",
     ) -> Stream:
+        listing.authorize_export(principal)
         chosen = FORMATS[fmt]
         filename = f"fieldsync-reports-{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}.{chosen.extension}"
         body = export_stream(conn, principal, where, now=now, fmt=chosen)

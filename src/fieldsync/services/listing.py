@@ -28,7 +28,7 @@ import asyncpg
 from fieldsync import errors
 from fieldsync.db import listing as q
 from fieldsync.db import reference
-from fieldsync.domain.principals import Principal
+from fieldsync.domain.principals import Principal, Role, require_role
 from fieldsync.services import reports
 
 MAX_LIMIT = 500
@@ -104,6 +104,11 @@ async def list_reports(
     return Page(rows=rows, next_cursor=encode_cursor(positions[-1]) if more else None)
 
 
+def authorize_export(principal: Principal) -> None:
+    """Exports are for supervisors and admins (SPEC §3); an inspector's device has the pull feed."""
+    require_role(principal, Role.SUPERVISOR, Role.ADMIN)
+
+
 def export_reports(
     conn: asyncpg.Connection,
     principal: Principal,
@@ -114,6 +119,7 @@ def export_reports(
 ) -> AsyncIterator[list[asyncpg.Record]]:
     """Every visible, matching report as flat export rows, in list order, a batch at a time.
     Runs inside the caller's transaction (REPEATABLE READ: one snapshot for the whole file)."""
+    authorize_export(principal)
     return q.export_batches(
         conn, principal.visibility, where, now=now, batch_size=batch_size or EXPORT_BATCH
     )

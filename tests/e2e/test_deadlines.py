@@ -1,0 +1,207 @@
+"""Every connection has deadlines and the server a connection limit (SPEC §5): a real
+``fieldsync serve`` with 2-second limits, driven over raw sockets like a slow or hostile client.
+
+A silent client, a slowloris on headers or body, and a client that stops reading all lose their
+connection within the limit, and what their request held comes back: an upload's lock (the
+resume is not 409 ``upload.locked`` forever), an export's pooled connection and transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tests import images
+from tests.conftest import with_database
+from tests.e2e.server import ServerProcess, cli
+
+pytestmark = pytest.mark.e2e
+LIMIT_S = 2
+MAX_CONNECTIONS = 12
+
+
+@pytest.fixture(scope="module")
+def database(pg_server_url: str, template_database: str) -> Iterator[str]:
+    name = f"fs_deadlines_{uuid.uuid4().hex[:8]}"
+
+    async def run(sql: str) -> None:
+        admin = await asyncpg.connect(pg_server_url)
+        try:
+            await admin.execute(sql)
+        finally:
+            await admin.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
+    try:
+        yield with_database(pg_server_url, name)
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def server(database: str) -> Iterator[ServerProcess]:
+    data_dir = Path(tempfile.mkdtemp(prefix="fieldsync-deadlines-", dir="/tmp"))
+    process = ServerProcess(
+        data_dir, FIELDSYNC_DATABASE_URL=database, FIELDSYNC_HEADER_TIMEOUT_S=str(LIMIT_S),
+        FIELDSYNC_IDLE_TIMEOUT_S=str(LIMIT_S), FIELDSYNC_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+    )
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.kill()
+
+
+def token(server: ServerProcess, database: str, role: str) -> str:
+    name = f"{role[:3]}-{uuid.uuid4().hex[:8]}"
+    output = cli(server.data_dir, "user", "add", name, "--role", role, "--jurisdiction", "140431", "--token",
+                 FIELDSYNC_DATABASE_URL=database)
+    return output.stdout.strip().splitlines()[-1]
+
+
+def open_socket(server: ServerProcess, *, receive_buffer: int | None = None) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.connect(("127.0.0.1", server.port))
+    return sock
+
+
+def seconds_until_closed(sock: socket.socket, *, trickle: bytes = b"", every_s: float = 0.3,
+                         give_up_s: float = 15) -> float:
+    """Send ``trickle`` a byte at a time (or nothing) until the server closes; seconds it took."""
+    started = time.monotonic()
+    sock.settimeout(every_s)
+    position = 0
+    while time.monotonic() - started < give_up_s:
+        try:
+            if not sock.recv(65536):
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        except (ConnectionResetError, BrokenPipeError):
+            return time.monotonic() - started
+        if position < len(trickle):
+            try:
+                sock.send(trickle[position:position + 1])
+            except (ConnectionResetError, BrokenPipeError):
+                return time.monotonic() - started
+            position += 1
+    raise AssertionError(f"the server kept the connection for {give_up_s} s")
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_header_deadline(server) -> None:
+    with open_socket(server) as sock:
+        assert seconds_until_closed(sock) < LIMIT_S + 1.5
+
+
+def test_headers_sent_a_byte_at_a_time_are_cut_off_at_the_header_deadline(server) -> None:
+    slow = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
+    with open_socket(server) as sock:
+        took = seconds_until_closed(sock, trickle=slow)
+    assert took < LIMIT_S + 1.5
+
+
+def test_oversized_headers_are_431(server) -> None:
+    with open_socket(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"b" * 70_000 + b"\r\n\r\n")
+        sock.settimeout(5)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
+    assert b"request.headers_too_large" in answer
+
+
+def test_connections_beyond_the_limit_are_answered_503_and_the_server_recovers(server) -> None:
+    held = [open_socket(server) for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.2)
+        with open_socket(server) as extra:
+            extra.settimeout(5)
+            answer = extra.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:100]
+        assert b"retry-after: 5" in answer.lower() and b"server.busy" in answer
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)
+    assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+
+
+def test_a_patch_that_goes_silent_gives_its_upload_back_for_the_resume(server, database) -> None:
+    headers = {"Authorization": f"Bearer {token(server, database, 'inspector')}", "Tus-Resumable": "1.0.0"}
+    photo = images.jpeg(320, 240, seed=41)
+    metadata = (f"sha256 {base64.b64encode(images.sha256(photo).encode()).decode()},"
+                f"content_type {base64.b64encode(b'image/jpeg').decode()}")
+    created = httpx.post(f"{server.base_url}/v1/uploads", timeout=10,
+                         headers={**headers, "Upload-Length": str(len(photo)), "Upload-Metadata": metadata})
+    assert created.status_code == 201, created.text
+    path = httpx.URL(created.headers["Location"]).path
+    half = len(photo) // 2
+    request = (f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {headers['Authorization']}\r\n"
+               f"Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+               f"Content-Length: {len(photo)}\r\n\r\n").encode()
+    with open_socket(server) as sock:
+        sock.sendall(request + photo[:half])
+        assert seconds_until_closed(sock) < LIMIT_S + 1.5
+
+    offset = int(httpx.head(f"{server.base_url}{path}", headers=headers, timeout=10).headers["Upload-Offset"])
+    assert offset == half, "the bytes that arrived are kept"
+    resumed = httpx.patch(f"{server.base_url}{path}", content=photo[offset:], timeout=30, headers={
+        **headers, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
+    assert resumed.status_code == 204, resumed.text
+    stored = httpx.get(f"{server.base_url}/v1/media/{images.sha256(photo)}",
+                       headers={"Authorization": headers["Authorization"]}, timeout=10)
+    assert stored.content == photo
+
+
+FILL = """
+INSERT INTO reports (id, kind, category, title, description, jurisdiction, lat, lon, accuracy_m, observed_at,
+                     grade, credit_code, body, content_hash, author_id, received_at, updated_at)
+SELECT gen_random_uuid(), 'hazard', 'coal_mine', '隐患 ' || i, repeat('主斜井皮带机跑偏保护失效 ', 40), '140431',
+       36.5, 112.3, 5, now(), 'general', '91350100M000100Y43', '{}', '\\x00', u.id, now(), now()
+FROM generate_series(1, 6000) AS i, (SELECT id FROM users WHERE role = 'inspector' LIMIT 1) AS u
+"""
+
+
+async def export_backends(database: str) -> list[str]:
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        rows = await conn.fetch(
+            "SELECT state FROM pg_stat_activity WHERE application_name = 'fieldsync' AND datname = current_database()"
+            " AND (state LIKE 'idle in transaction%' OR query ILIKE '%FROM reports r%')"
+        )
+        return [row["state"] for row in rows]
+    finally:
+        await conn.close()
+
+
+def test_an_export_whose_client_stops_reading_is_cut_off_and_holds_no_connection(server, database) -> None:
+    supervisor = token(server, database, "supervisor")
+    token(server, database, "inspector")
+
+    async def fill() -> None:
+        conn = await asyncpg.connect(database)
+        try:
+            await conn.execute(FILL)
+        finally:
+            await conn.close()
+
+    asyncio.run(fill())
+    with open_socket(server, receive_buffer=4096) as sock:
+        sock.sendall(f"GET /v1/export?format=csv HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {supervisor}"
+                     "\r\nAccept-Encoding: identity\r\n\r\n".encode())
+        time.sleep(0.5)
+        assert asyncio.run(export_backends(database)), "the export must be in progress for the test to mean anything"
+        time.sleep(LIMIT_S + 1.5)
+        assert asyncio.run(export_backends(database)) == [], "the stalled export still holds its connection"
+    assert httpx.get(f"{server.base_url}/readyz", timeout=5).status_code == 200
