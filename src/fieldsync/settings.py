@@ -56,6 +56,7 @@ class Settings:
     clock_skew_s: int
     throttle_max_failures: int
     throttle_window_s: int
+    throttle_client_max_failures: int
     gc_grace_s: int
     upload_expiry_s: int
     derivative_workers: int
@@ -120,6 +121,7 @@ class Settings:
             clock_skew_s=get_int("CLOCK_SKEW_S", 600),
             throttle_max_failures=get_int("THROTTLE_MAX_FAILURES", 5, 1),
             throttle_window_s=get_int("THROTTLE_WINDOW_S", 15 * 60, 1),
+            throttle_client_max_failures=get_int("THROTTLE_CLIENT_MAX_FAILURES", 20, 1),
             gc_grace_s=get_int("GC_GRACE_S", 7 * 24 * 3600),
             upload_expiry_s=get_int("UPLOAD_EXPIRY_S", 7 * 24 * 3600, 60),
             derivative_workers=get_int("DERIVATIVE_WORKERS", 1),

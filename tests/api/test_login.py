@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import os
 from typing import Any
 
 import asyncpg
@@ -218,3 +219,52 @@ async def test_invalid_login_bodies_answer_400(client: httpx.AsyncClient, alice:
     response = await client.post("/v1/auth/login", json=body)
     assert response.status_code == 400, response.text
     assert problem(response)["code"] == "request.invalid"
+
+
+async def test_rotating_usernames_from_one_client_meets_a_budget_of_its_own(
+    client: httpx.AsyncClient, alice: Actor, settings: Settings
+) -> None:
+    """Five guesses per username would let a client try every username five times; the client's
+    own budget (20 by default) stops it whatever names it rotates through."""
+    budget = settings.throttle_client_max_failures
+    statuses = [(await _login(client, f"guess-{n}", "hunter22")).status_code for n in range(budget + 3)]
+    assert statuses[:budget] == [401] * budget
+    assert statuses[budget:] == [429] * 3
+    refused = await _login(client, "alice", PASSWORD)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+
+
+async def test_a_good_password_does_not_buy_more_guesses(
+    client: httpx.AsyncClient, alice: Actor, settings: Settings
+) -> None:
+    budget = settings.throttle_client_max_failures
+    for n in range(budget - 1):
+        assert (await _login(client, f"guess-{n}", "hunter22")).status_code == 401
+    assert (await _login(client, "alice", PASSWORD)).status_code == 200
+    assert (await _login(client, "guess-x", "hunter22")).status_code == 401
+    assert (await _login(client, "guess-y", "hunter22")).status_code == 429
+
+
+async def test_login_runs_argon2_on_threads_of_its_own(client: httpx.AsyncClient, alice: Actor) -> None:
+    """Every thread of the default pool (where ingest decodes photos) is busy: a login still
+    completes, because argon2 has its own small pool."""
+    import threading
+
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    default_threads = min(32, (os.cpu_count() or 1) + 4)
+    busy = [loop.run_in_executor(None, release.wait) for _ in range(default_threads)]
+    try:
+        response = await asyncio.wait_for(_login(client, "alice", PASSWORD), timeout=10)
+    finally:
+        release.set()
+        await asyncio.gather(*busy)
+    assert response.status_code == 200, response.text
+
+
+async def test_unknown_methods_share_one_metrics_label(client: httpx.AsyncClient) -> None:
+    for method in ("PROPFIND", "X-ANYTHING-1", "X-ANYTHING-2"):
+        await client.request(method, "/healthz")
+    metrics = (await client.get("/metrics")).text
+    assert 'method="OTHER"' in metrics
+    assert "PROPFIND" not in metrics and "X-ANYTHING" not in metrics

@@ -41,7 +41,8 @@ def _client(request: Request[Any, Any, Any]) -> str:
 
 def _throttle(runtime: Runtime) -> identity.ThrottlePolicy:
     return identity.ThrottlePolicy(
-        max_failures=runtime.settings.throttle_max_failures, window_s=runtime.settings.throttle_window_s
+        max_failures=runtime.settings.throttle_max_failures, window_s=runtime.settings.throttle_window_s,
+        client_max_failures=runtime.settings.throttle_client_max_failures,
     )
 
 
@@ -79,7 +80,9 @@ class AuthController(Controller):
         "/auth/login",
         status_code=200,
         summary="Log in with a username and password",
-        responses=problem_responses(400, 401, 429),
+        description="429 after too many failures for this username from this client, or for any usernames "
+        "from this client; 503 `server.busy` when too many sign-ins are being checked at once.",
+        responses=problem_responses(400, 401, 429, 503),
     )
     async def login(
         self, request: Request[Any, Any, Any], data: LoginRequest, conn: asyncpg.Connection, runtime: Runtime,

@@ -49,6 +49,9 @@ class Metrics:
         )
 
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
@@ -83,6 +86,7 @@ def observability_middleware_factory(metrics: Metrics) -> Any:
                     elapsed = time.perf_counter() - started
                     route = scope.get("path_template") or "unmatched"
                     method = scope.get("method", "")
+                    method = method if method in KNOWN_METHODS else "OTHER"  # a label set a client cannot grow
                     status = status_holder["status"]
                     metrics.requests.labels(route, method, str(status)).inc()
                     metrics.latency.labels(route, method).observe(elapsed)

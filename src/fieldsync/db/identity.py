@@ -266,6 +266,13 @@ async def upsert_attempt(
     )
 
 
+async def forgive_attempt(conn: asyncpg.Connection, *, scope: str, key: str) -> None:
+    """Take one attempt back from a counter (a success counted beside others' failures)."""
+    await conn.execute(
+        "UPDATE auth_failures SET failures = greatest(failures - 1, 0) WHERE scope = $1 AND key = $2", scope, key
+    )
+
+
 async def clear_failures(conn: asyncpg.Connection, *, scope: str, key: str) -> None:
     await conn.execute("DELETE FROM auth_failures WHERE scope = $1 AND key = $2", scope, key)
 

@@ -3,6 +3,13 @@
 Login and device enrollment are throttled: every attempt is counted *before* its secret is
 checked and the count is dropped on success, so guesses sent in parallel cannot outrun the limit
 (checking first and counting failures afterwards let any number of concurrent guesses through).
+Logins are counted twice: per (username, client), and per client across usernames, so that
+rotating usernames gains a guesser nothing; a success takes back only its own attempt from the
+client's count, so one good password does not buy more guesses at others.
+
+Argon2 (64 MiB and tens of milliseconds per call) runs on two threads of its own with a bounded
+queue: a burst of logins can neither starve the worker threads that ingest decodes photos on
+nor queue without limit (beyond it, ``server.busy``).
 The count must survive the failed attempt, so those two run their own short transactions instead
 of one owned by the caller. Every other function runs inside the caller's transaction.
 """
@@ -13,6 +20,9 @@ import asyncio
 import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import asyncpg
 from argon2 import PasswordHasher
@@ -25,14 +35,36 @@ from fieldsync.db.constraints import transaction
 from fieldsync.domain import tokens
 from fieldsync.domain.principals import Principal, Role, require_role
 
+T = TypeVar("T")
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("fieldsync-timing-equaliser")
+ARGON2_THREADS = 2
+ARGON2_QUEUE = 32
+_argon2_pool = ThreadPoolExecutor(max_workers=ARGON2_THREADS, thread_name_prefix="fieldsync-argon2")
+_argon2_queued = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ThrottlePolicy:
     max_failures: int
     window_s: int
+    client_max_failures: int = 20
+
+
+def _argon2_full() -> bool:
+    return _argon2_queued >= ARGON2_QUEUE
+
+
+async def _argon2(func: Callable[..., T], *args: object) -> T:
+    """Run an argon2 call on its own small pool (see the module docstring)."""
+    global _argon2_queued
+    if _argon2_full():
+        raise errors.ServerBusy("too many sign-ins at once; retry shortly", retry_after_s=2)
+    _argon2_queued += 1
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_argon2_pool, func, *args)
+    finally:
+        _argon2_queued -= 1
 
 
 def _principal(row: asyncpg.Record, device_id: uuid.UUID | None = None) -> Principal:
@@ -95,17 +127,23 @@ async def login(
     session_ttl_s: int,
     throttle: ThrottlePolicy,
 ) -> tuple[str, dt.datetime]:
-    """Exchange a username and password for a session token; throttled per (username, client)."""
+    """Exchange a username and password for a session token; throttled per (username, client) and
+    per client."""
+    if _argon2_full():
+        raise errors.ServerBusy("too many sign-ins at once; retry shortly", retry_after_s=2)
     key = f"{username.lower()}|{client}"
+    client_policy = ThrottlePolicy(max_failures=throttle.client_max_failures, window_s=throttle.window_s)
+    await _count_attempt(conn, scope="login_client", key=client, now=now, policy=client_policy)
     await _count_attempt(conn, scope="login", key=key, now=now, policy=throttle)
     user = await q.get_user_by_username(conn, username)
     stored = user["password_hash"] if user is not None and user["disabled_at"] is None else None
-    if not await asyncio.to_thread(_verify_password, stored, password):
+    if not await _argon2(_verify_password, stored, password):
         raise errors.BadCredentials()
     assert user is not None
     async with transaction(conn):
         issued = await issue_session(conn, user_id=user["id"], now=now, ttl_s=session_ttl_s)
         await q.clear_failures(conn, scope="login", key=key)
+        await q.forgive_attempt(conn, scope="login_client", key=client)
     return issued
 
 
@@ -127,7 +165,7 @@ def _verify_password(stored_hash: str | None, password: str) -> bool:
 
 
 async def hash_password(password: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, password)
+    return await _argon2(_hasher.hash, password)
 
 
 async def create_user(
