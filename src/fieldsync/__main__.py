@@ -53,7 +53,7 @@ async def _with_connection(settings: Settings, work: Callable[..., Awaitable[int
     from fieldsync.db.pool import connect
 
     async with embedded.database_url(settings.database_url.value, settings.data_dir) as dsn:
-        conn = await connect(dsn)
+        conn = await connect(settings.migrate_database_url.value or dsn)
         try:
             applied = await migrate(conn)
             for name in applied:

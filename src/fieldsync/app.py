@@ -35,7 +35,7 @@ from fieldsync.api.runtime import Runtime
 from fieldsync.api.stats import StatsController
 from fieldsync.api.sync import SyncController
 from fieldsync.api.uploads import UploadController
-from fieldsync.db import embedded
+from fieldsync.db import embedded, roles
 from fieldsync.db.migrate import migrate
 from fieldsync.db.pool import connect, create_pool
 from fieldsync.ports import Clock, SystemClock
@@ -84,14 +84,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with embedded.database_url(settings.database_url.value, settings.data_dir) as dsn:
-            conn = await connect(dsn)
+            owner_dsn = settings.migrate_database_url.value or dsn
+            conn = await connect(owner_dsn)
             try:
                 await migrate(conn)
+                pool_dsn = await roles.service_dsn(conn, owner_dsn, app_dsn=dsn if settings.database_url else None)
             finally:
                 await conn.close()
             store = await open_media_store(settings)
             spool = await open_spool(settings)
-            pool = await create_pool(dsn)
+            pool = await create_pool(pool_dsn)
             try:
                 runtime = Runtime(settings=settings, clock=clock, pool=pool, media=store, spool=spool)
                 app.state.runtime = runtime

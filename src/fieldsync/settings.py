@@ -42,6 +42,7 @@ def _redact_url(url: str) -> str:
 class Settings:
     data_dir: Path
     database_url: Secret
+    migrate_database_url: Secret
     media_url: str
     s3_endpoint: str
     s3_access_key: Secret
@@ -107,6 +108,7 @@ class Settings:
         values: dict[str, object] = dict(
             data_dir=Path(get("DATA_DIR", "./data")).expanduser().resolve(),
             database_url=Secret(get("DATABASE_URL", "")),
+            migrate_database_url=Secret(get("MIGRATE_DATABASE_URL", "")),
             media_url=media_url,
             s3_endpoint=get("S3_ENDPOINT", ""),
             s3_access_key=Secret(get("S3_ACCESS_KEY", "")),
@@ -133,7 +135,7 @@ class Settings:
             log_level=get("LOG_LEVEL", "info").upper(),
         )
         values.update(overrides)
-        for name in ("database_url", "s3_access_key", "s3_secret_key"):
+        for name in ("database_url", "migrate_database_url", "s3_access_key", "s3_secret_key"):
             if isinstance(values[name], str):
                 values[name] = Secret(values[name])  # type: ignore[arg-type]
         return cls(**values)  # type: ignore[arg-type]

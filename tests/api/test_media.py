@@ -222,7 +222,7 @@ async def test_derivatives_are_generated_in_the_background(client, inspector, ap
     assert any(n.endswith(f"{sha}/thumbnail.jpg") for n in names)
 
 
-async def test_a_supervisors_look_at_a_photo_is_an_audit_event(client, inspector, conn, clock):
+async def test_every_download_of_an_original_and_a_supervisors_look_are_audit_events(client, inspector, conn, clock):
     photo = images.jpeg(seed=51)
     sha = images.sha256(photo)
     await upload(client, inspector, photo)
@@ -231,11 +231,24 @@ async def test_a_supervisors_look_at_a_photo_is_an_audit_event(client, inspector
     )
     supervisor = await make_user(conn, role="supervisor", jurisdiction="140431", now=clock.now())
     assert (await client.get(f"/v1/media/{sha}", headers=inspector.headers)).status_code == 200
-    assert await conn.fetchval("SELECT count(*) FROM events WHERE chain = $1", f"media:{sha}") == 0
+    assert (await client.get(f"/v1/media/{sha}/thumbnail", headers=inspector.headers)).status_code == 200
     assert (await client.get(f"/v1/media/{sha}", headers=supervisor.headers)).status_code == 200
     assert (await client.get(f"/v1/media/{sha}/thumbnail", headers=supervisor.headers)).status_code == 200
     rows = await conn.fetch("SELECT actor_id, action, detail FROM events WHERE chain = $1 ORDER BY position", f"media:{sha}")
     assert [(r["actor_id"], r["action"], r["detail"]) for r in rows] == [
+        (inspector.user_id, "media_access", '{"variant":"original"}'),
         (supervisor.user_id, "media_access", '{"variant":"original"}'),
         (supervisor.user_id, "media_access", '{"variant":"thumbnail"}'),
     ]
+
+
+async def test_originals_are_attachments_that_are_never_sniffed(client, inspector):
+    photo = images.jpeg(seed=52)
+    sha = images.sha256(photo)
+    await upload(client, inspector, photo)
+    original = await client.get(f"/v1/media/{sha}", headers=inspector.headers)
+    assert original.headers["content-disposition"] == f'attachment; filename="{sha}.jpg"'
+    assert original.headers["x-content-type-options"] == "nosniff"
+    preview = await client.get(f"/v1/media/{sha}/preview", headers=inspector.headers)
+    assert preview.headers["x-content-type-options"] == "nosniff"
+    assert "content-disposition" not in preview.headers

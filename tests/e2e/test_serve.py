@@ -4,6 +4,7 @@ postgres process behind, and finds its data again on the next start."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -67,6 +69,36 @@ def _stop(server: ServerProcess, sig: int) -> None:
     assert "Traceback" not in stderr, stderr
 
 
+async def _service_role_cannot_rewrite_history(data_dir: Path) -> None:
+    """The server's pool connects as fieldsync_app, which may append audit events but not alter them."""
+    from fieldsync.db.embedded import EmbeddedPostgres
+    from fieldsync.db.roles import APP_ROLE, as_role
+
+    handle = EmbeddedPostgres(data_dir / "pg")
+    try:
+        owner = await asyncpg.connect(handle.dsn)
+        try:
+            users = {row["usename"] for row in await owner.fetch(
+                "SELECT usename FROM pg_stat_activity WHERE application_name = 'fieldsync'")}
+            assert users == {APP_ROLE}, users
+            await owner.execute("INSERT INTO events (chain, position, action, detail, created_at, prev_hash, row_hash)"
+                                " VALUES ('test:x', 1, 'probe', '{}', now(), '\\x00', '\\x00')")
+        finally:
+            await owner.close()
+        service = await asyncpg.connect(as_role(handle.dsn, APP_ROLE))
+        try:
+            for statement in ("UPDATE events SET action = 'rewritten'", "DELETE FROM events", "TRUNCATE events",
+                              "DELETE FROM schema_migrations"):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await service.execute(statement)
+            assert await service.fetchval("SELECT count(*) FROM events WHERE action = 'probe'") == 1
+            await service.execute("UPDATE reports SET title = title")
+        finally:
+            await service.close()
+    finally:
+        handle.stop()
+
+
 def test_serve_on_embedded_postgres_stops_cleanly_and_reuses_its_data(data_dir: Path) -> None:
     first = ServerProcess(data_dir)
     try:
@@ -85,6 +117,7 @@ def test_serve_on_embedded_postgres_stops_cleanly_and_reuses_its_data(data_dir: 
         assert me.json()["username"] == "e2e-admin"
         assert _alive(postmaster), "the CLI stopped the cluster the server still uses"
         assert httpx.get(f"{first.base_url}/readyz", timeout=10).status_code == 200
+        asyncio.run(_service_role_cannot_rewrite_history(data_dir))
     except BaseException:
         first.kill()
         raise

@@ -28,6 +28,7 @@ from fieldsync.storage import keys
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 Sha256Path = Annotated[str, Parameter(pattern=SHA256_PATTERN, description="lower-case hex SHA-256")]
 PRESIGN_TTL_S = 120
+EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic"}
 
 
 @dataclasses.dataclass
@@ -142,7 +143,9 @@ class MediaController(Controller):
     ) -> Response[Any]:
         record = await media.get_readable(conn, principal, sha256, variant="original", now=now)
         await release_connection(request)
-        return await _serve(runtime, keys.original_key(sha256), record.content_type, f"{sha256}", record.bytes)
+        filename = f"{sha256}.{EXTENSIONS.get(record.content_type, 'bin')}"
+        return await _serve(runtime, keys.original_key(sha256), record.content_type, filename, record.bytes,
+                            attachment=True)
 
     @get(
         "/{sha256:str}/preview",
@@ -184,11 +187,18 @@ async def _derivative(
     return await _serve(runtime, key, "image/jpeg", f"{sha256}-{kind}.jpg", await runtime.media.size(key))
 
 
-async def _serve(runtime: Runtime, key: str, content_type: str, filename: str, size: int) -> Response[Any]:
+async def _serve(
+    runtime: Runtime, key: str, content_type: str, filename: str, size: int, *, attachment: bool = False
+) -> Response[Any]:
+    """The object's bytes (or a presigned URL). Originals are evidence with their metadata: they go
+    out as an attachment, never rendered by a browser in the app's origin; nothing is sniffed."""
     url = await runtime.media.presigned_get_url(
         key, expires_s=PRESIGN_TTL_S, filename=filename, content_type=content_type
     )
-    headers = {"Cache-Control": "private, max-age=3600, immutable", "ETag": f'"{filename}"'}
+    headers = {"Cache-Control": "private, max-age=3600, immutable", "ETag": f'"{filename}"',
+               "X-Content-Type-Options": "nosniff"}
+    if attachment:
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     if url is not None:
         return Redirect(url, status_code=307, headers={"Cache-Control": "no-store"}, media_type="text/plain")
     chunks = await runtime.media.open(key)

@@ -229,13 +229,14 @@ async def get_readable(
     """The media record if the caller uploaded it or may see a report whose reference to it counts;
     else not found (knowing a hash grants nothing).
 
-    A supervisor's or admin's access is an audit event on the photo's chain: originals are
-    evidence, and who looked at them is part of the record.
+    Every download of an original, and a supervisor's or admin's look at a derivative, is an
+    audit event on the photo's chain: originals are evidence, and who took them is part of the
+    record.
     """
     row = await q.get_media(conn, sha256)
     if row is None or not await q.readable_hashes(conn, [sha256], user_id=actor.user_id, viewer=actor.visibility):
         raise errors.MediaNotFound()
-    if actor.role is not Role.INSPECTOR:
+    if variant == "original" or actor.role is not Role.INSPECTOR:
         async with transaction(conn):
             await audit.record(
                 conn,
