@@ -94,3 +94,15 @@ async def test_a_single_report_the_database_refuses_is_a_4xx(client, inspector, 
                                 headers=inspector.headers)
     assert response.status_code == 422
     assert problem(response)["code"] == "request.rule_violated"
+
+
+async def test_a_refusal_that_quotes_a_nul_byte_is_stored_for_replays(client, inspector) -> None:
+    """The error detail quotes the bad tag; the stored result (for replays) must hold it too."""
+    odd = upsert()
+    odd["report"]["kind"] = "\x00"
+    response = await push(client, inspector, [odd, upsert()])
+    assert response.status_code == 200, response.text
+    first = response.json()["results"]
+    assert [r["status"] for r in first] == ["rejected", "applied"]
+    again = await push(client, inspector, [odd])
+    assert again.json()["results"][0] == first[0]

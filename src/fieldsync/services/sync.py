@@ -63,13 +63,19 @@ def result_of(mutation_id: uuid.UUID | None, outcome: Outcome, report_id: uuid.U
     elif report_id is not None:
         result["report_id"] = str(report_id)
     if outcome.error is not None:
-        error: dict[str, Any] = {"code": outcome.error.code, "detail": outcome.error.detail}
+        error: dict[str, Any] = {"code": outcome.error.code, "detail": _storable(outcome.error.detail)}
         if "field" in outcome.error.extra:
-            error["field"] = outcome.error.extra["field"]
+            error["field"] = _storable(str(outcome.error.extra["field"]))
         if "version" in outcome.error.extra:
             result["version"] = outcome.error.extra["version"]
         result["error"] = error
     return result
+
+
+def _storable(text: str) -> str:
+    """A message may quote the input it refuses; PostgreSQL's jsonb cannot hold a NUL character,
+    and the result is stored for replays, so a NUL is written out as its escape."""
+    return text.replace("\x00", "\\u0000")
 
 
 async def push(
