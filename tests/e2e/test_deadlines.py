@@ -205,3 +205,15 @@ def test_an_export_whose_client_stops_reading_is_cut_off_and_holds_no_connection
         time.sleep(LIMIT_S + 1.5)
         assert asyncio.run(export_backends(database)) == [], "the stalled export still holds its connection"
     assert httpx.get(f"{server.base_url}/readyz", timeout=5).status_code == 200
+
+
+def test_a_large_body_arriving_with_its_headers_is_not_taken_for_large_headers(server, database) -> None:
+    """The first read of a request often holds its headers and a big piece of its body: only the
+    headers count towards the header limit."""
+    body = b'{"username": "' + b"x" * 200_000 + b'", "password": "not really"}'
+    with open_socket(server) as sock:
+        sock.sendall(b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        sock.settimeout(10)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]

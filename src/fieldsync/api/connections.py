@@ -103,15 +103,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._phase == "headers":
+        if self._phase == "body":
+            self._arm("body_idle", self.limits.idle_timeout_s)
+        super().data_received(data)
+        if self._phase == "headers":  # no end of headers yet: a client streaming endless headers is cut off
             self._header_bytes += len(data)
             if self._header_bytes > MAX_HEADER_BYTES:
                 self._refuse(431, "Request Header Fields Too Large", "request.headers_too_large",
                              "The request's headers are too large")
-                return
-        elif self._phase == "body":
-            self._arm("body_idle", self.limits.idle_timeout_s)
-        super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -119,6 +118,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm("headers", self.limits.header_timeout_s)
 
     def on_headers_complete(self) -> None:
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > MAX_HEADER_BYTES:
+            self._refuse(431, "Request Header Fields Too Large", "request.headers_too_large",
+                         "The request's headers are too large")
+            return
         super().on_headers_complete()
         self._phase = "body"
         self._disarm("headers")
