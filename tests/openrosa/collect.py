@@ -44,8 +44,11 @@ def headers() -> dict[str, str]:
     return {"User-Agent": USER_AGENT, "X-OpenRosa-Version": "1.0", "Date": collect_date()}
 
 
-def multipart_body(xml_name: str, xml: bytes, files: list[tuple[str, bytes]], *, incomplete: bool) -> tuple[bytes, str]:
-    """OkHttp's MultipartBody as Collect builds it; returns (body, content type)."""
+def multipart_body(
+    xml_name: str, xml: bytes, files: list[tuple[str, bytes]], *, incomplete: bool, xml_after: int = 0
+) -> tuple[bytes, str]:
+    """OkHttp's MultipartBody as Collect builds it (``xml_after`` files before the XML part, as
+    other clients order them); returns (body, content type)."""
     boundary = str(uuid.uuid4())
     out = bytearray()
 
@@ -56,9 +59,11 @@ def multipart_body(xml_name: str, xml: bytes, files: list[tuple[str, bytes]], *,
         out.extend(f"Content-Length: {len(data)}\r\n\r\n".encode())
         out.extend(data + b"\r\n")
 
-    part(f'form-data; name="xml_submission_file"; filename="{xml_name}"', "text/xml", xml)
-    for name, data in files:
-        part(f'form-data; name="{name}"; filename="{name}"', _content_type(name), data)
+    for index, (name, data) in enumerate([("", b""), *files]):
+        if index == xml_after + 1 or (index == 0 and xml_after == 0):
+            part(f'form-data; name="xml_submission_file"; filename="{xml_name}"', "text/xml", xml)
+        if index:
+            part(f'form-data; name="{name}"; filename="{name}"', _content_type(name), data)
     if incomplete:
         part('form-data; name="*isIncomplete*"', None, b"yes")
     out.extend(f"--{boundary}--\r\n".encode())
@@ -113,22 +118,29 @@ class Collect:
         assert response.status_code == 200, response.text
         return response.content
 
-    async def submit(self, xml: bytes, files: list[tuple[str, bytes]], *, xml_name: str = "instance.xml") -> list[httpx.Response]:
-        """HEAD, then the POSTs of one submission; stops at the first that is not 201/202."""
+    async def submit(
+        self, xml: bytes, files: list[tuple[str, bytes]], *, xml_name: str = "instance.xml", limit: int | None = None
+    ) -> list[httpx.Response]:
+        """HEAD, then the POSTs of one submission; stops at the first that is not 201/202.
+        ``limit`` stands in for a smaller advertised accept length, to make Collect split."""
         head = await self.head_submission()
         assert head.status_code == 204, head.text
-        limit = int(head.headers.get("x-openrosa-accept-content-length", "10000000"))
+        limit = limit or int(head.headers.get("x-openrosa-accept-content-length", "10000000"))
         answers = []
         for batch, incomplete in split_posts(files, xml, limit):
             body, content_type = multipart_body(xml_name, xml, batch, incomplete=incomplete)
-            response = await self.client.post(
-                self.url("/submission"), params={"deviceID": DEVICE_ID}, content=body,
-                headers={**headers(), "Content-Type": content_type},
-            )
+            response = await self.post(body, content_type)
             answers.append(response)
             if response.status_code not in (201, 202):
                 break
         return answers
+
+
+    async def post(self, body: bytes, content_type: str, **extra: str) -> httpx.Response:
+        return await self.client.post(
+            self.url("/submission"), params={"deviceID": DEVICE_ID}, content=body,
+            headers={**headers(), "Content-Type": content_type, **extra},
+        )
 
 
 def message(response: httpx.Response) -> str:

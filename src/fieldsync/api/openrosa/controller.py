@@ -31,6 +31,7 @@ from fieldsync import errors
 from fieldsync.api.deps import release_connection, request_connection
 from fieldsync.api.openrosa import instances, multipart, responses, xforms
 from fieldsync.api.openrosa.fields import FORMS
+from fieldsync.api.problems import EXCEPTION_HANDLERS
 from fieldsync.api.runtime import Runtime
 from fieldsync.db.constraints import transaction
 from fieldsync.domain import tokens
@@ -113,7 +114,8 @@ class OpenRosaController(Controller):
     tags = ["openrosa"]
     include_in_schema = False
     dependencies = {"device": Provide(provide_device)}
-    exception_handlers = {Exception: responses.handle_openrosa_error}
+    # every key the app maps, so none of the app's problem+json handlers is more specific than ours
+    exception_handlers = {key: responses.handle_openrosa_error for key in EXCEPTION_HANDLERS}
     response_headers = responses.RESPONSE_HEADERS
 
     @get("/formList", summary="OpenRosa form list")
