@@ -188,3 +188,26 @@ async def test_an_attachment_that_fails_the_media_checks_is_refused_whole(client
 async def test_an_announced_body_over_the_limit_is_413_before_reading(phone: Phone) -> None:
     response = await phone.collect.post(b"", "multipart/form-data; boundary=x", **{"Content-Length": str(10**10)})
     assert_openrosa(response, 413)
+
+
+async def test_odd_instances_get_a_4xx_never_a_500(client: httpx.AsyncClient, phone: Phone) -> None:
+    good = await hazard_xml(phone, [])
+    odd = [
+        with_meta(good, instance=uuid.uuid4(), location="abc def"),
+        with_meta(good, instance=uuid.uuid4(), observed_at="yesterday"),
+        with_meta(good, instance=uuid.uuid4(), title="x" * 5000),
+        with_meta(good, instance=uuid.uuid4(), jurisdiction="110000"),  # outside the phone's scope: 403
+        with_meta(good, instance=uuid.uuid4(), category="volcano"),
+        with_meta(good, instance=uuid.uuid4(), severity="9" * 5000),
+        with_meta(good, instance=uuid.uuid4(), enterprise__credit_code="91350100M000100Y4\x01"),
+        b"<data id='fieldsync_disaster'><losses><deaths>" + b"9" * 5000 + b"</deaths></losses>"
+        b"<meta><instanceID>uuid:" + str(uuid.uuid4()).encode() + b"</instanceID></meta></data>",
+        b"<data id='fieldsync_hazard'>" + b"<a>" * 5000 + b"</a>" * 5000 + b"</data>",
+        b"<data id='fieldsync_hazard'><meta><instanceID>uuid:" + b"-" * 36 + b"</instanceID></meta></data>",
+        b"\xff\xfe<\x00d\x00",
+    ]
+    for xml in odd:
+        body, content_type = multipart_body("data.xml", xml, [], incomplete=False)
+        response = await phone.collect.post(body, content_type)
+        assert 400 <= response.status_code < 500, (xml[:120], response.status_code, response.text)
+        assert message(response)

@@ -14,6 +14,7 @@ altitude 0 is treated as unknown.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import re
@@ -73,9 +74,10 @@ def _text(element: ET.Element | None) -> str:
 
 def _uuid_of(value: str, what: str) -> uuid.UUID:
     match = _INSTANCE_ID.match(value)
-    if match is None:
-        raise errors.SubmissionInvalid(f"meta/{what} must be 'uuid:' followed by a UUID, got {value[:80]!r}")
-    return uuid.UUID(match.group(1))
+    if match is not None:
+        with contextlib.suppress(ValueError):
+            return uuid.UUID(match.group(1))
+    raise errors.SubmissionInvalid(f"meta/{what} must be 'uuid:' followed by a UUID, got {value[:80]!r}")
 
 
 def parse_instance(xml: bytes) -> ParsedInstance:
