@@ -83,8 +83,10 @@ async def _keep_attachments(
             staged, expected_sha256=staged.sha256, declared_type=_declared_type(attachment),
             max_pixels=runtime.settings.max_media_pixels,
         )
-        conn = await request_connection(request, runtime.pool)
-        _, created = await media.keep_media(conn, device, staged=staged, info=info, store=runtime.media, now=now)
+        _, created = await media.keep_media(
+            lambda: request_connection(request, runtime.pool), device, staged=staged, info=info,
+            store=runtime.media, now=now,
+        )
         if created:
             runtime.wake_workers()
         kept[name] = staged.sha256
