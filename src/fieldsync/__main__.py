@@ -303,6 +303,38 @@ def _cmd_audit_anchor(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_with_connection(settings, work))
 
 
+def _cmd_collect_enroll(args: argparse.Namespace, settings: Settings) -> int:
+    """Enroll a phone for ODK Collect; the last line of stdout is its server URL (it holds the token)."""
+    from fieldsync.db.constraints import transaction
+    from fieldsync.ports import SystemClock
+    from fieldsync.services import collect
+
+    base = args.url or settings.public_url or "http://127.0.0.1:8000"
+    if not (args.url or settings.public_url):
+        print("warning: no --url or FIELDSYNC_PUBLIC_URL; phones cannot reach 127.0.0.1", file=sys.stderr)
+
+    async def work(conn: object) -> int:
+        import asyncpg
+        import segno
+
+        assert isinstance(conn, asyncpg.Connection)
+        async with transaction(conn):
+            enrolled = await collect.enroll_collect(
+                conn, None, username=args.username, label=args.label, public_base=base, now=SystemClock().now()
+            )
+        print(f"enrolled device {enrolled.device_id} for {args.username}")
+        if args.qr:
+            Path(args.qr).write_bytes(enrolled.qr_png)
+            print(f"QR code for ODK Collect written to {args.qr}")
+        elif sys.stdout.isatty():
+            segno.make(enrolled.qr_text, error="m").terminal(compact=True)
+        print("server URL (keep it secret: it holds the device token):")
+        print(enrolled.server_url)
+        return 0
+
+    return asyncio.run(_with_connection(settings, work))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldsync", description="fieldsync server and administration")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -354,6 +386,16 @@ def build_parser() -> argparse.ArgumentParser:
     collect = sub.add_parser("gc", help="remove media no report references (after a grace period) and leftovers")
     collect.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
     collect.set_defaults(func=_cmd_gc)
+
+    odk = sub.add_parser("collect", help="ODK Collect / KoboCollect phones")
+    odk_sub = odk.add_subparsers(dest="collect_command", required=True)
+    enroll = odk_sub.add_parser("enroll", help="enroll a phone for an inspector and make the QR code Collect scans")
+    enroll.add_argument("username", help="an inspector user")
+    enroll.add_argument("--label", default="ODK Collect", help="the device's name in the device list")
+    enroll.add_argument("--qr", metavar="FILE.png", help="write the QR code as a PNG (else drawn on a terminal)")
+    enroll.add_argument("--url", help="how phones reach this server, e.g. https://fieldsync.example.cn "
+                                      "(default: FIELDSYNC_PUBLIC_URL)")
+    enroll.set_defaults(func=_cmd_collect_enroll)
     return parser
 
 

@@ -20,12 +20,14 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from fieldsync import __version__
 from fieldsync.api.allow import allow_header_middleware
+from fieldsync.api.collect import CollectController
 from fieldsync.api.deps import DEPENDENCIES, connection_release_middleware
 from fieldsync.api.identity import AuthController, DeviceController, EnrollmentController, UserController
 from fieldsync.api.listing import ExportController, ReportListController
 from fieldsync.api.media import MediaController
 from fieldsync.api.observability import Metrics, observability_middleware_factory
 from fieldsync.api.openapi import ConstrainedOpenAPIConfig
+from fieldsync.api.openrosa.controller import OpenRosaController
 from fieldsync.api.ops import OpsController
 from fieldsync.api.problems import EXCEPTION_HANDLERS
 from fieldsync.api.reference import ReferenceController
@@ -58,6 +60,8 @@ ROUTE_HANDLERS = [
     MediaController,
     SyncController,
     UploadController,
+    CollectController,
+    OpenRosaController,
 ]
 
 

@@ -7,11 +7,11 @@ to an HTTP status and renders RFC 9457 problem+json. Nothing below ``api/`` know
     FieldsyncError
     ├── ConfigurationInvalid                 (startup only, never rendered)
     ├── MigrationError                       (startup only)
-    ├── InvalidInput          400  request.invalid, request.too_deep, report.invalid, media.hash_mismatch, stats.invalid_window, ...
+    ├── InvalidInput          400  request.invalid, request.too_deep, report.invalid, media.hash_mismatch, openrosa.*, ...
     ├── Unauthenticated       401  auth.required, auth.invalid_token, auth.expired, auth.revoked, ...
-    ├── Forbidden             403  auth.forbidden, jurisdiction.out_of_scope, report.not_author
+    ├── Forbidden             403  auth.forbidden, jurisdiction.out_of_scope, report.not_author, openrosa.key_*
     ├── NotFound              404  not_found, report.not_found, media.not_found, ...
-    ├── Conflict              409  report.conflict, report.version_conflict, user.exists, request.retry, ...
+    ├── Conflict              409  report.conflict, report.version_conflict, user.exists, request.retry, openrosa.instance_conflict, ...
     ├── Gone                  410  upload.expired
     ├── PreconditionFailed    412  upload.version_unsupported
     ├── PayloadTooLarge       413  request.too_large, media.too_large, sync.too_many_mutations
@@ -447,3 +447,48 @@ class IncidentNotFound(NotFound):
 class StatsWindowInvalid(InvalidInput):
     code = "stats.invalid_window"
     title = "The statistics window is invalid"
+
+
+# --- OpenRosa (ODK Collect, KoboCollect; rendered as OpenRosaResponse XML, not problem+json) ----
+
+
+class OpenRosaVersionRequired(InvalidInput):
+    code = "openrosa.version_required"
+    title = "OpenRosa requests must carry the header X-OpenRosa-Version: 1.0"
+
+
+class OpenRosaKeyInvalid(Forbidden):
+    """403, not 401: a 401 would make Collect ask for a username and password that do not exist."""
+
+    code = "openrosa.key_invalid"
+    title = "This server address is not valid; scan the QR code from your supervisor again"
+
+
+class OpenRosaKeyRevoked(Forbidden):
+    code = "openrosa.key_revoked"
+    title = "This phone has been revoked; ask your supervisor for a new QR code"
+
+
+class FormNotFound(NotFound):
+    code = "openrosa.form_not_found"
+    title = "No such form"
+
+
+class SubmissionInvalid(InvalidInput):
+    code = "openrosa.submission_invalid"
+    title = "The submission cannot be read"
+
+
+class SubmissionTooLarge(PayloadTooLarge):
+    code = "openrosa.too_large"
+    title = "The submission is larger than this server accepts in one request"
+
+
+class InstanceConflict(Conflict):
+    code = "openrosa.instance_conflict"
+    title = "A different submission with this instanceID was received before"
+
+
+class DeprecatedInstanceUnknown(NotFound):
+    code = "openrosa.deprecated_unknown"
+    title = "The submission this one edits (meta/deprecatedID) was never received"

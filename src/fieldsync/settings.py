@@ -67,6 +67,7 @@ class Settings:
     max_connections: int
     log_json: bool
     log_level: str
+    public_url: str = ""
 
     @property
     def embedded_database(self) -> bool:
@@ -102,6 +103,9 @@ class Settings:
                 return False
             raise ConfigurationInvalid(f"FIELDSYNC_{name} must be true or false, got {raw!r}")
 
+        public_url = get("PUBLIC_URL", "").strip()
+        if public_url and not public_url.startswith(("http://", "https://")):
+            raise ConfigurationInvalid("FIELDSYNC_PUBLIC_URL must start with http:// or https://")
         media_url = get("MEDIA_URL", "")
         if media_url and not media_url.startswith(("s3://", "file://")):
             raise ConfigurationInvalid("FIELDSYNC_MEDIA_URL must be s3://bucket or file:///path")
@@ -133,6 +137,7 @@ class Settings:
             max_connections=get_int("MAX_CONNECTIONS", 1000, 1),
             log_json=get_bool("LOG_JSON", True),
             log_level=get("LOG_LEVEL", "info").upper(),
+            public_url=public_url,
         )
         values.update(overrides)
         for name in ("database_url", "migrate_database_url", "s3_access_key", "s3_secret_key"):

@@ -195,6 +195,38 @@ async def _enroll(world: World) -> Call:
     return Call("/v1/devices/enroll", {"code": await world.fresh_code(), "label": "matrix phone"})
 
 
+async def _collect(world: World) -> Call:
+    return Call("/v1/devices/collect", {"username": world.inspector.username, "label": "matrix Collect"})
+
+
+OPENROSA = {"X-OpenRosa-Version": "1.0"}
+
+
+def _openrosa(suffix: str) -> Callable[[World], Awaitable[Call]]:
+    """A path under the live device's OpenRosa base: the token in the path decides, not the bearer."""
+
+    async def call(world: World) -> Call:
+        return Call(f"/openrosa/key/{world.device.token}{suffix}", headers=OPENROSA)
+
+    return call
+
+
+async def _openrosa_submission(world: World) -> Call:
+    from tests.openrosa.collect import multipart_body
+
+    report = hazard_report()
+    xml = (
+        f"<data id='fieldsync_hazard'><category>{report['category']}</category><title>{report['title']}</title>"
+        f"<jurisdiction>140431</jurisdiction><location>36.5 112.3 0 8</location>"
+        f"<observed_at>{report['observed_at']}</observed_at><enterprise><name>某煤业</name>"
+        f"<credit_code>{report['enterprise']['credit_code']}</credit_code></enterprise><grade>general</grade>"
+        f"<meta><instanceID>uuid:{uuid.uuid4()}</instanceID></meta></data>"
+    ).encode()
+    body, content_type = multipart_body("instance.xml", xml, [], incomplete=False)
+    return Call(f"/openrosa/key/{world.device.token}/submission", content=body,
+                headers={**OPENROSA, "Content-Type": content_type})
+
+
 async def _revoke(world: World) -> Call:
     device = await world.fresh_device()
     return Call(f"/v1/devices/{device.device_id}")
@@ -356,6 +388,21 @@ MATRIX: list[Row] = [
         authed(admin=200, sup_in=200, sup_out=Expect(404, "device.not_found"), inspector=FORBIDDEN),
         _revoke,
     ),
+    Row(
+        "POST",
+        "/v1/devices/collect",
+        authed(admin=201, sup_in=201, sup_out=Expect(404, "user.not_found"), inspector=FORBIDDEN),
+        _collect,
+    ),
+    # --- OpenRosa (ODK Collect): the device token in the path authenticates; a bearer is ignored ---
+    Row("GET", "/openrosa/key/{device_token:str}/formList", public(200), _openrosa("/formList")),
+    Row(
+        "GET", "/openrosa/key/{device_token:str}/forms/{form_file:str}", public(200),
+        _openrosa("/forms/fieldsync_hazard.xml"),
+    ),
+    Row("HEAD", "/openrosa/key/{device_token:str}/submission", public(204), _openrosa("/submission")),
+    Row("GET", "/openrosa/key/{device_token:str}/submission", public(204), _openrosa("/submission")),
+    Row("POST", "/openrosa/key/{device_token:str}/submission", public(201), _openrosa_submission),
     # --- reference data ----------------------------------------------------------------------------
     Row("GET", "/v1/jurisdictions", authed(admin=200, sup_in=200, sup_out=200, inspector=200), at("/v1/jurisdictions")),
     Row("GET", "/v1/categories", authed(admin=200, sup_in=200, sup_out=200, inspector=200), at("/v1/categories")),
@@ -521,6 +568,12 @@ PUBLIC_ROUTES = {
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/devices/enroll"),
     ("OPTIONS", "/v1/uploads"),
+    # OpenRosa: authenticated by the device token in the path (tests/openrosa covers bad/revoked keys)
+    ("GET", "/openrosa/key/{device_token:str}/formList"),
+    ("GET", "/openrosa/key/{device_token:str}/forms/{form_file:str}"),
+    ("HEAD", "/openrosa/key/{device_token:str}/submission"),
+    ("GET", "/openrosa/key/{device_token:str}/submission"),
+    ("POST", "/openrosa/key/{device_token:str}/submission"),
 }
 
 

@@ -13,6 +13,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REQUEST_ID_HEADER = "x-request-id"
+_PATH_KEY = re.compile(r"(/openrosa/key/)[^/]*", re.IGNORECASE)
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 log = structlog.get_logger("fieldsync.access")
 
@@ -50,6 +51,11 @@ class Metrics:
 
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def redact_path(path: str) -> str:
+    """The path with an OpenRosa device token (the one token allowed in a URL) replaced by ``***``."""
+    return _PATH_KEY.sub(r"\1***", path)
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
@@ -94,7 +100,7 @@ def observability_middleware_factory(metrics: Metrics) -> Any:
                     log.info(
                         "request",
                         method=method,
-                        path=scope.get("path"),
+                        path=redact_path(str(scope.get("path", ""))),
                         route=route,
                         status=status,
                         duration_ms=round(elapsed * 1000, 2),

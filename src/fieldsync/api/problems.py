@@ -20,6 +20,7 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from fieldsync import errors
 from fieldsync.api.deps import connection_lost
+from fieldsync.api.observability import redact_path
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger("fieldsync.api")
@@ -99,7 +100,7 @@ def problem_response(
         status=status,
         code=code,
         detail=detail,
-        instance=request.url.path,
+        instance=redact_path(request.url.path),
         request_id=request_id,
         field=field,
         errors=field_errors,

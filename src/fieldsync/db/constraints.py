@@ -75,7 +75,7 @@ BY_RACE: frozenset[str] = frozenset({
     "auth_failures_pkey", "reports_pkey", "report_versions_pkey", "report_media_pkey", "media_pkey",
     "media_uploads_pkey", "jobs_pkey", "jobs_kind_key", "uploads_pkey", "sync_mutations_pkey", "comments_pkey",
     "events_pkey", "events_chain_position_key", "audit_heads_pkey", "report_duplicates_pkey", "categories_pkey",
-    "schema_migrations_pkey",
+    "schema_migrations_pkey", "openrosa_instances_pkey", "openrosa_attachments_pkey",
 })
 
 BY_STATE: frozenset[str] = frozenset({
@@ -91,6 +91,10 @@ BY_STATE: frozenset[str] = frozenset({
     "events_report_fkey", "events_actor_fkey", "events_device_fkey", "report_duplicates_report_fkey",
     "report_duplicates_candidate_fkey", "report_duplicates_not_self", "report_duplicates_score_check",
     "report_duplicates_reasons_check",
+    # OpenRosa (migration 0012): every value is the server's (ids parsed, form ids from its own table)
+    "openrosa_instances_deprecated_fkey", "openrosa_instances_user_fkey", "openrosa_instances_device_fkey",
+    "openrosa_instances_form_check", "openrosa_instances_completed_check", "openrosa_attachments_instance_fkey",
+    "openrosa_attachments_sha256_format",
 })
 
 

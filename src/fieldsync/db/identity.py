@@ -174,7 +174,7 @@ async def insert_device(
     label: str,
     platform: str | None,
     token_hash: bytes,
-    enrolled_by: uuid.UUID,
+    enrolled_by: uuid.UUID | None,
     now: dt.datetime,
 ) -> asyncpg.Record:
     return await conn.fetchrow(

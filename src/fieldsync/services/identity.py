@@ -241,29 +241,67 @@ async def enroll_device(
 ) -> tuple[uuid.UUID, str]:
     """Trade a one-time enrollment code for a device id and a device token; throttled per client."""
     await _count_attempt(conn, scope="enroll", key=client, now=now, policy=throttle)
-    code_hash = tokens.digest(tokens.normalize_enrollment_code(code))
     async with transaction(conn):
-        row = await q.get_enrollment_for_update(conn, code_hash)
-        if row is None:
-            raise errors.EnrollmentCodeInvalid()
-        if row["used_at"] is not None:
-            raise errors.EnrollmentCodeUsed()
-        if row["expires_at"] <= now:
-            raise errors.EnrollmentCodeExpired()
-        if row["role"] != Role.INSPECTOR.value or row["disabled_at"] is not None:
-            raise errors.EnrollmentCodeInvalid("the user of this code can no longer enroll devices")
-        token = tokens.new_device_token()
-        device = await q.insert_device(
-            conn,
-            user_id=row["user_id"],
-            label=label,
-            platform=platform,
-            token_hash=tokens.digest(token),
-            enrolled_by=row["created_by"],
-            now=now,
-        )
-        await q.mark_enrollment_used(conn, code_hash=code_hash, device_id=device["id"], now=now)
+        enrolled = await _redeem(conn, code=code, label=label, platform=platform, now=now)
     await q.clear_failures(conn, scope="enroll", key=client)
+    return enrolled
+
+
+async def _redeem(
+    conn: asyncpg.Connection, *, code: str, label: str, platform: str | None, now: dt.datetime
+) -> tuple[uuid.UUID, str]:
+    """Use an enrollment code once, inside the caller's transaction: a new device and its token."""
+    code_hash = tokens.digest(tokens.normalize_enrollment_code(code))
+    row = await q.get_enrollment_for_update(conn, code_hash)
+    if row is None:
+        raise errors.EnrollmentCodeInvalid()
+    if row["used_at"] is not None:
+        raise errors.EnrollmentCodeUsed()
+    if row["expires_at"] <= now:
+        raise errors.EnrollmentCodeExpired()
+    if row["role"] != Role.INSPECTOR.value or row["disabled_at"] is not None:
+        raise errors.EnrollmentCodeInvalid("the user of this code can no longer enroll devices")
+    token = tokens.new_device_token()
+    device = await q.insert_device(
+        conn,
+        user_id=row["user_id"],
+        label=label,
+        platform=platform,
+        token_hash=tokens.digest(token),
+        enrolled_by=row["created_by"],
+        now=now,
+    )
+    await q.mark_enrollment_used(conn, code_hash=code_hash, device_id=device["id"], now=now)
+    return device["id"], token
+
+
+async def enroll_device_for(
+    conn: asyncpg.Connection,
+    actor: Principal | None,
+    *,
+    username: str,
+    label: str,
+    platform: str | None,
+    now: dt.datetime,
+) -> tuple[uuid.UUID, str]:
+    """Enroll a device for an inspector at once (a supervisor hands over a configured phone).
+
+    A supervisor's or admin's leaves the same enrollment record a code does, issued and used in
+    the caller's transaction; ``actor`` None is the command line (the machine owner's authority).
+    """
+    if actor is not None:
+        code, _ = await issue_enrollment(conn, actor, username=username, ttl_s=60, now=now)
+        return await _redeem(conn, code=code, label=label, platform=platform, now=now)
+    user = await q.get_user_by_username(conn, username)
+    if user is None:
+        raise errors.UserNotFound(f"no user {username!r}", field="username")
+    if user["role"] != Role.INSPECTOR.value or user["disabled_at"] is not None:
+        raise errors.UserNotInspector(field="username")
+    token = tokens.new_device_token()
+    device = await q.insert_device(
+        conn, user_id=user["id"], label=label, platform=platform, token_hash=tokens.digest(token), enrolled_by=None,
+        now=now,
+    )
     return device["id"], token
 
 
