@@ -109,6 +109,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                              "password": "long enough password", "display_name": "王"}),
         Operation("POST", "/v1/enrollments", "supervisor", lambda w: "/v1/enrollments",
                   lambda w: {"username": w.inspector.username, "ttl_s": 600}),
+        Operation("POST", "/v1/devices/collect", "supervisor", lambda w: "/v1/devices/collect",
+                  lambda w: {"username": w.inspector.username, "label": "Collect 手机"}),
         Operation("POST", "/v1/devices/enroll", None, lambda w: "/v1/devices/enroll",
                   lambda w: {"code": "ABCD-EFGH", "label": "phone", "platform": "android"}),
         Operation("POST", "/v1/media/missing", "inspector", lambda w: "/v1/media/missing",
