@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.services import identity
 

@@ -72,7 +72,7 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
-    from fieldsync.db.constraints import transaction
+    from fieldsync.db.transactions import transaction
     from fieldsync.domain.principals import Role
     from fieldsync.ports import SystemClock
     from fieldsync.services import identity
@@ -114,7 +114,7 @@ def _cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_jurisdictions_import(args: argparse.Namespace, settings: Settings) -> int:
-    from fieldsync.db.constraints import transaction
+    from fieldsync.db.transactions import transaction
     from fieldsync.services import reference
 
     path = Path(args.file)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import asyncpg
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig
 from litestar.datastructures import State
@@ -40,7 +41,9 @@ from fieldsync.api.uploads import UploadController
 from fieldsync.db import embedded, roles
 from fieldsync.db.migrate import migrate
 from fieldsync.db.pool import connect, create_pool
-from fieldsync.ports import Clock, SystemClock
+from fieldsync.ports import Clock, MediaStore, SystemClock
+from fieldsync.services import duplicates, feed, media
+from fieldsync.services.worker import Worker
 from fieldsync.settings import Settings
 from fieldsync.storage import open_media_store, open_spool
 
@@ -80,6 +83,16 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+def background_worker(settings: Settings, clock: Clock, pool: asyncpg.Pool, store: MediaStore) -> Worker:
+    """The job runners in the order the worker tries them: fresh work first, the backfill last."""
+    return Worker([
+        lambda: media.run_one_derivative_job(pool, store, clock),
+        lambda: duplicates.run_duplicates_jobs(pool, clock),
+        lambda: feed.run_restamp_job(pool, clock),
+        lambda: media.run_one_fingerprint_job(pool, store, clock, max_pixels=settings.max_media_pixels),
+    ])
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     clock = clock or SystemClock()
@@ -99,9 +112,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             spool = await open_spool(settings)
             pool = await create_pool(pool_dsn)
             try:
-                runtime = Runtime(settings=settings, clock=clock, pool=pool, media=store, spool=spool)
-                app.state.runtime = runtime
-                async with runtime.workers(settings.derivative_workers):
+                worker = background_worker(settings, clock, pool, store)
+                app.state.runtime = Runtime(settings=settings, clock=clock, pool=pool, media=store, spool=spool,
+                                            worker=worker)
+                async with worker.running(settings.derivative_workers):
                     yield
             finally:
                 try:

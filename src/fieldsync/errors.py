@@ -213,19 +213,9 @@ class DeviceNotFound(NotFound):
 # --- requests -----------------------------------------------------------------------------------
 
 
-class RouteNotFound(NotFound):
-    code = "not_found"
-    title = "Not found"
-
-
 class MethodNotAllowed(FieldsyncError):
     code = "request.method_not_allowed"
     title = "Method not allowed"
-
-
-class RequestTooLarge(PayloadTooLarge):
-    code = "request.too_large"
-    title = "Request body too large"
 
 
 class NestingTooDeep(InvalidInput):

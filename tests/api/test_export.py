@@ -18,6 +18,8 @@ from litestar import Litestar
 
 from fieldsync.api.schemas.listing import EXPORT_COLUMNS
 from fieldsync.db import listing as q
+from fieldsync.domain.filters import ReportFilter
+from fieldsync.domain.principals import Visibility
 from fieldsync.services import listing as listing_service
 from tests.api.test_report_list import FIVE, accident_report, create, listed, step
 from tests.support import Actor, MutableClock, disaster_report, hazard_report, make_user, problem
@@ -207,7 +209,7 @@ async def test_the_export_query_selects_the_columns_in_the_encoders_order(
     conn: asyncpg.Connection, reports: dict[str, str], clock: MutableClock
 ) -> None:
     async with conn.transaction():
-        batches = q.export_batches(conn, q.Visibility(None, "/"), q.ReportFilter(), now=clock.now(), batch_size=10)
+        batches = q.export_batches(conn, Visibility(None, "/"), ReportFilter(), now=clock.now(), batch_size=10)
         rows = [row async for batch in batches for row in batch]
     assert len(rows) == len(reports)
     assert list(rows[0].keys()) == [column.key for column in EXPORT_COLUMNS]

@@ -13,6 +13,8 @@ import httpx
 import pytest
 
 from fieldsync.db import listing as q
+from fieldsync.domain.filters import BBox, Near, ReportFilter
+from fieldsync.domain.principals import Visibility
 from tests import images
 from tests.support import Actor, MutableClock, disaster_report, hazard_report, make_user, problem
 
@@ -375,9 +377,9 @@ async def test_times_accept_an_offset_whose_plus_arrived_as_a_space(
     assert [item["id"] for item in response.json()["items"]] == [world["gas"]]
 
 
-def _plan_sql(where: q.ReportFilter, now: dt.datetime) -> tuple[str, list[Any]]:
+def _plan_sql(where: ReportFilter, now: dt.datetime) -> tuple[str, list[Any]]:
     params = q._Params()
-    clause = q.where_clause(params, q.Visibility(None, "/"), where, now=now)
+    clause = q.where_clause(params, Visibility(None, "/"), where, now=now)
     return f"SELECT r.id FROM reports r WHERE {clause}", params.values
 
 
@@ -386,15 +388,15 @@ def _plan_sql(where: q.ReportFilter, now: dt.datetime) -> tuple[str, list[Any]]:
 @pytest.mark.parametrize(
     ("where", "index"),
     [
-        (q.ReportFilter(terms=("皮带机保护",)), "reports_text_trgm_idx"),
-        (q.ReportFilter(terms=("coal mine",)), "reports_text_trgm_idx"),
-        (q.ReportFilter(bbox=q.BBox(112.2, 36.4, 112.4, 36.6)), "Index Cond: (point(lon, lat) <@"),
-        (q.ReportFilter(near=q.Near(36.5, 112.3, 5000)), "Index Cond: (point(lon, lat) <@"),
-        (q.ReportFilter(overdue=True), "reports_overdue_idx"),
+        (ReportFilter(terms=("皮带机保护",)), "reports_text_trgm_idx"),
+        (ReportFilter(terms=("coal mine",)), "reports_text_trgm_idx"),
+        (ReportFilter(bbox=BBox(112.2, 36.4, 112.4, 36.6)), "Index Cond: (point(lon, lat) <@"),
+        (ReportFilter(near=Near(36.5, 112.3, 5000)), "Index Cond: (point(lon, lat) <@"),
+        (ReportFilter(overdue=True), "reports_overdue_idx"),
     ],
 )
 async def test_filters_are_served_by_their_index(
-    conn: asyncpg.Connection, where: q.ReportFilter, index: str
+    conn: asyncpg.Connection, where: ReportFilter, index: str
 ) -> None:
     sql, values = _plan_sql(where, dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
     async with conn.transaction():

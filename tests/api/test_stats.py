@@ -25,7 +25,7 @@ import pytest
 from fieldsync import errors
 from fieldsync.api.reports import to_submission
 from fieldsync.api.schemas.reports import ReportWrite
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.reports import MediaReference
 from fieldsync.services import reports, workflow

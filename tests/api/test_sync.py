@@ -14,8 +14,8 @@ import pytest
 from fieldsync.api.reports import to_submission
 from fieldsync.api.schemas.reports import HazardReport
 from fieldsync.api.sync import decode_push
-from fieldsync.db.constraints import transaction
 from fieldsync.db.pool import connect
+from fieldsync.db.transactions import transaction
 from fieldsync.services import reports as report_service
 from fieldsync.services import sync as sync_service
 from tests.support import Actor, hazard_report, make_user, principal_of, problem

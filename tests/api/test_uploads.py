@@ -18,7 +18,7 @@ import httpx
 import pytest
 from litestar import Litestar
 
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.services import identity
 from fieldsync.services import uploads as upload_service
 from fieldsync.settings import Settings

@@ -7,7 +7,8 @@ import pytest
 
 from fieldsync import errors
 from fieldsync.db import constraints
-from fieldsync.db.constraints import BY_INPUT, BY_RACE, BY_STATE, transaction
+from fieldsync.db.constraints import BY_INPUT, BY_RACE, BY_STATE
+from fieldsync.db.transactions import transaction
 
 
 async def schema_constraints(conn: asyncpg.Connection) -> set[str]:

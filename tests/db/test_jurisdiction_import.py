@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from fieldsync import errors
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.services import reference
 
 QINYUAN_TOWNS = """code,name_zh,name_en,parent_code

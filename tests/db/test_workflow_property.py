@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from fieldsync import errors
 from fieldsync.api.reports import to_submission
 from fieldsync.api.schemas.reports import ReportWrite
-from fieldsync.db.constraints import transaction
 from fieldsync.db.pool import connect
+from fieldsync.db.transactions import transaction
 from fieldsync.domain import workflow as rules
 from fieldsync.domain.reports import MediaReference
 from fieldsync.services import reports, workflow

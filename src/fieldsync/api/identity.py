@@ -28,7 +28,7 @@ from fieldsync.api.schemas.identity import (
     UserRead,
 )
 from fieldsync.db import reference
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.services import identity
 

@@ -49,8 +49,9 @@ from fieldsync.api.schemas.common import (
 )
 from fieldsync.api.schemas.listing import EXPORT_COLUMNS, ReportPage, feature_collection_schema
 from fieldsync.api.schemas.reports import Status
-from fieldsync.db.listing import BBox, Near, ReportFilter
+from fieldsync.domain.filters import BBox, Near, ReportFilter
 from fieldsync.domain.principals import Principal
+from fieldsync.domain.timeframes import INSTANT_HELP, parse_instant
 from fieldsync.services import listing
 
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -67,9 +68,8 @@ CategoryCode = Annotated[str, Parameter(pattern=CATEGORY_PATTERN)]
 _DEGREES = r"-?[0-9]{1,3}(\.[0-9]{1,15})?"
 BBOX_PATTERN = exact(rf"{_DEGREES}(,{_DEGREES}){{3}}")
 NEAR_PATTERN = exact(rf"{_DEGREES},{_DEGREES},[0-9]{{1,7}}(\.[0-9]{{1,6}})?")
-CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 TimeText = Annotated[str | None, Parameter(max_length=64, pattern=NO_NUL)]
-_TIME_HELP = "an RFC 3339 date-time with offset, or a date (midnight China Standard Time, as GET /v1/stats reads it)"
+_TIME_HELP = INSTANT_HELP
 
 # --- reading the wire filters -------------------------------------------------------------------
 
@@ -120,24 +120,14 @@ def parse_near(text: str) -> Near:
 
 
 def parse_time(text: str | None, *, field: str) -> dt.datetime | None:
-    """An RFC 3339 date-time with an offset, or a date: midnight China Standard Time (the bureaus'
-    day, as ``/v1/stats`` reads it). A ``+`` left unencoded in the query string arrives as a
-    space; it is read back as the ``+`` it was."""
+    """A time filter (``domain.timeframes``), in UTC."""
     if text is None:
         return None
-    value = text.strip()
-    if len(value) > 19 and value[-6] == " ":
-        value = value[:-6] + "+" + value[-5:]
     try:
-        if len(value) == 10:
-            return dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), CHINA_STANDARD_TIME).astimezone(dt.UTC)
-        parsed = dt.datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            raise ValueError("no offset")
-        return parsed.astimezone(dt.UTC)
-    except (ValueError, OverflowError):
+        return parse_instant(text).astimezone(dt.UTC)
+    except ValueError as exc:
         raise errors.InvalidInput(
-            f"{field} must be {_TIME_HELP}, e.g. 2026-06-01T08:00:00+08:00 or 2026-06-01", field=field
+            f"{field} must be {_TIME_HELP}, e.g. 2026-06-01T08:00:00+08:00 or 2026-06-01 ({exc})", field=field
         ) from None
 
 

@@ -11,7 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fieldsync.api.deps import pool_exhausted, runtime_of
-from fieldsync.db import media as media_q
+from fieldsync.db import jobs
 from fieldsync.services import duplicates, media
 
 CHECK_TIMEOUT_S = 3.0  # per readiness check: a load balancer polls every few seconds
@@ -83,7 +83,7 @@ async def _refresh_job_gauges(state: State) -> None:
     runtime = runtime_of(state)
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S), runtime.pool.acquire() as conn:
-            backlog = await media_q.job_backlog(conn, now=runtime.clock.now())
+            backlog = await jobs.backlog(conn, now=runtime.clock.now())
     except Exception:  # noqa: BLE001 - metrics must not fail because the database does
         return
     for kind in sorted(set(JOB_KINDS) | set(backlog)):

@@ -272,5 +272,3 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
         for status in statuses
     }
 
-
-AUTHED = (400, 401, 403, 404)

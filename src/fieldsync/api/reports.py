@@ -31,7 +31,7 @@ from fieldsync.api.schemas.reports import (
     ReportWrite,
     WorkflowRead,
 )
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain import evidence
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.reports import MediaReference, ReceiptData, ReportSubmission

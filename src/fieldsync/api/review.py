@@ -21,7 +21,7 @@ from fieldsync.api.schemas.reports import (
     ReportRead,
     TransitionCreate,
 )
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.reports import MediaReference
 from fieldsync.services import duplicates, incidents, reports, workflow

@@ -37,7 +37,7 @@ from fieldsync.api.schemas.sync import (
     inline_schema,
     pull_response_schema,
 )
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.reports import MediaReference
 from fieldsync.services import reports, sync

@@ -9,7 +9,7 @@ termination, expiration), so that stock tus clients (tus-js-client, tuspy) work 
                                  optionally with Upload-Checksum (460 on mismatch) → 204 Upload-Offset
     DELETE  /v1/uploads/{id}     termination → 204
 
-The protocol headers are parsed here and in ``domain.uploads`` (never by Litestar, so that a
+The protocol headers are parsed here and in ``api.tus`` (never by Litestar, so that a
 missing or wrong ``Tus-Resumable`` answers 412 as tus requires, and bad values a problem 400);
 the use cases are ``services.uploads``. The response that completes an upload carries
 ``Fieldsync-Media-Sha256``: from then on the photo is ``/v1/media/{sha256}``. Every response of
@@ -34,10 +34,10 @@ from litestar.openapi.spec import Parameter as OpenAPIParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from fieldsync import errors
+from fieldsync.api import tus
 from fieldsync.api.deps import release_connection, request_connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
-from fieldsync.domain import uploads as tus
 from fieldsync.domain.principals import Principal
 from fieldsync.services import uploads
 from fieldsync.storage.uploads import UploadArea, upload_area
@@ -278,7 +278,7 @@ class UploadController(Controller):
             raise errors.UploadLengthExceeded(f"the first chunk announces {content_length} bytes of {length}")
         area = _area(runtime)
         state = await uploads.create_upload(
-            conn, principal, area=area, length=length, metadata=request.headers.get("upload-metadata"),
+            conn, principal, area=area, length=length, declared=tus.declared_upload(request.headers.get("upload-metadata")),
             max_bytes=runtime.settings.max_media_bytes, now=now, ttl_s=runtime.settings.upload_expiry_s,
         )
         result = uploads.Appended(state)

@@ -19,8 +19,7 @@ A data error (a NUL byte in text, a number out of range) becomes a 400.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import asyncpg
 import structlog
@@ -112,17 +111,3 @@ def translate(exc: BaseException) -> errors.FieldsyncError | None:
     if isinstance(exc, (asyncpg.DataError, _ClientDataError)):
         return errors.InvalidInput(f"a value cannot be stored: {exc.__class__.__name__}")
     return None
-
-
-@contextlib.asynccontextmanager
-async def transaction(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
-    """``conn.transaction()`` (a savepoint when nested) whose constraint violations surface as
-    domain errors."""
-    try:
-        async with conn.transaction():
-            yield conn
-    except (asyncpg.PostgresError, _ClientDataError) as exc:
-        translated = translate(exc)
-        if translated is None:
-            raise
-        raise translated from exc

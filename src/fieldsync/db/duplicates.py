@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from fieldsync.db.scope import possessed_sql, visible_sql
+from fieldsync.db.rules import possessed_sql, visible_sql
 from fieldsync.domain.principals import Visibility
 
 _SIDE = f"""r.id, r.kind, r.category, r.title, r.description, r.lat, r.lon, r.accuracy_m, r.observed_at,

@@ -11,8 +11,8 @@ the index meant to serve it (0007_review.sql):
   adds the exact haversine distance after that box prefilter.
 - order and keyset: ``(r.updated_at, r.id) < ($t, $id)`` with ``ORDER BY r.updated_at DESC,
   r.id DESC`` → ``reports_list_idx``.
-- overdue: ``r.status = 'rectifying' AND r.rectification_deadline < $now`` with the application's
-  clock (never SQL ``now()``, so an injected clock decides) → ``reports_overdue_idx``.
+- overdue: ``db.rules.overdue_sql`` with the application's clock (never SQL ``now()``, so an
+  injected clock decides) → ``reports_overdue_idx``.
 
 ``has_duplicates`` is exactly "the read model's ``possible_duplicates`` is not empty": some stored
 near-duplicate candidate that is not merged (``db.duplicates.has_duplicates_sql``, kept next to
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,45 +30,10 @@ from typing import Any
 import asyncpg
 
 from fieldsync.db.duplicates import has_duplicates_sql
-from fieldsync.db.scope import possessed_sql
+from fieldsync.db.rules import overdue_sql, possessed_sql
 from fieldsync.domain.evidence import EARTH_RADIUS_M
+from fieldsync.domain.filters import BBox, ReportFilter, near_box
 from fieldsync.domain.principals import Visibility
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class BBox:
-    min_lon: float
-    min_lat: float
-    max_lon: float
-    max_lat: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Near:
-    lat: float
-    lon: float
-    radius_m: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ReportFilter:
-    """The list's filters, already validated; empty tuples and None mean "no restriction"."""
-
-    kinds: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-    statuses: tuple[str, ...] = ()
-    grades: tuple[str, ...] = ()
-    jurisdiction_path: str | None = None
-    observed_from: dt.datetime | None = None
-    observed_to: dt.datetime | None = None
-    updated_since: dt.datetime | None = None
-    bbox: BBox | None = None
-    near: Near | None = None
-    terms: tuple[str, ...] = ()
-    overdue: bool | None = None
-    listed: bool | None = None
-    missing_media: bool | None = None
-    has_duplicates: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,26 +59,6 @@ def like_pattern(term: str) -> str:
     """``%term%`` with LIKE's metacharacters (backslash, %, _) escaped: the term matches literally."""
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
-
-
-def near_box(near: Near) -> BBox:
-    """The smallest lat/lon box holding every point within ``radius_m`` of the centre (great circle).
-
-    Longitude half-width is asin(sin δ / cos φ) (δ the angular radius), exact for a sphere; a
-    circle reaching a pole or across the antimeridian takes every longitude instead, which only
-    weakens the prefilter. A relative margin keeps rounding from cutting off points on the rim.
-    """
-    delta = near.radius_m / EARTH_RADIUS_M * (1 + 1e-9)
-    lat_span = math.degrees(delta)
-    min_lat, max_lat = near.lat - lat_span, near.lat + lat_span
-    if min_lat <= -90 or max_lat >= 90:
-        return BBox(-180.0, max(min_lat, -90.0), 180.0, min(max_lat, 90.0))
-    ratio = math.sin(delta) / math.cos(math.radians(near.lat))
-    lon_span = math.degrees(math.asin(min(1.0, ratio))) * (1 + 1e-9) + 1e-9
-    min_lon, max_lon = near.lon - lon_span, near.lon + lon_span
-    if ratio >= 1.0 or min_lon < -180 or max_lon > 180:
-        return BBox(-180.0, min_lat, 180.0, max_lat)
-    return BBox(min_lon, min_lat, max_lon, max_lat)
 
 
 def _box(params: _Params, box: BBox) -> str:
@@ -173,11 +117,7 @@ def where_clause(
     for term in where.terms:
         conditions.append(f"(r.title || ' ' || r.description) ILIKE {params.add(like_pattern(term), 'text')}")
     if where.overdue is not None:
-        deadline_passed = (
-            "r.status = 'rectifying' AND r.rectification_deadline IS NOT NULL "
-            f"AND r.rectification_deadline < {params.add(now, 'timestamptz')}"
-        )
-        conditions.append(_flag(deadline_passed, where.overdue))
+        conditions.append(_flag(overdue_sql("r", params.add(now, "timestamptz")), where.overdue))
     if where.listed is not None:
         conditions.append(_flag("r.listed_level IS NOT NULL", where.listed))
     if where.missing_media is not None:
@@ -249,7 +189,7 @@ _EXPORT_SELECT = """
            r.rectification ->> 'responsible_person' AS responsible_person,
            r.rectification_deadline, r.rectified_at, r.closed_at,
            r.listed_level, r.listed_deadline,
-           coalesce(r.status = 'rectifying' AND r.rectification_deadline < {now}, false) AS overdue,
+           {OVERDUE} AS overdue,
            coalesce(mc.media_count, 0) AS media_count, coalesce(mc.missing_count, 0) AS missing_media_count,
            r.duplicate_of
     FROM reports r
@@ -278,7 +218,7 @@ async def export_batches(
     params = _Params()
     now_param = params.add(now, "timestamptz")
     clause = where_clause(params, visibility, where, now=now)
-    query = _EXPORT_SELECT.replace("{now}", now_param).replace("{POSSESSED}", possessed_sql("rm")) + f" WHERE {clause} ORDER BY r.updated_at DESC, r.id DESC"
+    query = _EXPORT_SELECT.replace("{OVERDUE}", overdue_sql("r", now_param)).replace("{POSSESSED}", possessed_sql("rm")) + f" WHERE {clause} ORDER BY r.updated_at DESC, r.id DESC"
     cursor = await conn.cursor(query, *params.values)
     while True:
         rows = await cursor.fetch(batch_size)

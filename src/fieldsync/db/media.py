@@ -1,4 +1,4 @@
-"""SQL for media rows, uploaders, access checks (``db.scope``) and the derivative job queue."""
+"""SQL for media rows, uploaders, access checks (``db.rules``) and the derivative job queue."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 
 import asyncpg
 
-from fieldsync.db.scope import possessed_sql, visible_sql
+from fieldsync.db.rules import possessed_sql, visible_sql
 from fieldsync.domain.principals import Visibility
 
 
@@ -120,81 +120,3 @@ async def readable_hashes(
 
 async def mark_derivatives_done(conn: asyncpg.Connection, *, sha256: str, now: dt.datetime) -> None:
     await conn.execute("UPDATE media SET derivatives_at = $2 WHERE sha256 = $1", sha256, now)
-
-
-async def enqueue_job(conn: asyncpg.Connection, *, kind: str, key: str, now: dt.datetime) -> None:
-    await enqueue_many(conn, kind=kind, keys=[key], now=now)
-
-
-async def claim_job(conn: asyncpg.Connection, *, kind: str, now: dt.datetime) -> asyncpg.Record | None:
-    """Lock one due job for the rest of the caller's transaction; other workers skip it, and a
-    worker that dies releases it with its connection."""
-    return await conn.fetchrow(
-        """
-        SELECT id, kind, key, attempts FROM jobs
-        WHERE kind = $1 AND run_after <= $2
-        ORDER BY run_after, id
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
-        """,
-        kind, now,
-    )
-
-
-async def delete_job(conn: asyncpg.Connection, job_id: int) -> None:
-    await conn.execute("DELETE FROM jobs WHERE id = $1", job_id)
-
-
-async def retry_job_later(conn: asyncpg.Connection, *, job_id: int, run_after: dt.datetime, error: str) -> None:
-    await conn.execute(
-        "UPDATE jobs SET attempts = attempts + 1, run_after = $2, last_error = $3 WHERE id = $1",
-        job_id, run_after, error[:2000],
-    )
-
-
-async def enqueue_many(conn: asyncpg.Connection, *, kind: str, keys: list[str], now: dt.datetime) -> None:
-    """Queue one job per key, in one statement; a key already queued becomes due now.
-
-    Not ``DO NOTHING``: a worker may be running that very job (it holds the row and deletes it
-    when done) after reading the state this transaction is changing, and this request would be
-    lost. Updating the row waits for that worker; once it has deleted the row, the insert
-    proceeds and the job runs again after this transaction commits."""
-    await conn.execute(
-        """
-        INSERT INTO jobs AS j (kind, key, run_after, created_at)
-        SELECT $1, k, $3, $3 FROM unnest($2::text[]) AS k ORDER BY k
-        ON CONFLICT ON CONSTRAINT jobs_kind_key DO UPDATE SET run_after = least(j.run_after, excluded.run_after)
-        """,
-        kind, sorted(set(keys)), now,
-    )
-
-
-async def claim_many(conn: asyncpg.Connection, *, kind: str, now: dt.datetime, limit: int) -> list[asyncpg.Record]:
-    """Lock up to ``limit`` due jobs for the caller's transaction (others skip them)."""
-    return await conn.fetch(
-        """
-        SELECT id, key, attempts FROM jobs
-        WHERE kind = $1 AND run_after <= $2
-        ORDER BY run_after, id
-        LIMIT $3
-        FOR UPDATE SKIP LOCKED
-        """,
-        kind, now, limit,
-    )
-
-
-async def delete_many(conn: asyncpg.Connection, job_ids: list[int]) -> None:
-    await conn.execute("DELETE FROM jobs WHERE id = ANY($1::bigint[])", job_ids)
-
-
-async def job_backlog(conn: asyncpg.Connection, *, now: dt.datetime) -> dict[str, tuple[int, float]]:
-    """Per job kind: how many are queued, and how many seconds the longest-waiting due one has waited."""
-    rows = await conn.fetch(
-        """
-        SELECT kind, count(*) AS queued,
-               coalesce(extract(epoch FROM $1 - min(run_after) FILTER (WHERE run_after <= $1)), 0) AS waited
-        FROM jobs GROUP BY kind
-        """,
-        now,
-    )
-    return {row["kind"]: (row["queued"], float(row["waited"])) for row in rows}

@@ -10,7 +10,7 @@ import asyncpg
 
 from fieldsync.db.duplicates import possible_duplicates_sql
 from fieldsync.db.media import hold_references
-from fieldsync.db.scope import possessed_sql, visible_sql
+from fieldsync.db.rules import possessed_sql, visible_sql
 from fieldsync.domain.principals import Visibility
 from fieldsync.domain.reports import ReportSubmission
 

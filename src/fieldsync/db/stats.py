@@ -23,6 +23,7 @@ import uuid
 
 import asyncpg
 
+from fieldsync.db.rules import overdue_sql
 from fieldsync.domain.stats import LOSS_AMOUNTS, LOSS_COUNTS
 
 # The grouping key as (gk, g) SQL expressions, chosen from this table only. ``p.base`` is the path
@@ -55,7 +56,7 @@ p (prefix, author_id, now, base) AS (SELECT $5::text, $6::uuid, $7::timestamptz,
 counted AS (
     SELECT w.period, r.kind, r.category, r.status, r.grade, r.listed_level, r.body,
            r.rectified_at <= r.rectification_deadline AS rectified_in_time,
-           r.rectification_deadline < p.now AS past_deadline,
+           {overdue} AS overdue,
            r.status <> 'rejected' AS valid,
            r.kind = 'disaster' AND r.status <> 'rejected' AS disaster,
            {gk} AS gk,
@@ -83,7 +84,7 @@ figures AS (
                WHERE kind = 'hazard' AND status IN ('rectified', 'closed') AND rectified_in_time
            ) AS hazards_rectified_on_time,
            count(*) FILTER (
-               WHERE kind = 'hazard' AND status = 'rectifying' AND past_deadline
+               WHERE kind = 'hazard' AND overdue
            ) AS hazards_overdue,
            count(*) FILTER (WHERE kind = 'hazard' AND status = 'closed') AS hazards_closed,
            count(*) FILTER (WHERE disaster) AS disaster_reports,
@@ -111,7 +112,7 @@ LEFT JOIN categories dl ON dl.kind = 'disaster' AND dl.code = f.dtype
 """
 
 _STATEMENTS = {
-    group_by: _FIGURES.format(gk=gk, g=g, loss_sums=_LOSS_SUMS) for group_by, (gk, g) in _GROUP_KEYS.items()
+    group_by: _FIGURES.format(gk=gk, g=g, loss_sums=_LOSS_SUMS, overdue=overdue_sql("r", "p.now")) for group_by, (gk, g) in _GROUP_KEYS.items()
 }
 
 

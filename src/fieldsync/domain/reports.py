@@ -17,7 +17,6 @@ import uuid
 from typing import Any
 
 EDITABLE_STATUSES = frozenset({"submitted", "needs_info"})
-AUTHOR_ROLES = frozenset({"inspector"})
 
 _CREDIT_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)

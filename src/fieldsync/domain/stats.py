@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 
 from fieldsync import errors
+from fieldsync.domain.timeframes import REPORTING_TZ, parse_instant
 
-REPORTING_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
 GROUP_BY = ("jurisdiction", "category", "kind", "status")
 KINDS = ("hazard", "disaster", "accident")
 # Merged reports are never counted: the survivor carries the finding.
@@ -30,8 +29,6 @@ LOSS_COUNTS = (
 LOSS_AMOUNTS = ("crop_area_ha", "direct_loss_cny")
 LOSS_FIELDS = LOSS_COUNTS + LOSS_AMOUNTS
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_MIN_YEAR, _MAX_YEAR = 1901, 9998
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,23 +48,11 @@ def _year_before(when: dt.datetime) -> dt.datetime:
 
 
 def parse_bound(text: str, *, field: str) -> dt.datetime:
-    """A window bound from a query parameter: a date (CST midnight) or an RFC 3339 date-time."""
-    value = text.strip()
+    """A window bound from a query parameter (``domain.timeframes``)."""
     try:
-        if _DATE.fullmatch(value):
-            parsed = dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), REPORTING_TZ)
-        else:
-            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise errors.StatsWindowInvalid(
-            f"{field} must be a date (2026-01-01) or an RFC 3339 date-time with offset; got {text[:40]!r}",
-            field=field,
-        ) from None
-    if parsed.tzinfo is None:
-        raise errors.StatsWindowInvalid(f"{field} needs a UTC offset (or give a plain date)", field=field)
-    if not _MIN_YEAR <= parsed.year <= _MAX_YEAR:
-        raise errors.StatsWindowInvalid(f"{field} must lie between the years {_MIN_YEAR} and {_MAX_YEAR}", field=field)
-    return parsed
+        return parse_instant(text)
+    except ValueError as exc:
+        raise errors.StatsWindowInvalid(f"{field}: {exc}; got {text[:40]!r}", field=field) from None
 
 
 def window(start: str | None, end: str | None, *, now: dt.datetime) -> Window:

@@ -97,4 +97,5 @@ def check_rectification(plan: Rectification, *, grade: str | None, now: dt.datet
 
 
 def is_overdue(*, status: str, deadline: dt.datetime | None, now: dt.datetime) -> bool:
+    """Rectifying past its deadline. Its SQL form, for filters and counts: ``db.rules.overdue_sql``."""
     return status == "rectifying" and deadline is not None and deadline < now

@@ -39,13 +39,14 @@ import asyncpg
 from fieldsync import errors
 from fieldsync.db import demo as q
 from fieldsync.db import identity as identity_q
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.domain.reports import (
     MediaReference,
     ReportSubmission,
     credit_code_check_char,
 )
+from fieldsync.domain.timeframes import REPORTING_TZ
 from fieldsync.imaging.synthetic import field_photo
 from fieldsync.ports import MediaStore
 from fieldsync.services import identity, media, reports, workflow
@@ -55,7 +56,6 @@ DEMO_PASSWORD = "changzhi-demo-2026"
 DEVICE_LABEL = "长治演示终端"
 NAMESPACE = uuid.UUID("6d1f3c52-4e0b-5b7e-9a51-140400000000")
 CITY = "140400"
-CST = dt.timezone(dt.timedelta(hours=8))
 ENROLLED_BEFORE = dt.timedelta(days=600)
 
 Decode = Callable[[uuid.UUID, dict[str, Any]], ReportSubmission]
@@ -249,7 +249,7 @@ def _second(when: dt.datetime) -> dt.datetime:
 
 
 def _cst(when: dt.datetime) -> str:
-    return when.astimezone(CST).isoformat()
+    return when.astimezone(REPORTING_TZ).isoformat()
 
 
 def _rng(*parts: object) -> random.Random:
@@ -527,7 +527,7 @@ class _Loader:
     async def store_photo(self, photo: Photo, *, body: dict[str, Any], device: Principal) -> str:
         location = body["location"]
         data = await anyio.to_thread.run_sync(lambda: field_photo(
-            photo.seed, scene=photo.scene, taken_at=photo.taken_at.astimezone(CST),
+            photo.seed, scene=photo.scene, taken_at=photo.taken_at.astimezone(REPORTING_TZ),
             lat=location["lat"] + 0.0001, lon=location["lon"] - 0.0001,
         ))
         async with self.spool.staged() as staged:

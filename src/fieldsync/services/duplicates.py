@@ -20,7 +20,8 @@ import asyncpg
 
 from fieldsync import errors
 from fieldsync.db import duplicates as q
-from fieldsync.db import media as jobs
+from fieldsync.db import jobs
+from fieldsync.db import media as media_q
 from fieldsync.db import reports as reports_q
 from fieldsync.domain import duplicates as rules
 from fieldsync.domain.principals import Principal, Visibility
@@ -95,17 +96,17 @@ async def detect(
 async def detect_later(conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: dt.datetime) -> None:
     """Queue detection for a bulk push: a durable job per report, run by the background worker,
     which re-stamps the reports so that devices and supervisors pull the candidates."""
-    await jobs.enqueue_many(conn, kind=DUPLICATES_JOB, keys=[str(i) for i in ids], now=now)
+    await jobs.enqueue(conn, kind=DUPLICATES_JOB, keys=[str(i) for i in ids], now=now)
 
 
 async def run_duplicates_jobs(pool: asyncpg.Pool, clock: Clock, *, batch: int = 500) -> bool:
     """Claim up to ``batch`` queued detections and run them together; False when none is due."""
     async with pool.acquire() as conn, conn.transaction():
-        claimed = await jobs.claim_many(conn, kind=DUPLICATES_JOB, now=clock.now(), limit=batch)
+        claimed = await jobs.claim(conn, kind=DUPLICATES_JOB, now=clock.now(), limit=batch)
         if not claimed:
             return False
-        await detect(conn, [uuid.UUID(job["key"]) for job in claimed], now=clock.now())
-        await jobs.delete_many(conn, [job["id"] for job in claimed])
+        await detect(conn, [uuid.UUID(job.key) for job in claimed], now=clock.now())
+        await jobs.delete(conn, [job.id for job in claimed])
     return True
 
 
@@ -118,7 +119,7 @@ async def photo_arrived(
     ``missing_media`` shrank) and recompute their candidates."""
     if created and (dhash is not None or thumbprint is not None):
         await q.set_fingerprints(conn, sha256=sha256, dhash=dhash, thumbprint=thumbprint)
-    completed = await jobs.references_completed_by(conn, sha256=sha256, user_id=uploader)
+    completed = await media_q.references_completed_by(conn, sha256=sha256, user_id=uploader)
     if completed:
         await feed.restamp(conn, completed, now=now)
         await detect(conn, completed, now=now)

@@ -18,7 +18,7 @@ import uuid
 
 import asyncpg
 
-from fieldsync.db import media as jobs
+from fieldsync.db import jobs
 from fieldsync.db import sync as q
 from fieldsync.ports import Clock
 
@@ -32,16 +32,16 @@ async def restamp(conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: dt.dat
     stamped = await q.restamp_unheld(conn, ids)
     held = sorted({i for i in ids if i not in stamped})
     if held:
-        await jobs.enqueue_many(conn, kind=RESTAMP_JOB, keys=[str(i) for i in held], now=now)
+        await jobs.enqueue(conn, kind=RESTAMP_JOB, keys=[str(i) for i in held], now=now)
 
 
 async def run_restamp_job(pool: asyncpg.Pool, clock: Clock) -> bool:
     """Stamp one held report, waiting for its holder; one row per transaction, so the worker never
     holds a report while it waits for another. False when no job is due."""
     async with pool.acquire() as conn, conn.transaction():
-        job = await jobs.claim_job(conn, kind=RESTAMP_JOB, now=clock.now())
-        if job is None:
+        claimed = await jobs.claim(conn, kind=RESTAMP_JOB, now=clock.now())
+        if not claimed:
             return False
-        await q.restamp(conn, uuid.UUID(job["key"]))
-        await jobs.delete_job(conn, job["id"])
+        await q.restamp(conn, uuid.UUID(claimed[0].key))
+        await jobs.delete(conn, [claimed[0].id])
     return True

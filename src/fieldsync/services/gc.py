@@ -29,7 +29,7 @@ import asyncpg
 from fieldsync.db import gc as q
 from fieldsync.db import identity as identity_q
 from fieldsync.db import media as media_q
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.ports import MediaStore
 from fieldsync.services import uploads
 from fieldsync.storage import keys

@@ -31,7 +31,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fieldsync import errors
 from fieldsync.db import identity as q
 from fieldsync.db import reference as ref
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain import tokens
 from fieldsync.domain.principals import Principal, Role, require_role
 

@@ -28,6 +28,7 @@ import asyncpg
 from fieldsync import errors
 from fieldsync.db import listing as q
 from fieldsync.db import reference
+from fieldsync.domain.filters import ReportFilter
 from fieldsync.domain.principals import Principal, Role, require_role
 from fieldsync.services import reports
 
@@ -58,8 +59,8 @@ def decode_cursor(text: str | None) -> q.Position | None:
 
 
 async def resolve_filter(
-    conn: asyncpg.Connection, principal: Principal, where: q.ReportFilter, *, jurisdiction: str | None
-) -> q.ReportFilter:
+    conn: asyncpg.Connection, principal: Principal, where: ReportFilter, *, jurisdiction: str | None
+) -> ReportFilter:
     """The filter with ``jurisdiction`` resolved to its subtree path, checked against the caller's
     view, and every ``category`` checked against the reference data."""
     if where.categories:
@@ -87,7 +88,7 @@ class Page:
 async def list_reports(
     conn: asyncpg.Connection,
     principal: Principal,
-    where: q.ReportFilter,
+    where: ReportFilter,
     *,
     now: dt.datetime,
     cursor: str | None,
@@ -112,7 +113,7 @@ def authorize_export(principal: Principal) -> None:
 def export_reports(
     conn: asyncpg.Connection,
     principal: Principal,
-    where: q.ReportFilter,
+    where: ReportFilter,
     *,
     now: dt.datetime,
     batch_size: int | None = None,

@@ -35,12 +35,13 @@ import anyio.to_thread
 import asyncpg
 
 from fieldsync import errors
+from fieldsync.db import jobs
 from fieldsync.db import media as q
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.imaging import ImageInfo, probe, render_derivatives
 from fieldsync.ports import Clock, MediaStore
-from fieldsync.services import audit, duplicates
+from fieldsync.services import audit, duplicates, worker
 from fieldsync.storage import keys
 
 log = logging.getLogger("fieldsync.media")
@@ -214,7 +215,7 @@ async def _record_media(
             conn, sha256=staged.sha256, user_id=actor.user_id, device_id=actor.device_id, now=now
         )
         if created:
-            await q.enqueue_job(conn, kind=DERIVATIVE_JOB, key=staged.sha256, now=now)
+            await jobs.enqueue(conn, kind=DERIVATIVE_JOB, keys=[staged.sha256], now=now)
         if first_upload:
             await duplicates.photo_arrived(conn, staged.sha256, uploader=actor.user_id, created=created,
                                            dhash=info.dhash, thumbprint=info.thumbprint, now=now)
@@ -275,13 +276,6 @@ async def render_and_store(store: MediaStore, sha256: str) -> None:
     await store.put_bytes(keys.derivative_key(sha256, "thumbnail"), rendered.thumbnail, content_type="image/jpeg")
 
 
-async def _retry_later(conn: asyncpg.Connection, job: asyncpg.Record, exc: Exception, clock: Clock) -> None:
-    """Record the failure on the job and make it due again after an exponential backoff (≤ 1 h)."""
-    delay = min(3600, 30 * 2 ** min(job["attempts"], 7))
-    log.warning("%s job %s failed (attempt %s): %r", job["kind"], job["key"], job["attempts"] + 1, exc)
-    await q.retry_job_later(conn, job_id=job["id"], run_after=clock.now() + dt.timedelta(seconds=delay), error=repr(exc))
-
-
 async def run_one_derivative_job(pool: asyncpg.Pool, store: MediaStore, clock: Clock) -> bool:
     """Claim and run one due derivative job; False when none is due.
 
@@ -289,16 +283,17 @@ async def run_one_derivative_job(pool: asyncpg.Pool, store: MediaStore, clock: C
     goes with its connection, so the job is simply due again after a restart.
     """
     async with pool.acquire() as conn, conn.transaction():
-        job = await q.claim_job(conn, kind=DERIVATIVE_JOB, now=clock.now())
-        if job is None:
+        claimed = await jobs.claim(conn, kind=DERIVATIVE_JOB, now=clock.now())
+        if not claimed:
             return False
+        job = claimed[0]
         try:
-            await render_and_store(store, job["key"])
+            await render_and_store(store, job.key)
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job and retried later
-            await _retry_later(conn, job, exc, clock)
+            await worker.retry_later(conn, job, exc, clock)
             return True
-        await q.mark_derivatives_done(conn, sha256=job["key"], now=clock.now())
-        await q.delete_job(conn, job["id"])
+        await q.mark_derivatives_done(conn, sha256=job.key, now=clock.now())
+        await jobs.delete(conn, [job.id])
     return True
 
 
@@ -308,10 +303,11 @@ async def run_one_fingerprint_job(pool: asyncpg.Pool, store: MediaStore, clock: 
     none is due. A photo that cannot be decoded here (HEIC without its decoder) is given up on;
     a store that cannot be read is retried later."""
     async with pool.acquire() as conn, conn.transaction():
-        job = await q.claim_job(conn, kind=FINGERPRINT_JOB, now=clock.now())
-        if job is None:
+        claimed = await jobs.claim(conn, kind=FINGERPRINT_JOB, now=clock.now())
+        if not claimed:
             return False
-        sha256 = job["key"]
+        job = claimed[0]
+        sha256 = job.key
         try:
             with tempfile.TemporaryDirectory(prefix="fieldsync-fingerprint-") as tmp:
                 local = Path(tmp) / "original"
@@ -319,12 +315,12 @@ async def run_one_fingerprint_job(pool: asyncpg.Pool, store: MediaStore, clock: 
                 info = await anyio.to_thread.run_sync(lambda: probe(local, max_pixels=max_pixels),
                                                       limiter=imaging_limiter())
         except (errors.MediaUndecodable, errors.MediaUnsupportedType, errors.MediaTooManyPixels) as exc:
-            log.warning("photo %s cannot be fingerprinted: %s", sha256, exc)
-            await q.delete_job(conn, job["id"])
+            log.warning("photo_not_fingerprinted", sha256=sha256, reason=str(exc))
+            await jobs.delete(conn, [job.id])
             return True
         except Exception as exc:  # noqa: BLE001 - the store may be down: keep the job, retry later
-            await _retry_later(conn, job, exc, clock)
+            await worker.retry_later(conn, job, exc, clock)
             return True
         await duplicates.fingerprinted(conn, sha256, dhash=info.dhash, thumbprint=info.thumbprint, now=clock.now())
-        await q.delete_job(conn, job["id"])
+        await jobs.delete(conn, [job.id])
     return True

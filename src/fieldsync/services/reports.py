@@ -31,7 +31,7 @@ import asyncpg
 from fieldsync import errors
 from fieldsync.db import reference
 from fieldsync.db import reports as q
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain import reports as rules
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.services import audit, duplicates

@@ -32,7 +32,7 @@ import asyncpg
 
 from fieldsync import errors
 from fieldsync.db import sync as q
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.domain.reports import MediaReference, ReceiptData, ReportSubmission
 from fieldsync.services import reports, workflow

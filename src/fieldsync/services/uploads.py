@@ -43,8 +43,7 @@ import asyncpg
 
 from fieldsync import errors
 from fieldsync.db import uploads as q
-from fieldsync.db.constraints import transaction
-from fieldsync.domain import uploads as tus
+from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal
 from fieldsync.ports import MediaStore
 from fieldsync.services import media
@@ -64,6 +63,23 @@ class Connections(Protocol):
     async def release(self) -> None:
         """Give the connection back to the pool until the next ``acquire``."""
         ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Checksum:
+    """An ``Upload-Checksum``: the algorithm (a ``hashlib`` name) and the expected digest."""
+
+    algorithm: str
+    digest: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Declared:
+    """What the client's ``Upload-Metadata`` declares about the whole file."""
+
+    metadata: str
+    sha256: str
+    content_type: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,7 +108,7 @@ class Chunk:
 
     offset: int
     content_length: int | None
-    checksum: tus.Checksum | None
+    checksum: Checksum | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -117,25 +133,22 @@ async def create_upload(
     *,
     area: UploadArea,
     length: int,
-    metadata: str | None,
+    declared: Declared,
     max_bytes: int,
     now: dt.datetime,
     ttl_s: int,
 ) -> UploadState:
-    """A new, empty upload of ``length`` bytes declared by ``Upload-Metadata``."""
+    """A new, empty upload of ``length`` bytes of the declared file."""
     if length > max_bytes:
         raise errors.MediaTooLarge(f"Upload-Length {length} is over the limit of {max_bytes} bytes", limit=max_bytes)
-    pairs = tus.parse_metadata(metadata)
-    sha256 = tus.declared_sha256(pairs)
-    content_type = media.normalized_content_type(tus.metadata_text(pairs, "content_type"))
-    assert metadata is not None
+    content_type = media.normalized_content_type(declared.content_type)
     upload_id = uuid.uuid4()
     await area.create(upload_id)
     try:
         async with transaction(conn):
             row = await q.insert_upload(
                 conn, upload_id=upload_id, user_id=actor.user_id, device_id=actor.device_id, length=length,
-                metadata=metadata.strip(), sha256=sha256, content_type=content_type, now=now,
+                metadata=declared.metadata, sha256=declared.sha256, content_type=content_type, now=now,
                 expires_at=now + dt.timedelta(seconds=ttl_s),
             )
     except BaseException:
@@ -213,7 +226,7 @@ async def _receive(
     body: AsyncIterable[bytes],
     upload_id: uuid.UUID,
     remaining: int,
-    checksum: tus.Checksum | None,
+    checksum: Checksum | None,
     expires_at: dt.datetime,
 ) -> int:
     """Stream the body into the part file; returns the new end offset, fsynced."""

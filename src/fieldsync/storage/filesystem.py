@@ -42,6 +42,7 @@ from anyio import CapacityLimiter
 from fieldsync.errors import DependencyUnavailable, MediaNotFound
 from fieldsync.ports import StoredObject
 from fieldsync.storage import _threads
+from fieldsync.storage._files import fsync_directory
 from fieldsync.storage.keys import check_key, check_prefix
 
 T = TypeVar("T")
@@ -53,14 +54,6 @@ TEMP_PREFIX = ".tmp-"
 def _unavailable(exc: OSError) -> DependencyUnavailable:
     reason = exc.strerror or exc.__class__.__name__
     return DependencyUnavailable(f"media store (filesystem): {reason}", dependency="media_store")
-
-
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def check_range(offset: int, length: int | None) -> None:

@@ -50,11 +50,6 @@ def derivative_key(sha256: str, kind: DerivativeKind) -> str:
     return f"{DERIVATIVES}{_fanout(sha256)}/{kind}.jpg"
 
 
-def derivative_prefix(sha256: str) -> str:
-    """The prefix under which all derivatives of one photo live (ends with ``/``)."""
-    return f"{DERIVATIVES}{_fanout(sha256)}/"
-
-
 def sha256_of_key(key: str) -> str | None:
     """The photo a key belongs to, or ``None`` for a key outside the layout (gc leaves those)."""
     parts = key.split("/")

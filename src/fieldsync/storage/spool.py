@@ -23,8 +23,8 @@ Usage (the endpoint owns the policy; this module only counts, hashes and cleans 
 Invariants: a spool file exists only inside its ``staged()`` block, so after a clean shutdown the
 directory is empty; a crash can leave ``*.part`` files behind, which ``remove_stale`` deletes by
 age (``fieldsync gc``). The spool sits under the data dir, on the same filesystem as the default
-media root, so the filesystem store can hard-link the file instead of copying it. Writes and
-hashing happen in worker threads (hashlib releases the GIL), 1 MiB at a time.
+media root, where the filesystem store's copy is an in-kernel one. Writes and hashing happen in
+worker threads, 1 MiB at a time (``storage._files.BufferedWriter``).
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ from typing import BinaryIO
 import anyio.to_thread
 from anyio import CapacityLimiter
 
+from fieldsync.storage._files import BufferedWriter
+
 SUFFIX = ".part"
-BUFFER_SIZE = 1024 * 1024
 
 
 class StagedFile:
@@ -50,37 +51,26 @@ class StagedFile:
 
     def __init__(self, path: Path, handle: BinaryIO, limiter: CapacityLimiter) -> None:
         self.path = path
-        self.size = 0
-        self._handle = handle
-        self._limiter = limiter
         self._hash = hashlib.sha256()
-        self._buffer = bytearray()
+        self._writer = BufferedWriter(handle, [self._hash], limiter)
+        self._limiter = limiter
         self._sha256: str | None = None
+
+    @property
+    def size(self) -> int:
+        return self._writer.received
 
     async def write(self, chunk: bytes) -> None:
         if self._sha256 is not None:
             raise RuntimeError("write after finish")
-        self.size += len(chunk)
-        self._buffer += chunk
-        if len(self._buffer) >= BUFFER_SIZE:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        data = bytes(self._buffer)
-        self._buffer.clear()
-
-        def flush() -> None:
-            self._hash.update(data)
-            self._handle.write(data)
-
-        await anyio.to_thread.run_sync(flush, limiter=self._limiter)
+        await self._writer.write(chunk)
 
     async def finish(self) -> None:
         """Write what is buffered and close the file; ``sha256`` is valid afterwards."""
         if self._sha256 is not None:
             return
-        await self._flush()
-        await anyio.to_thread.run_sync(self._handle.close, limiter=self._limiter)
+        await self._writer.flush()
+        await anyio.to_thread.run_sync(self._writer.handle.close, limiter=self._limiter)
         self._sha256 = self._hash.hexdigest()
 
     @property

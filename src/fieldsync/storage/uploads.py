@@ -33,8 +33,9 @@ from typing import Any, BinaryIO
 
 import anyio.to_thread
 
+from fieldsync.storage._files import BUFFER_SIZE, BufferedWriter, fsync_directory
+
 SUFFIX = ".part"
-BUFFER_SIZE = 1024 * 1024
 
 
 class PartMissing(Exception):
@@ -50,39 +51,26 @@ class PartWriter:
 
     def __init__(self, handle: BinaryIO, offset: int, chunk_hasher: Any | None) -> None:
         self.offset = offset
-        self.received = 0
         self._handle = handle
         self._hasher = chunk_hasher
-        self._buffer = bytearray()
+        self._writer = BufferedWriter(handle, [chunk_hasher] if chunk_hasher is not None else [])
+
+    @property
+    def received(self) -> int:
+        return self._writer.received
 
     async def write(self, data: bytes) -> None:
-        self.received += len(data)
-        self._buffer += data
-        if len(self._buffer) >= BUFFER_SIZE:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        if not self._buffer:
-            return
-        data = bytes(self._buffer)
-        self._buffer.clear()
-
-        def write() -> None:
-            if self._hasher is not None:
-                self._hasher.update(data)
-            self._handle.write(data)
-
-        await anyio.to_thread.run_sync(write)
+        await self._writer.write(data)
 
     async def chunk_digest(self) -> bytes:
         """The digest of everything written (only with a checksum algorithm)."""
         assert self._hasher is not None
-        await self._flush()
+        await self._writer.flush()
         return bytes(self._hasher.digest())
 
     async def commit(self) -> int:
         """Make every received byte durable; returns the new end offset of the upload."""
-        await self._flush()
+        await self._writer.flush()
 
         def sync() -> None:
             self._handle.flush()
@@ -93,7 +81,7 @@ class PartWriter:
 
     async def rollback(self) -> None:
         """Drop what this writer wrote: the file ends at the persisted offset again."""
-        self._buffer.clear()
+        self._writer.discard_buffer()
 
         def cut() -> None:
             self._handle.flush()
@@ -119,7 +107,7 @@ class UploadArea:
             self.directory.mkdir(parents=True, exist_ok=True)
             with open(self.path(upload_id), "xb") as handle:
                 os.fsync(handle.fileno())
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
 
         await anyio.to_thread.run_sync(create)
 
@@ -221,14 +209,6 @@ class UploadArea:
             return found
 
         return await anyio.to_thread.run_sync(sweep)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def upload_area(data_dir: Path) -> UploadArea:

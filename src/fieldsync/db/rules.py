@@ -1,10 +1,13 @@
-"""SQL fragments for the two access rules every read shares, so that no query writes its own:
+"""SQL forms of the rules that reads share, so that no query writes its own copy:
 
 - ``visible_sql``: ``Principal.sees_report`` (inspectors their own reports, supervisors their
   jurisdiction subtree, admins everything), bound to the caller's ``domain.principals.Visibility``;
 - ``possessed_sql``: proof of possession (SPEC §3) — a report's reference to a photo counts only
   once the report's author, or the user who attached it (whoever added rectification evidence),
-  uploaded those bytes themselves (``media_uploads``). Knowing a hash grants nothing.
+  uploaded those bytes themselves (``media_uploads``). Knowing a hash grants nothing;
+- ``overdue_sql``: ``domain.workflow.is_overdue`` — rectifying past its deadline, by the
+  application's clock (a parameter, never SQL ``now()``). ``tests/db/test_rules.py`` holds the
+  two forms equal.
 """
 
 from __future__ import annotations
@@ -23,3 +26,9 @@ def possessed_sql(rm: str) -> str:
     return (f"EXISTS (SELECT 1 FROM media_uploads mu_p WHERE mu_p.sha256 = {rm}.sha256 "
             f"AND (mu_p.user_id = {rm}.attached_by "
             f"OR mu_p.user_id = (SELECT ra.author_id FROM reports ra WHERE ra.id = {rm}.report_id)))")
+
+
+def overdue_sql(report: str, now: str) -> str:
+    """``domain.workflow.is_overdue`` for report alias ``report`` at the instant ``now`` (never NULL)."""
+    return (f"({report}.status = 'rectifying' AND {report}.rectification_deadline IS NOT NULL "
+            f"AND {report}.rectification_deadline < {now})")

@@ -1,4 +1,5 @@
 """The tus 1.0.0 header grammar, as pure functions: what a header says, or a catalogue error.
+HTTP's business, so it lives at the edge; ``services.uploads`` gets the values.
 
 Every header is untrusted text from a device; each parser accepts exactly the form the protocol
 defines and answers ``upload.invalid_header`` / ``upload.metadata_invalid`` /
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import datetime as dt
 import email.utils
 import re
 
 from fieldsync import errors
+from fieldsync.services.uploads import Checksum, Declared
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = ("creation", "creation-with-upload", "checksum", "termination", "expiration")
@@ -25,14 +26,6 @@ MAX_METADATA_CHARS = 4096
 
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]+")  # printable ASCII without space and comma
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Checksum:
-    """An ``Upload-Checksum``: the algorithm (a ``hashlib`` name) and the expected digest."""
-
-    algorithm: str
-    digest: bytes
 
 
 def parse_size(value: str | None, header: str) -> int:
@@ -93,6 +86,14 @@ def declared_sha256(pairs: dict[str, bytes | None]) -> str:
             "the 'sha256' value must be 64 hex digits", field="Upload-Metadata.sha256"
         )
     return text
+
+
+def declared_upload(value: str | None) -> Declared:
+    """What ``Upload-Metadata`` declares: the file's sha256 and its content type (still as sent)."""
+    pairs = parse_metadata(value)
+    assert value is not None
+    return Declared(metadata=value.strip(), sha256=declared_sha256(pairs),
+                    content_type=metadata_text(pairs, "content_type"))
 
 
 def parse_checksum(value: str | None) -> Checksum | None:

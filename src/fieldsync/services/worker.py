@@ -1,0 +1,83 @@
+"""The background worker: tasks in the server process that run due jobs of the durable queue
+(``db.jobs``) until none is due, then sleep until woken or ``IDLE_POLL_S`` passes.
+
+Each kind of job has a runner owned by its domain that claims, runs and deletes its jobs in one
+transaction and answers whether it found one: previews and thumbnails (``services.media``),
+duplicate detection queued by pushes (``services.duplicates``), restamps of reports another
+transaction held (``services.feed``), and the fingerprint backfill of photos stored before
+migration 0009. Fresh work comes first, so an upgrade's backlog never delays today's reports.
+A failing runner is logged and the loop goes on: its job stays queued (``retry_later``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import asyncpg
+import structlog
+
+from fieldsync.db import jobs
+from fieldsync.ports import Clock
+
+log = structlog.get_logger("fieldsync.worker")
+IDLE_POLL_S = 5.0
+MAX_BACKOFF_S = 3600
+
+Runner = Callable[[], Awaitable[bool]]
+
+
+def backoff_s(attempts: int) -> int:
+    """30 s, 1 min, 2 min, ... doubling up to an hour."""
+    return min(MAX_BACKOFF_S, 30 * 2 ** min(attempts, 7))
+
+
+async def retry_later(conn: asyncpg.Connection, job: jobs.Job, exc: Exception, clock: Clock) -> None:
+    """Record the failure on the job and make it due again after an exponential backoff."""
+    log.warning("job_failed", kind=job.kind, key=job.key, attempt=job.attempts + 1, error=repr(exc))
+    await jobs.retry_later(conn, job_id=job.id, run_after=clock.now() + dt.timedelta(seconds=backoff_s(job.attempts)),
+                           error=repr(exc))
+
+
+class Worker:
+    """Runs ``runners`` in order until none finds a due job; ``wake`` cuts the idle wait short."""
+
+    def __init__(self, runners: Sequence[Runner]) -> None:
+        self._runners = tuple(runners)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run_due(self) -> None:
+        while True:
+            for runner in self._runners:
+                if await runner():
+                    break
+            else:
+                return
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._run_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a worker must survive a database blip; jobs stay queued
+                log.exception("worker_iteration_failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=IDLE_POLL_S)
+
+    @contextlib.asynccontextmanager
+    async def running(self, count: int) -> AsyncIterator[None]:
+        """Run ``count`` loops for the duration of the block."""
+        tasks = [asyncio.create_task(self._loop(), name=f"worker-{i}") for i in range(count)]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
