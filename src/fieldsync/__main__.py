@@ -41,6 +41,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         http=guarded(limits),
         access_log=False,
         log_level="warning",
+        log_config=None,  # uvicorn logs through the one pipeline (fieldsync.logging)
         timeout_graceful_shutdown=20,
         timeout_keep_alive=30,
     )

@@ -20,6 +20,8 @@ from fieldsync.api.runtime import Runtime
 from fieldsync.domain.principals import Principal
 from fieldsync.services import identity
 
+Connection = asyncpg.Connection  # the type handlers declare for ``conn``; only this module knows asyncpg
+
 DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
 POOL_WAIT_S = 10.0
 BUSY_RETRY_AFTER_S = 5

@@ -38,7 +38,7 @@ from litestar.response import Stream
 
 from fieldsync import errors
 from fieldsync.api.problems import problem_responses
-from fieldsync.api.reports import read_reports
+from fieldsync.api.reports import report_read
 from fieldsync.api.schemas.common import (
     CATEGORY_PATTERN,
     CURSOR_PATTERN,
@@ -49,6 +49,7 @@ from fieldsync.api.schemas.common import (
 )
 from fieldsync.api.schemas.listing import EXPORT_COLUMNS, ReportPage, feature_collection_schema
 from fieldsync.api.schemas.reports import Status
+from fieldsync.db.transactions import snapshot
 from fieldsync.domain.filters import BBox, Near, ReportFilter
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.timeframes import INSTANT_HELP, parse_instant
@@ -248,10 +249,9 @@ class ReportListController(Controller):
         ] = None,
         limit: Limit = 100,
     ) -> ReportPage:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
+        async with snapshot(conn):
             page = await listing.list_reports(conn, principal, where, now=now, cursor=cursor, limit=limit)
-            items = await read_reports(conn, page.rows, now=now)
-        return ReportPage(items=items, next_cursor=page.next_cursor)
+        return ReportPage(items=[report_read(view) for view in page.items], next_cursor=page.next_cursor)
 
 
 # --- the export ---------------------------------------------------------------------------------

@@ -6,12 +6,12 @@ import datetime as dt
 import uuid
 from typing import Any
 
-import asyncpg
 import msgspec
 from litestar import Controller, Response, get, put
 from litestar.openapi.datastructures import ResponseSpec
 
 from fieldsync import errors
+from fieldsync.api.deps import Connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
 from fieldsync.api.schemas.reports import (
@@ -22,7 +22,6 @@ from fieldsync.api.schemas.reports import (
     EventRead,
     HazardReport,
     ListingRead,
-    Location,
     MediaAttachment,
     MediaEvidence,
     Receipt,
@@ -31,12 +30,11 @@ from fieldsync.api.schemas.reports import (
     ReportWrite,
     WorkflowRead,
 )
-from fieldsync.db.transactions import transaction
-from fieldsync.domain import evidence
+from fieldsync.db.transactions import snapshot, transaction
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.reports import MediaReference, ReceiptData, ReportSubmission
-from fieldsync.domain.workflow import is_overdue
-from fieldsync.services import audit, reports
+from fieldsync.domain.views import EventView, PersonView, PhotoView, ReportView, WorkflowView
+from fieldsync.services import reports, views
 
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -88,101 +86,69 @@ def media_urls(sha256: str) -> tuple[str, str, str]:
     return base, f"{base}/preview", f"{base}/thumbnail"
 
 
-def attachment(row: asyncpg.Record, *, location: Location, observed_at: dt.datetime) -> MediaAttachment:
-    url, preview, thumbnail = media_urls(row["sha256"])
-    if not row["present"]:
+def person(view: PersonView) -> Author:
+    return Author(id=view.id, username=view.username)
+
+
+def attachment(photo: PhotoView) -> MediaAttachment:
+    if not photo.present:
         return MediaAttachment(
-            sha256=row["sha256"], role=row["role"], caption=row["caption"], present=False,
+            sha256=photo.sha256, role=photo.role, caption=photo.caption, present=False,  # type: ignore[arg-type]
             url=None, preview_url=None, thumbnail_url=None,
         )
-    check = evidence.check_photo(
-        report_lat=location.lat,
-        report_lon=location.lon,
-        accuracy_m=location.accuracy_m,
-        observed_at=observed_at,
-        photo_lat=row["lat"],
-        photo_lon=row["lon"],
-        taken_at=row["taken_at"],
-        taken_at_local=row["taken_at_local"],
-    )
+    url, preview, thumbnail = media_urls(photo.sha256)
+    check = photo.evidence
     return MediaAttachment(
-        sha256=row["sha256"], role=row["role"], caption=row["caption"], present=True,
+        sha256=photo.sha256, role=photo.role, caption=photo.caption, present=True,  # type: ignore[arg-type]
         url=url, preview_url=preview, thumbnail_url=thumbnail,
-        content_type=row["content_type"], bytes=row["bytes"], width=row["width"], height=row["height"],
-        taken_at=row["taken_at"], lat=row["lat"], lon=row["lon"], make=row["make"], model=row["model"],
-        evidence=MediaEvidence(distance_m=check.distance_m, time_gap_s=check.time_gap_s, flags=check.flags),
+        content_type=photo.content_type, bytes=photo.bytes, width=photo.width, height=photo.height,
+        taken_at=photo.taken_at, lat=photo.lat, lon=photo.lon, make=photo.make, model=photo.model,
+        evidence=MediaEvidence(distance_m=check.distance_m, time_gap_s=check.time_gap_s, flags=list(check.flags))
+        if check else None,
     )
 
 
-async def read_reports(conn: asyncpg.Connection, rows: list[asyncpg.Record], *, now: dt.datetime) -> list[ReportRead]:
-    """The read model of several reports with one media query (merged reports' photos included)."""
-    merged = {m for row in rows for m in row["merged_from"]}
-    media_by_report = await reports.media_of_reports(conn, [row["id"] for row in rows] + sorted(merged))
-    reads = []
-    for row in rows:
-        read = _read(row, media_by_report[row["id"]], now=now)
-        if row["merged_from"]:
-            merged_media = [
-                attachment(m, location=read.location, observed_at=read.observed_at)
-                for source in row["merged_from"] for m in media_by_report[source]
-            ]
-            read = msgspec.structs.replace(read, merged_media=merged_media)
-        reads.append(read)
-    return reads
-
-
-def _workflow(row: asyncpg.Record, *, now: dt.datetime) -> WorkflowRead:
-    plan = row["rectification"]
+def workflow_read(view: WorkflowView) -> WorkflowRead:
+    plan = view.rectification
     return WorkflowRead(
-        verified_at=row["verified_at"],
-        rectification=msgspec.convert(plan, RectificationRead) if plan else None,
-        rectification_note=row["rectification_note"],
-        rectified_at=row["rectified_at"],
-        closed_at=row["closed_at"],
-        listing=ListingRead(level=row["listed_level"], deadline=row["listed_deadline"]) if row["listed_level"] else None,
-        overdue=is_overdue(status=row["status"], deadline=row["rectification_deadline"], now=now),
+        verified_at=view.verified_at,
+        rectification=RectificationRead(
+            responsible_person=plan.responsible_person, measures=plan.measures, funds_cny=plan.funds_cny,
+            deadline=plan.deadline, contingency_plan=plan.contingency_plan, assigned_at=plan.assigned_at,
+        ) if plan else None,
+        rectification_note=view.rectification_note,
+        rectified_at=view.rectified_at,
+        closed_at=view.closed_at,
+        listing=ListingRead(level=view.listing.level, deadline=view.listing.deadline) if view.listing else None,
+        overdue=view.overdue,
     )
 
 
-def _read(row: asyncpg.Record, media_rows: list[asyncpg.Record], *, now: dt.datetime) -> ReportRead:
-    body: dict[str, Any] = row["body"]
-    location = msgspec.convert(body["location"], Location)
-    observed_at = msgspec.convert(body["observed_at"], dt.datetime)
-    fields = {k: v for k, v in body.items() if k != "media"}
+def report_read(view: ReportView) -> ReportRead:
+    """The wire report: the author's fields as stored, then the server's."""
+    fields = {key: value for key, value in view.content.items() if key != "media"}
     read = msgspec.convert(
         {
-            **fields,
-            "id": row["id"],
-            "media": [],
-            "author": Author(id=row["author_id"], username=row["author_username"]),
-            "device_id": row["device_id"],
-            "received_at": row["received_at"],
-            "updated_at": row["updated_at"],
-            "version": row["version"],
-            "status": row["status"],
-            "missing_media": list(dict.fromkeys(m["sha256"] for m in media_rows if not m["present"])),
-            "duplicate_of": row["duplicate_of"],
-            "merged_from": list(row["merged_from"]),
-            "possible_duplicates": list(row["possible_duplicates"]),
+            **fields, "id": view.id, "media": [], "author": person(view.author), "device_id": view.device_id,
+            "received_at": view.received_at, "updated_at": view.updated_at, "version": view.version,
+            "status": view.status, "missing_media": list(view.missing_media), "duplicate_of": view.duplicate_of,
+            "merged_from": list(view.merged_from), "possible_duplicates": list(view.possible_duplicates),
         },
         ReportRead,
         from_attributes=True,
     )
-    media = [attachment(m, location=location, observed_at=observed_at) for m in media_rows]
-    return msgspec.structs.replace(read, media=media, workflow=_workflow(row, now=now))
+    return msgspec.structs.replace(
+        read, media=[attachment(p) for p in view.media], merged_media=[attachment(p) for p in view.merged_media],
+        workflow=workflow_read(view.workflow),
+    )
 
 
-async def report_events(conn: asyncpg.Connection, report_id: uuid.UUID) -> list[EventRead]:
-    rows = await audit.report_events(conn, report_id)
-    return [
-        EventRead(
-            id=row["id"], action=row["action"], from_status=row["from_status"], to_status=row["to_status"],
-            version=row["version"],
-            actor=Author(id=row["actor_id"], username=row["actor_username"]) if row["actor_id"] else None,
-            device_id=row["device_id"], detail=msgspec.json.decode(row["detail"]), created_at=row["created_at"],
-        )
-        for row in rows
-    ]
+def event_read(view: EventView) -> EventRead:
+    return EventRead(
+        id=view.id, action=view.action, from_status=view.from_status, to_status=view.to_status, version=view.version,
+        actor=person(view.actor) if view.actor else None, device_id=view.device_id, detail=dict(view.detail),
+        created_at=view.created_at,
+    )
 
 
 class ReportController(Controller):
@@ -207,7 +173,7 @@ class ReportController(Controller):
         status_code=201,
     )
     async def put_report(
-        self, report_id: uuid.UUID, data: ReportWrite, principal: Principal, conn: asyncpg.Connection,
+        self, report_id: uuid.UUID, data: ReportWrite, principal: Principal, conn: Connection,
         runtime: Runtime, now: dt.datetime,
     ) -> Response[Receipt]:
         submission = to_submission(report_id, data)
@@ -223,8 +189,9 @@ class ReportController(Controller):
         responses=problem_responses(401, 404),
     )
     async def get_report(
-        self, report_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection, now: dt.datetime
+        self, report_id: uuid.UUID, principal: Principal, conn: Connection, now: dt.datetime
     ) -> ReportRead:
-        row = await reports.get_visible_report(conn, principal, report_id)
-        read = (await read_reports(conn, [row], now=now))[0]
-        return msgspec.structs.replace(read, events=await report_events(conn, report_id))
+        async with snapshot(conn):
+            view = await views.get_report(conn, principal, report_id, now=now)
+            events = await views.report_events(conn, principal, report_id)
+        return msgspec.structs.replace(report_read(view), events=[event_read(e) for e in events])

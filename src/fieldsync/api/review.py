@@ -6,25 +6,26 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-import asyncpg
 from litestar import Controller, get, post
 
+from fieldsync.api.deps import Connection
 from fieldsync.api.problems import problem_responses
-from fieldsync.api.reports import read_reports, report_events
+from fieldsync.api.reports import event_read, person, report_read
 from fieldsync.api.schemas.reports import (
-    Author,
     CommentCreate,
     CommentRead,
     DuplicateRead,
     EventRead,
+    IncidentDeadline,
     IncidentRead,
     ReportRead,
     TransitionCreate,
 )
-from fieldsync.db.transactions import transaction
+from fieldsync.db.transactions import snapshot, transaction
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.reports import MediaReference
-from fieldsync.services import duplicates, incidents, reports, workflow
+from fieldsync.domain.views import CandidateView, CommentView, IncidentView
+from fieldsync.services import duplicates, incidents, views, workflow
 
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -38,11 +39,28 @@ def to_request(data: TransitionCreate) -> workflow.TransitionRequest:
     )
 
 
-def comment_read(row: asyncpg.Record) -> CommentRead:
+def comment_read(view: CommentView) -> CommentRead:
     return CommentRead(
-        id=row["id"], report_id=row["report_id"],
-        author=Author(id=row["author_id"], username=row.get("author_username") or ""),
-        device_id=row["device_id"], body=row["body"], created_at=row["created_at"],
+        id=view.id, report_id=view.report_id, author=person(view.author), device_id=view.device_id, body=view.body,
+        created_at=view.created_at,
+    )
+
+
+def candidate_read(view: CandidateView) -> DuplicateRead:
+    return DuplicateRead(
+        id=view.id, score=view.score, reasons=[dict(reason) for reason in view.reasons], kind=view.kind,  # type: ignore[arg-type]
+        category=view.category, title=view.title, status=view.status, observed_at=view.observed_at,  # type: ignore[arg-type]
+        found_at=view.found_at,
+    )
+
+
+def incident_read(view: IncidentView) -> IncidentRead:
+    return IncidentRead(
+        incident_id=view.incident_id, category=view.category, reports=[report_read(r) for r in view.reports],
+        stages=dict(view.stages),
+        deadlines=[IncidentDeadline(stage="initial", due_at=d.due_at, met_at=d.met_at, missed=d.missed)
+                   for d in view.deadlines],
+        missed=list(view.missed),
     )
 
 
@@ -58,13 +76,12 @@ class ReviewController(Controller):
         responses=problem_responses(400, 401, 403, 404, 409, 422),
     )
     async def transition(
-        self, report_id: uuid.UUID, data: TransitionCreate, principal: Principal, conn: asyncpg.Connection,
+        self, report_id: uuid.UUID, data: TransitionCreate, principal: Principal, conn: Connection,
         now: dt.datetime,
     ) -> ReportRead:
         async with transaction(conn):
             await workflow.apply_transition(conn, principal, report_id, to_request(data), now=now)
-        row = await reports.get_visible_report(conn, principal, report_id)
-        return (await read_reports(conn, [row], now=now))[0]
+        return report_read(await views.get_report(conn, principal, report_id, now=now))
 
     @get(
         "/{report_id:uuid}/comments",
@@ -72,11 +89,10 @@ class ReviewController(Controller):
         responses=problem_responses(400, 401, 404),
     )
     async def list_comments(
-        self, report_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection
+        self, report_id: uuid.UUID, principal: Principal, conn: Connection
     ) -> list[CommentRead]:
-        row = await reports.get_visible_report(conn, principal, report_id)
-        ids = [report_id, *row["merged_from"]]
-        return [comment_read(row) for row in await workflow.list_comments(conn, ids)]
+        async with snapshot(conn):
+            return [comment_read(c) for c in await views.report_comments(conn, principal, report_id)]
 
     @get(
         "/{report_id:uuid}/duplicates",
@@ -89,17 +105,10 @@ class ReviewController(Controller):
         responses=problem_responses(400, 401, 404),
     )
     async def duplicates(
-        self, report_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection
+        self, report_id: uuid.UUID, principal: Principal, conn: Connection
     ) -> list[DuplicateRead]:
-        rows = await duplicates.list_duplicates(conn, principal, report_id)
-        return [
-            DuplicateRead(
-                id=row["id"], score=float(row["score"]), reasons=row["reasons"], kind=row["kind"],
-                category=row["category"], title=row["title"], status=row["status"],
-                observed_at=row["observed_at"], found_at=row["found_at"],
-            )
-            for row in rows
-        ]
+        async with snapshot(conn):
+            return [candidate_read(c) for c in await duplicates.list_duplicates(conn, principal, report_id)]
 
     @post(
         "/{report_id:uuid}/comments",
@@ -107,20 +116,16 @@ class ReviewController(Controller):
         responses=problem_responses(400, 401, 404),
     )
     async def add_comment(
-        self, report_id: uuid.UUID, data: CommentCreate, principal: Principal, conn: asyncpg.Connection,
+        self, report_id: uuid.UUID, data: CommentCreate, principal: Principal, conn: Connection,
         now: dt.datetime,
     ) -> CommentRead:
         async with transaction(conn):
-            row = await workflow.add_comment(conn, principal, report_id, body=data.body, now=now)
-        return CommentRead(
-            id=row["id"], report_id=row["report_id"], author=Author(id=principal.user_id, username=principal.username),
-            device_id=row["device_id"], body=row["body"], created_at=row["created_at"],
-        )
+            comment = await workflow.add_comment(conn, principal, report_id, body=data.body, now=now)
+        return comment_read(comment)
 
     @get("/{report_id:uuid}/events", summary="The report's audit trail", responses=problem_responses(400, 401, 404))
-    async def events(self, report_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection) -> list[EventRead]:
-        await reports.get_visible_report(conn, principal, report_id)
-        return await report_events(conn, report_id)
+    async def events(self, report_id: uuid.UUID, principal: Principal, conn: Connection) -> list[EventRead]:
+        return [event_read(e) for e in await views.report_events(conn, principal, report_id)]
 
 
 class IncidentController(Controller):
@@ -134,14 +139,7 @@ class IncidentController(Controller):
         responses=problem_responses(400, 401, 404),
     )
     async def incident(
-        self, incident_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection, now: dt.datetime
+        self, incident_id: uuid.UUID, principal: Principal, conn: Connection, now: dt.datetime
     ) -> IncidentRead:
-        chain = await incidents.get_chain(conn, principal, incident_id, now=now)
-        return IncidentRead(
-            incident_id=incident_id,
-            category=chain.category,
-            reports=await read_reports(conn, chain.rows, now=now),
-            stages=chain.stages,
-            deadlines=chain.deadlines,  # type: ignore[arg-type]
-            missed=chain.missed,
-        )
+        async with snapshot(conn):
+            return incident_read(await incidents.get_chain(conn, principal, incident_id, now=now))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import uuid
 from typing import Annotated, Any
 
 import asyncpg
@@ -20,7 +21,7 @@ from litestar.params import Parameter
 
 from fieldsync import errors
 from fieldsync.api.problems import problem_responses
-from fieldsync.api.reports import read_reports, to_submission
+from fieldsync.api.reports import report_read, to_submission
 from fieldsync.api.runtime import Runtime
 from fieldsync.api.schemas.sync import (
     MAX_MUTATIONS,
@@ -37,10 +38,10 @@ from fieldsync.api.schemas.sync import (
     inline_schema,
     pull_response_schema,
 )
-from fieldsync.db.transactions import transaction
+from fieldsync.db.transactions import snapshot, transaction
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.reports import MediaReference
-from fieldsync.services import reports, sync
+from fieldsync.services import sync
 from fieldsync.services.reports import Outcome
 
 MSGPACK = "application/msgpack"
@@ -206,13 +207,10 @@ class SyncController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 500,
     ) -> Response[bytes]:
         position = sync.Cursor.decode(cursor)
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            page = await sync.pull(conn, principal, cursor=position, limit=limit)
-            present = [report_id for report_id, deleted in page.changes if not deleted]
-            rows = {row["id"]: row for row in await reports.get_reports(conn, principal, present)}
-            reads = {read.id: read for read in await read_reports(conn, list(rows.values()), now=now)}
+        async with snapshot(conn):
+            page = await sync.pull_reports(conn, principal, cursor=position, limit=limit, now=now)
         changes: list[Any] = [
-            Deleted(id=report_id) if deleted else reads[report_id] for report_id, deleted in page.changes
+            Deleted(id=change) if isinstance(change, uuid.UUID) else report_read(change) for change in page.changes
         ]
         return encoded(request, PullResponse(changes=changes, next_cursor=page.next_cursor.encode(),
                                              has_more=page.has_more))

@@ -62,10 +62,6 @@ async def record(conn: asyncpg.Connection, events: list[NewEvent], *, now: dt.da
     await q.insert_events(conn, rows)
 
 
-async def report_events(conn: asyncpg.Connection, report_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await q.list_report_events(conn, report_id)
-
-
 @dataclasses.dataclass(slots=True)
 class Verification:
     events_checked: int = 0

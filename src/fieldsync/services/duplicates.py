@@ -25,6 +25,7 @@ from fieldsync.db import media as media_q
 from fieldsync.db import reports as reports_q
 from fieldsync.domain import duplicates as rules
 from fieldsync.domain.principals import Principal, Visibility
+from fieldsync.domain.views import CandidateView
 from fieldsync.imaging.likeness import best_likeness
 from fieldsync.ports import Clock
 from fieldsync.services import feed
@@ -154,13 +155,18 @@ async def stored_candidates(
     }
 
 
-async def list_duplicates(conn: asyncpg.Connection, actor: Principal, report_id: uuid.UUID) -> list[asyncpg.Record]:
+async def list_duplicates(conn: asyncpg.Connection, actor: Principal, report_id: uuid.UUID) -> list[CandidateView]:
     """The stored candidates of a report the caller may see, best first; only those it may see."""
     rows = await reports_q.get_reports(conn, [report_id], actor.visibility)
     if not rows or not actor.sees_report(author_id=rows[0]["author_id"], jurisdiction_path=rows[0]["jurisdiction_path"]):
         raise errors.ReportNotFound()
     return [
-        row for row in await q.list_for_report(conn, report_id)
+        CandidateView(
+            id=row["id"], score=float(row["score"]), reasons=tuple(row["reasons"]), kind=row["kind"],
+            category=row["category"], title=row["title"], status=row["status"], observed_at=row["observed_at"],
+            found_at=row["found_at"],
+        )
+        for row in await q.list_for_report(conn, report_id)
         if actor.sees_report(author_id=row["author_id"], jurisdiction_path=row["jurisdiction_path"])
     ]
 

@@ -3,51 +3,40 @@ deadline of the initial report (初报, due two hours after the disaster was obs
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import uuid
-from typing import Any
 
 import asyncpg
 
 from fieldsync import errors
 from fieldsync.db import reports as q
 from fieldsync.domain.principals import Principal
+from fieldsync.domain.views import DeadlineView, IncidentView
+from fieldsync.services import views
 
 INITIAL_DUE = dt.timedelta(hours=2)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Chain:
-    rows: list[asyncpg.Record]
-    category: str | None
-    stages: dict[str, int]
-    deadlines: list[dict[str, Any]]
-    missed: list[str]
-
-
-async def get_chain(conn: asyncpg.Connection, actor: Principal, incident_id: uuid.UUID, *, now: dt.datetime) -> Chain:
-    ids = await q.incident_report_ids(conn, incident_id)
-    rows = [
-        row for row in await q.get_reports(conn, ids, actor.visibility)
-        if actor.sees_report(author_id=row["author_id"], jurisdiction_path=row["jurisdiction_path"])
-    ]
-    if not rows:
+async def get_chain(
+    conn: asyncpg.Connection, actor: Principal, incident_id: uuid.UUID, *, now: dt.datetime
+) -> IncidentView:
+    """The chain as the caller may see it; ``incident.not_found`` when it sees none of it."""
+    reports = await views.read_reports(conn, actor, await q.incident_report_ids(conn, incident_id), now=now)
+    if not reports:
         raise errors.IncidentNotFound()
+    counted = [r for r in reports if r.status != "merged"]
     stages: dict[str, int] = {"initial": 0, "update": 0, "final": 0}
-    for row in rows:
-        if row["status"] != "merged":
-            stages[row["body"]["stage"]] += 1
-    observed = min(dt.datetime.fromisoformat(row["body"]["observed_at"]) for row in rows)
-    initial = [row for row in rows if row["body"]["stage"] == "initial" and row["status"] != "merged"]
-    met_at = min((row["received_at"] for row in initial), default=None)
+    for report in counted:
+        stages[report.content["stage"]] += 1
+    observed = min(dt.datetime.fromisoformat(r.content["observed_at"]) for r in reports)
+    met_at = min((r.received_at for r in counted if r.content["stage"] == "initial"), default=None)
     due_at = observed + INITIAL_DUE
-    missed_initial = (met_at is None and now > due_at) or (met_at is not None and met_at > due_at)
-    deadline = {"stage": "initial", "due_at": due_at, "met_at": met_at, "missed": missed_initial}
-    return Chain(
-        rows=rows,
-        category=rows[0]["body"].get("category"),
+    missed = (met_at is None and now > due_at) or (met_at is not None and met_at > due_at)
+    return IncidentView(
+        incident_id=incident_id,
+        category=reports[0].content.get("category"),
+        reports=tuple(reports),
         stages=stages,
-        deadlines=[deadline],
-        missed=["initial"] if missed_initial else [],
+        deadlines=(DeadlineView(stage="initial", due_at=due_at, met_at=met_at, missed=missed),),
+        missed=("initial",) if missed else (),
     )

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Protocol
 import anyio
 import anyio.to_thread
 import asyncpg
+import structlog
 
 from fieldsync import errors
 from fieldsync.db import jobs
@@ -44,7 +44,7 @@ from fieldsync.ports import Clock, MediaStore
 from fieldsync.services import audit, duplicates, worker
 from fieldsync.storage import keys
 
-log = logging.getLogger("fieldsync.media")
+log = structlog.get_logger("fieldsync.media")
 
 DERIVATIVE_JOB = "derivatives"
 FINGERPRINT_JOB = "fingerprint"  # queued by migration 0009 for photos stored before it
@@ -182,7 +182,7 @@ async def keep_media(
         kept = await _record_media(await acquire(), actor, staged=staged, info=info, store=store, now=now)
         if kept is not None:
             return kept
-        log.warning("media %s was collected while it was being stored; storing it again", staged.sha256)
+        log.warning("media_collected_while_stored", sha256=staged.sha256, detail="storing it again")
     raise errors.DependencyUnavailable("the media store keeps losing this object; try again", dependency="media_store")
 
 

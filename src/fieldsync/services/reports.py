@@ -274,22 +274,3 @@ async def submit_report(
         raise outcome.error
     assert outcome.receipt is not None
     return outcome.receipt
-
-
-async def get_visible_report(conn: asyncpg.Connection, actor: Principal, report_id: uuid.UUID) -> asyncpg.Record:
-    """The report row, or ``report.not_found`` when it does not exist or the caller may not see it."""
-    rows = await q.get_reports(conn, [report_id], actor.visibility)
-    row = rows[0] if rows else None
-    if row is None or not actor.sees_report(author_id=row["author_id"], jurisdiction_path=row["jurisdiction_path"]):
-        raise errors.ReportNotFound()
-    return row
-
-
-async def get_reports(conn: asyncpg.Connection, actor: Principal, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
-    """Rows for the read model, in the order of ``ids``, naming only what ``actor`` may see (which
-    of ``ids`` it may see is the caller's business)."""
-    return await q.get_reports(conn, ids, actor.visibility)
-
-
-async def media_of_reports(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[asyncpg.Record]]:
-    return await q.list_media_of_reports(conn, ids)

@@ -35,7 +35,8 @@ from fieldsync.db import sync as q
 from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.domain.reports import MediaReference, ReceiptData, ReportSubmission
-from fieldsync.services import reports, workflow
+from fieldsync.domain.views import ReportView
+from fieldsync.services import reports, views, workflow
 from fieldsync.services.reports import Outcome
 
 # --- push ---------------------------------------------------------------------------------------
@@ -214,6 +215,29 @@ class PullPage:
     changes: list[tuple[uuid.UUID, bool]]
     next_cursor: Cursor
     has_more: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeedPage:
+    """A page of the feed as a device receives it: each change the report as it is now, or the
+    id of a report that left the caller's view."""
+
+    changes: list[ReportView | uuid.UUID]
+    next_cursor: Cursor
+    has_more: bool
+
+
+async def pull_reports(
+    conn: asyncpg.Connection, actor: Principal, *, cursor: Cursor, limit: int, now: dt.datetime
+) -> FeedPage:
+    """One page of changes with the reports they name; run it in one ``snapshot``."""
+    page = await pull(conn, actor, cursor=cursor, limit=limit)
+    present = [report_id for report_id, deleted in page.changes if not deleted]
+    reads = {view.id: view for view in await views.read_reports(conn, actor, present, now=now)}
+    changes: list[ReportView | uuid.UUID] = [
+        report_id if deleted else reads[report_id] for report_id, deleted in page.changes
+    ]
+    return FeedPage(changes=changes, next_cursor=page.next_cursor, has_more=page.has_more)
 
 
 async def pull(conn: asyncpg.Connection, actor: Principal, *, cursor: Cursor, limit: int) -> PullPage:

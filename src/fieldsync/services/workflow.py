@@ -20,6 +20,7 @@ from fieldsync.db import workflow as q
 from fieldsync.domain import workflow as rules
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.domain.reports import MediaReference
+from fieldsync.domain.views import CommentView, PersonView
 from fieldsync.services import audit, feed
 
 
@@ -175,7 +176,7 @@ async def _check_listing(
 
 async def add_comment(
     conn: asyncpg.Connection, actor: Principal, report_id: uuid.UUID, *, body: str, now: dt.datetime
-) -> asyncpg.Record:
+) -> CommentView:
     state = await q.lock_state(conn, report_id)
     if state is None or not actor.sees_report(author_id=state["author_id"], jurisdiction_path=state["jurisdiction_path"]):
         raise errors.ReportNotFound()
@@ -188,8 +189,7 @@ async def add_comment(
                         device_id=actor.device_id, report_id=report_id, detail={"comment_id": str(comment["id"])})],
         now=now,
     )
-    return comment
-
-
-async def list_comments(conn: asyncpg.Connection, report_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
-    return await q.list_comments(conn, report_ids)
+    return CommentView(
+        id=comment["id"], report_id=comment["report_id"], author=PersonView(actor.user_id, actor.username),
+        device_id=comment["device_id"], body=comment["body"], created_at=comment["created_at"],
+    )
