@@ -66,8 +66,8 @@ async def make_user(
             password=password,
             display_name=None,
         )
-        token, _ = await identity.issue_session(conn, user_id=row["id"], now=now, ttl_s=86400)
-    return Actor(row["id"], username, role, jurisdiction, token)
+        token, _ = await identity.issue_session(conn, user_id=row.id, now=now, ttl_s=86400)
+    return Actor(row.id, username, role, jurisdiction, token)
 
 
 async def make_device(conn: asyncpg.Connection, inspector: Actor, issuer: Principal, *, now: dt.datetime) -> Actor:

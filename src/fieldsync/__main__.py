@@ -102,10 +102,10 @@ def _cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
                 password=password,
                 display_name=args.display_name,
             )
-            print(f"created {user['role']} {user['username']} in {user['jurisdiction']} (id {user['id']})")
+            print(f"created {user.role} {user.username} in {user.jurisdiction} (id {user.id})")
             if args.token:
                 token, expires_at = await identity.issue_session(
-                    conn, user_id=user["id"], now=now, ttl_s=settings.session_ttl_s
+                    conn, user_id=user.id, now=now, ttl_s=settings.session_ttl_s
                 )
                 print(f"token expires at {expires_at.isoformat()}:")
                 print(token)
@@ -306,7 +306,7 @@ def _cmd_audit_anchor(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_collect_enroll(args: argparse.Namespace, settings: Settings) -> int:
     """Enroll a phone for ODK Collect; the last line of stdout is its server URL (it holds the token)."""
-    from fieldsync.db.constraints import transaction
+    from fieldsync.db.transactions import transaction
     from fieldsync.ports import SystemClock
     from fieldsync.services import collect
 

@@ -7,14 +7,14 @@ import base64
 import datetime as dt
 from typing import Any
 
-import asyncpg
 from litestar import Controller, Request, post
 
+from fieldsync.api.deps import Connection
 from fieldsync.api.openrosa.controller import public_base
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
 from fieldsync.api.schemas.collect import CollectDevice, CollectEnroll
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal
 from fieldsync.services import collect
 
@@ -36,7 +36,7 @@ class CollectController(Controller):
     )
     async def enroll_collect(
         self, request: Request[Any, Any, Any], data: CollectEnroll, principal: Principal,
-        conn: asyncpg.Connection, runtime: Runtime, now: dt.datetime,
+        conn: Connection, runtime: Runtime, now: dt.datetime,
     ) -> CollectDevice:
         async with transaction(conn):
             enrolled = await collect.enroll_collect(

@@ -6,6 +6,7 @@ Transactions are opened by the handler (the request edge), never by these depend
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -22,7 +23,13 @@ from fieldsync.services import identity
 
 Connection = asyncpg.Connection  # the type handlers declare for ``conn``; only this module knows asyncpg
 
+Pool = asyncpg.Pool
 DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
+# Failures the problem mapping (``api.problems``) names by class; asyncpg stays in this module.
+CONNECTION_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, asyncpg.InterfaceError,
+                       asyncpg.InternalClientError)
+CLIENT_STATE_FAILURES = (asyncpg.InterfaceError, asyncpg.InternalClientError)
+TRANSIENT_FAILURES = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 POOL_WAIT_S = 10.0
 BUSY_RETRY_AFTER_S = 5
 
@@ -144,3 +151,18 @@ DEPENDENCIES = {
     "now": Provide(provide_now),
     "principal": Provide(provide_principal),
 }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestConnections:
+    """``services.uploads.Connections`` for one request: the request's pooled connection, given
+    back while a long body streams and taken again after; the middleware releases what is held."""
+
+    request: Request[Any, Any, Any]
+    pool: Pool
+
+    async def acquire(self) -> Connection:
+        return await request_connection(self.request, self.pool)
+
+    async def release(self) -> None:
+        await release_connection(self.request)

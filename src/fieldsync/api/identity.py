@@ -6,10 +6,10 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-import asyncpg
 from litestar import Controller, Request, delete, get, post
 from litestar.params import Parameter
 
+from fieldsync.api.deps import Connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
 from fieldsync.api.schemas.common import NO_NUL, Limit
@@ -27,10 +27,10 @@ from fieldsync.api.schemas.identity import (
     UserPage,
     UserRead,
 )
-from fieldsync.db import reference
 from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal, Role
-from fieldsync.services import identity
+from fieldsync.domain.views import DeviceView, UserView
+from fieldsync.services import identity, reference
 
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -46,29 +46,18 @@ def _throttle(runtime: Runtime) -> identity.ThrottlePolicy:
     )
 
 
-def _user(row: asyncpg.Record) -> UserRead:
+def user_read(view: UserView) -> UserRead:
     return UserRead(
-        id=row["id"],
-        username=row["username"],
-        display_name=row["display_name"],
-        role=row["role"],
-        jurisdiction=row["jurisdiction"],
-        created_at=row["created_at"],
-        disabled=row["disabled_at"] is not None,
+        id=view.id, username=view.username, display_name=view.display_name, role=view.role,  # type: ignore[arg-type]
+        jurisdiction=view.jurisdiction, created_at=view.created_at, disabled=view.disabled,
     )
 
 
-def _device(row: asyncpg.Record) -> DeviceRead:
+def device_read(view: DeviceView) -> DeviceRead:
     return DeviceRead(
-        id=row["id"],
-        label=row["label"],
-        platform=row["platform"],
-        user_id=row["user_id"],
-        username=row["username"],
-        jurisdiction=row["jurisdiction"],
-        created_at=row["created_at"],
-        last_seen_at=row["last_seen_at"],
-        revoked_at=row["revoked_at"],
+        id=view.id, label=view.label, platform=view.platform, user_id=view.user_id, username=view.username,
+        jurisdiction=view.jurisdiction, created_at=view.created_at, last_seen_at=view.last_seen_at,
+        revoked_at=view.revoked_at,
     )
 
 
@@ -85,7 +74,7 @@ class AuthController(Controller):
         responses=problem_responses(400, 401, 429, 503),
     )
     async def login(
-        self, request: Request[Any, Any, Any], data: LoginRequest, conn: asyncpg.Connection, runtime: Runtime,
+        self, request: Request[Any, Any, Any], data: LoginRequest, conn: Connection, runtime: Runtime,
         now: dt.datetime,
     ) -> TokenRead:
         token, expires_at = await identity.login(
@@ -100,15 +89,15 @@ class AuthController(Controller):
         return TokenRead(token=token, expires_at=expires_at)
 
     @get("/me", summary="The calling principal", security=SECURITY, responses=problem_responses(401))
-    async def me(self, principal: Principal, conn: asyncpg.Connection) -> MeRead:
-        place = await reference.get_jurisdiction(conn, principal.jurisdiction)
+    async def me(self, principal: Principal, conn: Connection) -> MeRead:
+        place_name = await reference.jurisdiction_name(conn, principal.jurisdiction)
         return MeRead(
             kind="device" if principal.device_id else "user",
             user_id=principal.user_id,
             username=principal.username,
             role=principal.role.value,
             jurisdiction=principal.jurisdiction,
-            jurisdiction_name=place["name_zh"] if place else principal.jurisdiction,
+            jurisdiction_name=place_name or principal.jurisdiction,
             device_id=principal.device_id,
         )
 
@@ -123,9 +112,9 @@ class UserController(Controller):
         summary="Create a user (admin; supervisors: inspectors in their jurisdiction)",
         responses=problem_responses(400, 401, 403, 409),
     )
-    async def create_user(self, data: UserCreate, principal: Principal, conn: asyncpg.Connection) -> UserRead:
+    async def create_user(self, data: UserCreate, principal: Principal, conn: Connection) -> UserRead:
         async with transaction(conn):
-            row = await identity.create_user(
+            user = await identity.create_user(
                 conn,
                 principal,
                 username=data.username,
@@ -134,19 +123,19 @@ class UserController(Controller):
                 password=data.password,
                 display_name=data.display_name,
             )
-        return _user(row)
+        return user_read(user)
 
     @get("/", summary="List users in the caller's jurisdiction", responses=problem_responses(400, 401, 403))
     async def list_users(
         self,
         principal: Principal,
-        conn: asyncpg.Connection,
+        conn: Connection,
         limit: Limit = 100,
         cursor: Annotated[str | None, Parameter(max_length=64, pattern=NO_NUL)] = None,
     ) -> UserPage:
-        rows = await identity.list_users(conn, principal, after=cursor, limit=limit + 1)
-        items = [_user(row) for row in rows[:limit]]
-        return UserPage(items=items, next_cursor=items[-1].username if len(rows) > limit else None)
+        users = await identity.list_users(conn, principal, after=cursor, limit=limit + 1)
+        items = [user_read(user) for user in users[:limit]]
+        return UserPage(items=items, next_cursor=items[-1].username if len(users) > limit else None)
 
 
 class EnrollmentController(Controller):
@@ -160,7 +149,7 @@ class EnrollmentController(Controller):
         responses=problem_responses(400, 401, 403, 404, 422),
     )
     async def create_enrollment(
-        self, data: EnrollmentCreate, principal: Principal, conn: asyncpg.Connection, runtime: Runtime,
+        self, data: EnrollmentCreate, principal: Principal, conn: Connection, runtime: Runtime,
         now: dt.datetime,
     ) -> EnrollmentRead:
         async with transaction(conn):
@@ -179,7 +168,7 @@ class EnrollmentController(Controller):
         responses=problem_responses(400, 401, 429),
     )
     async def enroll(
-        self, request: Request[Any, Any, Any], data: DeviceEnroll, conn: asyncpg.Connection, runtime: Runtime,
+        self, request: Request[Any, Any, Any], data: DeviceEnroll, conn: Connection, runtime: Runtime,
         now: dt.datetime,
     ) -> DeviceToken:
         device_id, token = await identity.enroll_device(
@@ -203,13 +192,13 @@ class DeviceController(Controller):
     async def list_devices(
         self,
         principal: Principal,
-        conn: asyncpg.Connection,
+        conn: Connection,
         limit: Limit = 100,
         cursor: uuid.UUID | None = None,
     ) -> DevicePage:
-        rows = await identity.list_devices(conn, principal, after=cursor, limit=limit + 1)
-        items = [_device(row) for row in rows[:limit]]
-        return DevicePage(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
+        devices = await identity.list_devices(conn, principal, after=cursor, limit=limit + 1)
+        items = [device_read(device) for device in devices[:limit]]
+        return DevicePage(items=items, next_cursor=str(items[-1].id) if len(devices) > limit else None)
 
     @delete(
         "/{device_id:uuid}",
@@ -218,8 +207,8 @@ class DeviceController(Controller):
         responses=problem_responses(401, 403, 404),
     )
     async def revoke_device(
-        self, device_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection, now: dt.datetime
+        self, device_id: uuid.UUID, principal: Principal, conn: Connection, now: dt.datetime
     ) -> DeviceRead:
         async with transaction(conn):
-            row = await identity.revoke_device(conn, principal, device_id=device_id, now=now)
-        return _device(row)
+            device = await identity.revoke_device(conn, principal, device_id=device_id, now=now)
+        return device_read(device)

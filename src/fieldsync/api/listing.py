@@ -23,11 +23,10 @@ import dataclasses
 import datetime as dt
 import io
 import math
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Annotated, Any, Literal
 
 import anyio
-import asyncpg
 import msgspec
 from litestar import Controller, get
 from litestar.background_tasks import BackgroundTask
@@ -37,6 +36,7 @@ from litestar.params import Parameter
 from litestar.response import Stream
 
 from fieldsync import errors
+from fieldsync.api.deps import Connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.reports import report_read
 from fieldsync.api.schemas.common import (
@@ -144,7 +144,7 @@ def search_terms(text: str | None) -> tuple[str, ...]:
 
 async def provide_report_filter(
     principal: Principal,
-    conn: asyncpg.Connection,
+    conn: Connection,
     kind: Annotated[list[Kind] | None, Parameter(description="Report kind; repeat for several")] = None,
     category: Annotated[
         list[CategoryCode] | None, Parameter(description="Category code (GET /v1/categories); repeat for several")
@@ -240,7 +240,7 @@ class ReportListController(Controller):
     async def list_reports(
         self,
         principal: Principal,
-        conn: asyncpg.Connection,
+        conn: Connection,
         now: dt.datetime,
         where: ReportFilter,
         cursor: Annotated[
@@ -272,7 +272,7 @@ def _time(value: dt.datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def _csv_values(row: asyncpg.Record) -> list[Any]:
+def _csv_values(row: Sequence[Any]) -> list[Any]:
     """One CSV row: times as RFC 3339 UTC, booleans true/false (Excel reads them as TRUE/FALSE),
     free text that a spreadsheet would run as a formula prefixed with ``'``; numbers, ids and
     nulls are left to the csv writer (repr, str, empty)."""
@@ -289,7 +289,7 @@ def _csv_values(row: asyncpg.Record) -> list[Any]:
     return values
 
 
-def csv_chunk(rows: list[asyncpg.Record]) -> bytes:
+def csv_chunk(rows: list[Sequence[Any]]) -> bytes:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerows(_csv_values(row) for row in rows)
     return buffer.getvalue().encode()
@@ -306,7 +306,7 @@ def csv_head() -> bytes:
 _JSON = msgspec.json.Encoder(decimal_format="number")
 
 
-def geojson_chunk(rows: list[asyncpg.Record], *, first: bool) -> bytes:
+def geojson_chunk(rows: list[Sequence[Any]], *, first: bool) -> bytes:
     features = b",".join(
         _JSON.encode({
             "type": "Feature",
@@ -325,7 +325,7 @@ class _Format:
     extension: str
     head: bytes
     tail: bytes
-    chunk: Callable[[list[asyncpg.Record], bool], bytes]
+    chunk: Callable[[list[Sequence[Any]], bool], bytes]
 
 
 FORMATS: dict[str, _Format] = {
@@ -338,7 +338,7 @@ FORMATS: dict[str, _Format] = {
 
 
 async def export_stream(
-    conn: asyncpg.Connection, principal: Principal, where: ReportFilter, *, now: dt.datetime, fmt: _Format
+    conn: Connection, principal: Principal, where: ReportFilter, *, now: dt.datetime, fmt: _Format
 ) -> AsyncGenerator[bytes, None]:
     """The file, chunk by chunk, from one read-only snapshot.
 
@@ -401,7 +401,7 @@ class ExportController(Controller):
     async def export(
         self,
         principal: Principal,
-        conn: asyncpg.Connection,
+        conn: Connection,
         now: dt.datetime,
         where: ReportFilter,
         fmt: Annotated[

@@ -7,7 +7,6 @@ import dataclasses
 import datetime as dt
 from typing import Annotated, Any
 
-import asyncpg
 from litestar import Controller, Request, Response, get, head, post, put
 from litestar.exceptions import InternalServerException
 from litestar.openapi.datastructures import ResponseSpec
@@ -16,7 +15,7 @@ from litestar.params import Parameter
 from litestar.response import Redirect, Stream
 
 from fieldsync import errors
-from fieldsync.api.deps import release_connection, request_connection
+from fieldsync.api.deps import Connection, release_connection, request_connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
 from fieldsync.api.schemas.common import SHA256_PATTERN
@@ -113,7 +112,7 @@ class MediaController(Controller):
         summary="200 if the server holds this photo, 404 if not",
         responses=problem_responses(400, 401, 404),
     )
-    async def exists(self, sha256: Sha256Path, principal: Principal, conn: asyncpg.Connection) -> Response[None]:
+    async def exists(self, sha256: Sha256Path, principal: Principal, conn: Connection) -> Response[None]:
         if not await media.exists(conn, principal, sha256):
             raise errors.MediaNotFound()
         return Response(None, status_code=200)
@@ -124,7 +123,7 @@ class MediaController(Controller):
         summary="Which of these photos the server does not hold yet (at most 1000)",
         responses=problem_responses(400, 401),
     )
-    async def missing(self, data: MissingQuery, principal: Principal, conn: asyncpg.Connection) -> MissingRead:
+    async def missing(self, data: MissingQuery, principal: Principal, conn: Connection) -> MissingRead:
         return MissingRead(missing=await media.missing(conn, principal, data.sha256))
 
     @get(
@@ -139,7 +138,7 @@ class MediaController(Controller):
     )
     async def original(
         self, request: Request[Any, Any, Any], sha256: Sha256Path, principal: Principal,
-        conn: asyncpg.Connection, runtime: Runtime, now: dt.datetime,
+        conn: Connection, runtime: Runtime, now: dt.datetime,
     ) -> Response[Any]:
         record = await media.get_readable(conn, principal, sha256, variant="original", now=now)
         await release_connection(request)
@@ -156,7 +155,7 @@ class MediaController(Controller):
     )
     async def preview(
         self, request: Request[Any, Any, Any], sha256: Sha256Path, principal: Principal,
-        conn: asyncpg.Connection, runtime: Runtime, now: dt.datetime,
+        conn: Connection, runtime: Runtime, now: dt.datetime,
     ) -> Response[Any]:
         return await _derivative(request, runtime, conn, principal, sha256, "preview", now=now)
 
@@ -169,13 +168,13 @@ class MediaController(Controller):
     )
     async def thumbnail(
         self, request: Request[Any, Any, Any], sha256: Sha256Path, principal: Principal,
-        conn: asyncpg.Connection, runtime: Runtime, now: dt.datetime,
+        conn: Connection, runtime: Runtime, now: dt.datetime,
     ) -> Response[Any]:
         return await _derivative(request, runtime, conn, principal, sha256, "thumbnail", now=now)
 
 
 async def _derivative(
-    request: Request[Any, Any, Any], runtime: Runtime, conn: asyncpg.Connection, principal: Principal, sha256: str,
+    request: Request[Any, Any, Any], runtime: Runtime, conn: Connection, principal: Principal, sha256: str,
     kind: keys.DerivativeKind, *, now: dt.datetime,
 ) -> Response[Any]:
     """Checks access, then gives the connection back: the bytes stream without holding one."""

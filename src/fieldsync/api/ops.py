@@ -11,8 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fieldsync.api.deps import pool_exhausted, runtime_of
-from fieldsync.db import jobs
-from fieldsync.services import duplicates, media
+from fieldsync.services import duplicates, feed, health, media
 
 CHECK_TIMEOUT_S = 3.0  # per readiness check: a load balancer polls every few seconds
 
@@ -44,8 +43,7 @@ class OpsController(Controller):
         checks: dict[str, str] = {}
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_S):
-                async with runtime.pool.acquire() as conn:
-                    await conn.fetchval("SELECT 1")
+                await health.ping_database(runtime.pool)
             checks["database"] = "ok"
         except TimeoutError:
             checks["database"] = (
@@ -74,7 +72,7 @@ class OpsController(Controller):
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-JOB_KINDS = (media.DERIVATIVE_JOB, duplicates.DUPLICATES_JOB, media.FINGERPRINT_JOB)
+JOB_KINDS = (media.DERIVATIVE_JOB, duplicates.DUPLICATES_JOB, feed.RESTAMP_JOB, media.FINGERPRINT_JOB)
 
 
 async def _refresh_job_gauges(state: State) -> None:
@@ -82,8 +80,8 @@ async def _refresh_job_gauges(state: State) -> None:
     (the request metrics still answer)."""
     runtime = runtime_of(state)
     try:
-        async with asyncio.timeout(CHECK_TIMEOUT_S), runtime.pool.acquire() as conn:
-            backlog = await jobs.backlog(conn, now=runtime.clock.now())
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            backlog = await health.job_backlog(runtime.pool, now=runtime.clock.now())
     except Exception:  # noqa: BLE001 - metrics must not fail because the database does
         return
     for kind in sorted(set(JOB_KINDS) | set(backlog)):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import asyncpg
 import msgspec
 import structlog
 from litestar import Request, Response
@@ -19,7 +18,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
 from fieldsync import errors
-from fieldsync.api.deps import connection_lost
+from fieldsync.api.deps import CLIENT_STATE_FAILURES, CONNECTION_FAILURES, TRANSIENT_FAILURES, connection_lost
 from fieldsync.api.observability import redact_path
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -197,9 +196,6 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     )
 
 
-_CLIENT_ERRORS = (asyncpg.InterfaceError, asyncpg.InternalClientError)
-
-
 def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """A connection lost or a server shutting down mid-request is an outage (503), not a bug.
 
@@ -207,7 +203,7 @@ def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Re
     odd state, so the request's next query fails with a plain ``InterfaceError`` or
     ``InternalClientError``; those are an outage only if the connection is in fact gone.
     """
-    if isinstance(exc, _CLIENT_ERRORS) and not connection_lost(request.scope):
+    if isinstance(exc, CLIENT_STATE_FAILURES) and not connection_lost(request.scope):
         return handle_unexpected(request, exc)
     lost = errors.DependencyUnavailable("the database connection was lost", dependency="database")
     return handle_fieldsync_error(request, lost)
@@ -233,12 +229,8 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     errors.FieldsyncError: handle_fieldsync_error,
     HTTPException: handle_http_exception,
-    asyncpg.PostgresConnectionError: handle_database_error,
-    asyncpg.OperatorInterventionError: handle_database_error,
-    asyncpg.InterfaceError: handle_database_error,
-    asyncpg.InternalClientError: handle_database_error,
-    asyncpg.DeadlockDetectedError: handle_transient_conflict,
-    asyncpg.SerializationError: handle_transient_conflict,
+    **{failure: handle_database_error for failure in CONNECTION_FAILURES},
+    **{failure: handle_transient_conflict for failure in TRANSIENT_FAILURES},
     RecursionError: handle_too_deep,
     Exception: handle_unexpected,
 }

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import asyncpg
 from litestar import Controller, get
 from litestar.params import Parameter
 
+from fieldsync.api.deps import Connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.schemas.reference import CategoryRead, JurisdictionRead
-from fieldsync.db import reference
 from fieldsync.domain.principals import Principal
+from fieldsync.services import reference
 
 
 class ReferenceController(Controller):
@@ -27,30 +27,28 @@ class ReferenceController(Controller):
     async def list_jurisdictions(
         self,
         principal: Principal,
-        conn: asyncpg.Connection,
+        conn: Connection,
         which: Annotated[
             Literal["all", "mine"], Parameter(query="scope", description="all, or mine: the caller's subtree")
         ] = "all",
     ) -> list[JurisdictionRead]:
         # Not a parameter named ``scope``: Litestar reserves that name for the ASGI scope, so
         # ``?scope=mine`` was silently ignored and every caller got the whole country.
-        rows = await reference.list_jurisdictions(conn, under_path=principal.scope_prefix if which == "mine" else "/")
+        places = await reference.list_jurisdictions(conn, principal, mine=which == "mine")
         return [
-            JurisdictionRead(
-                code=r["code"], parent_code=r["parent_code"], name_zh=r["name_zh"], name_en=r["name_en"],
-                level=r["level"],
-            )
-            for r in rows
+            JurisdictionRead(code=p.code, parent_code=p.parent_code, name_zh=p.name_zh, name_en=p.name_en,
+                             level=p.level)  # type: ignore[arg-type]
+            for p in places
         ]
 
     @get("/categories", summary="Report categories per kind", responses=problem_responses(400, 401))
     async def list_categories(
         self,
         principal: Principal,
-        conn: asyncpg.Connection,
+        conn: Connection,
         kind: Literal["hazard", "disaster", "accident"] | None = None,
     ) -> list[CategoryRead]:
-        rows = await reference.list_categories(conn, kind=kind)
         return [
-            CategoryRead(kind=r["kind"], code=r["code"], name_zh=r["name_zh"], name_en=r["name_en"]) for r in rows
+            CategoryRead(kind=c.kind, code=c.code, name_zh=c.name_zh, name_en=c.name_en)  # type: ignore[arg-type]
+            for c in await reference.list_categories(conn, kind=kind)
         ]

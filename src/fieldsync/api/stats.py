@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-import asyncpg
 import msgspec
 from litestar import Controller, get
 from litestar.params import Parameter
 
+from fieldsync.api.deps import Connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.schemas.common import JURISDICTION_PATTERN, exact
 from fieldsync.api.schemas.stats import (
@@ -89,7 +89,7 @@ class StatsController(Controller):
     async def get_stats(
         self,
         principal: Principal,
-        conn: asyncpg.Connection,
+        conn: Connection,
         now: dt.datetime,
         window_from: Annotated[
             str | None,

@@ -12,7 +12,6 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
@@ -20,6 +19,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, 
 from litestar.params import Parameter
 
 from fieldsync import errors
+from fieldsync.api.deps import Connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.reports import report_read, to_submission
 from fieldsync.api.runtime import Runtime
@@ -179,7 +179,7 @@ class SyncController(Controller):
         },
     )
     async def push(
-        self, request: Request[Any, Any, Any], principal: Principal, conn: asyncpg.Connection, runtime: Runtime,
+        self, request: Request[Any, Any, Any], principal: Principal, conn: Connection, runtime: Runtime,
         now: dt.datetime,
     ) -> Response[bytes]:
         content_type = request.headers.get("content-type", "application/json").split(";", 1)[0].strip().lower()
@@ -201,7 +201,7 @@ class SyncController(Controller):
         self,
         request: Request[Any, Any, Any],
         principal: Principal,
-        conn: asyncpg.Connection,
+        conn: Connection,
         now: dt.datetime,
         cursor: Annotated[str | None, Parameter(max_length=200_000)] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 500,

@@ -24,7 +24,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 from litestar import Controller, Request, Response, delete, head, patch, post, route
 from litestar.datastructures import ResponseHeader
 from litestar.enums import HttpMethod
@@ -35,7 +34,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from fieldsync import errors
 from fieldsync.api import tus
-from fieldsync.api.deps import release_connection, request_connection
+from fieldsync.api.deps import Connection, RequestConnections
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
 from fieldsync.domain.principals import Principal
@@ -181,20 +180,6 @@ def _has_body(request: Request[Any, Any, Any]) -> bool:
     return bool(length) or (length is None and "transfer-encoding" in request.headers)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _RequestConnections:
-    """``services.uploads.Connections`` for one request: the middleware releases what is held."""
-
-    request: Request[Any, Any, Any]
-    pool: asyncpg.Pool
-
-    async def acquire(self) -> asyncpg.Connection:
-        return await request_connection(self.request, self.pool)
-
-    async def release(self) -> None:
-        await release_connection(self.request)
-
-
 async def _body(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
     try:
         async for chunk in request.stream():
@@ -259,7 +244,7 @@ class UploadController(Controller):
         responses=problem_responses(400, 401, 412, 413, 415, 422, 460),
     )
     async def create(
-        self, request: Request[Any, Any, Any], principal: Principal, conn: asyncpg.Connection, runtime: Runtime,
+        self, request: Request[Any, Any, Any], principal: Principal, conn: Connection, runtime: Runtime,
         now: dt.datetime,
     ) -> Response[None]:
         _require_version(request)
@@ -284,7 +269,7 @@ class UploadController(Controller):
         result = uploads.Appended(state)
         if with_chunk or length == 0:
             result = await uploads.append_chunk(
-                _RequestConnections(request, runtime.pool), principal, state.id, area=area, body=_body(request) if with_chunk else _nothing(),
+                RequestConnections(request, runtime.pool), principal, state.id, area=area, body=_body(request) if with_chunk else _nothing(),
                 chunk=uploads.Chunk(offset=0, content_length=content_length, checksum=checksum),
                 store=runtime.media, max_pixels=runtime.settings.max_media_pixels, now=now,
                 ttl_s=runtime.settings.upload_expiry_s,
@@ -305,7 +290,7 @@ class UploadController(Controller):
         responses=problem_responses(401, 404, 410, 412),
     )
     async def offset(
-        self, request: Request[Any, Any, Any], upload_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection,
+        self, request: Request[Any, Any, Any], upload_id: uuid.UUID, principal: Principal, conn: Connection,
         now: dt.datetime,
     ) -> Response[None]:
         _require_version(request)
@@ -341,7 +326,7 @@ class UploadController(Controller):
             checksum=tus.parse_checksum(request.headers.get("upload-checksum")),
         )
         result = await uploads.append_chunk(
-            _RequestConnections(request, runtime.pool), principal, upload_id, area=_area(runtime),
+            RequestConnections(request, runtime.pool), principal, upload_id, area=_area(runtime),
             body=_body(request), chunk=chunk, store=runtime.media, max_pixels=runtime.settings.max_media_pixels,
             now=now, ttl_s=runtime.settings.upload_expiry_s,
         )
@@ -358,7 +343,7 @@ class UploadController(Controller):
         responses=problem_responses(401, 404, 410, 412),
     )
     async def terminate(
-        self, request: Request[Any, Any, Any], upload_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection,
+        self, request: Request[Any, Any, Any], upload_id: uuid.UUID, principal: Principal, conn: Connection,
         runtime: Runtime, now: dt.datetime,
     ) -> Response[None]:
         _require_version(request)

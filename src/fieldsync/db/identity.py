@@ -7,6 +7,8 @@ import uuid
 
 import asyncpg
 
+from fieldsync.domain.views import DeviceView, UserView
+
 _PRINCIPAL_COLUMNS = """
     u.id AS user_id, u.username, u.role, u.jurisdiction, j.path AS jurisdiction_path,
     u.disabled_at
@@ -72,6 +74,21 @@ async def get_user_by_username(conn: asyncpg.Connection, username: str) -> async
     )
 
 
+def user_view(row: asyncpg.Record) -> UserView:
+    return UserView(
+        id=row["id"], username=row["username"], display_name=row["display_name"], role=row["role"],
+        jurisdiction=row["jurisdiction"], created_at=row["created_at"], disabled=row["disabled_at"] is not None,
+    )
+
+
+def device_view(row: asyncpg.Record) -> DeviceView:
+    return DeviceView(
+        id=row["id"], label=row["label"], platform=row["platform"], user_id=row["user_id"], username=row["username"],
+        jurisdiction=row["jurisdiction"], created_at=row["created_at"], last_seen_at=row["last_seen_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
 async def insert_user(
     conn: asyncpg.Connection,
     *,
@@ -81,8 +98,8 @@ async def insert_user(
     password_hash: str | None,
     display_name: str | None,
     created_by: uuid.UUID | None,
-) -> asyncpg.Record:
-    return await conn.fetchrow(
+) -> UserView:
+    return user_view(await conn.fetchrow(
         """
         INSERT INTO users (username, role, jurisdiction, password_hash, display_name, created_by)
         VALUES ($1, $2, $3, $4, $5, $6)
@@ -94,13 +111,13 @@ async def insert_user(
         password_hash,
         display_name,
         created_by,
-    )
+    ))
 
 
 async def list_users(
     conn: asyncpg.Connection, *, scope_prefix: str, roles: list[str], after: str | None, limit: int
-) -> list[asyncpg.Record]:
-    return await conn.fetch(
+) -> list[UserView]:
+    rows = await conn.fetch(
         """
         SELECT u.id, u.username, u.display_name, u.role, u.jurisdiction, u.created_at, u.disabled_at
         FROM users u JOIN jurisdictions j ON j.code = u.jurisdiction
@@ -114,6 +131,7 @@ async def list_users(
         after,
         limit,
     )
+    return [user_view(row) for row in rows]
 
 
 async def insert_session(
@@ -200,8 +218,8 @@ _DEVICE_COLUMNS = """
 
 async def list_devices(
     conn: asyncpg.Connection, *, scope_prefix: str, after: uuid.UUID | None, limit: int
-) -> list[asyncpg.Record]:
-    return await conn.fetch(
+) -> list[DeviceView]:
+    rows = await conn.fetch(
         f"""
         SELECT {_DEVICE_COLUMNS}
         FROM devices d
@@ -215,12 +233,13 @@ async def list_devices(
         after,
         limit,
     )
+    return [device_view(row) for row in rows]
 
 
 async def get_device_in_scope(
     conn: asyncpg.Connection, *, device_id: uuid.UUID, scope_prefix: str
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+) -> DeviceView | None:
+    row = await conn.fetchrow(
         f"""
         SELECT {_DEVICE_COLUMNS}
         FROM devices d
@@ -231,6 +250,7 @@ async def get_device_in_scope(
         device_id,
         scope_prefix,
     )
+    return device_view(row) if row is not None else None
 
 
 async def revoke_device(

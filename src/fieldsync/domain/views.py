@@ -161,3 +161,44 @@ class IncidentView:
     stages: Mapping[str, int]
     deadlines: tuple[DeadlineView, ...]
     missed: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserView:
+    id: uuid.UUID
+    username: str
+    display_name: str | None
+    role: str
+    jurisdiction: str
+    created_at: dt.datetime
+    disabled: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeviceView:
+    id: uuid.UUID
+    label: str
+    platform: str | None
+    user_id: uuid.UUID
+    username: str
+    jurisdiction: str
+    created_at: dt.datetime
+    last_seen_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JurisdictionView:
+    code: str
+    parent_code: str | None
+    name_zh: str
+    name_en: str | None
+    level: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CategoryView:
+    kind: str
+    code: str
+    name_zh: str
+    name_en: str

@@ -34,6 +34,7 @@ from fieldsync.db import reference as ref
 from fieldsync.db.transactions import transaction
 from fieldsync.domain import tokens
 from fieldsync.domain.principals import Principal, Role, require_role
+from fieldsync.domain.views import DeviceView, UserView
 
 T = TypeVar("T")
 _hasher = PasswordHasher()
@@ -177,7 +178,7 @@ async def create_user(
     jurisdiction: str,
     password: str | None,
     display_name: str | None,
-) -> asyncpg.Record:
+) -> UserView:
     """Create a user. Admins create anyone; supervisors create inspectors in their subtree.
 
     ``actor`` is None for the command line, which acts with the machine owner's authority.
@@ -205,7 +206,7 @@ async def create_user(
 
 async def list_users(
     conn: asyncpg.Connection, actor: Principal, *, after: str | None, limit: int
-) -> list[asyncpg.Record]:
+) -> list[UserView]:
     require_role(actor, Role.ADMIN, Role.SUPERVISOR)
     roles = [r.value for r in Role] if actor.is_admin else [Role.INSPECTOR.value]
     return await q.list_users(conn, scope_prefix=actor.scope_prefix, roles=roles, after=after, limit=limit)
@@ -307,14 +308,14 @@ async def enroll_device_for(
 
 async def list_devices(
     conn: asyncpg.Connection, actor: Principal, *, after: uuid.UUID | None, limit: int
-) -> list[asyncpg.Record]:
+) -> list[DeviceView]:
     require_role(actor, Role.ADMIN, Role.SUPERVISOR)
     return await q.list_devices(conn, scope_prefix=actor.scope_prefix, after=after, limit=limit)
 
 
 async def revoke_device(
     conn: asyncpg.Connection, actor: Principal, *, device_id: uuid.UUID, now: dt.datetime
-) -> asyncpg.Record:
+) -> DeviceView:
     """Revoke a device: its token fails with ``auth.revoked`` from its very next request."""
     require_role(actor, Role.ADMIN, Role.SUPERVISOR)
     device = await q.get_device_in_scope(conn, device_id=device_id, scope_prefix=actor.scope_prefix)

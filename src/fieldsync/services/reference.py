@@ -18,6 +18,8 @@ import asyncpg
 from fieldsync import errors
 from fieldsync.db import reference as q
 from fieldsync.domain import jurisdictions as rules
+from fieldsync.domain.principals import Principal
+from fieldsync.domain.views import CategoryView, JurisdictionView
 
 COLUMNS = ("code", "name_zh", "name_en", "parent_code")
 
@@ -112,3 +114,26 @@ async def _parent(conn: asyncpg.Connection, row: JurisdictionLine) -> asyncpg.Re
         "earlier in the file",
         field="parent_code",
     )
+
+
+async def jurisdiction_name(conn: asyncpg.Connection, code: str) -> str | None:
+    """A jurisdiction's Chinese name, or None when there is no such code."""
+    place = await q.get_jurisdiction(conn, code)
+    return place["name_zh"] if place else None
+
+
+async def list_jurisdictions(conn: asyncpg.Connection, actor: Principal, *, mine: bool) -> list[JurisdictionView]:
+    """Every jurisdiction as a flat list with parent codes, or only the caller's subtree."""
+    rows = await q.list_jurisdictions(conn, under_path=actor.scope_prefix if mine else "/")
+    return [
+        JurisdictionView(code=r["code"], parent_code=r["parent_code"], name_zh=r["name_zh"], name_en=r["name_en"],
+                         level=r["level"])
+        for r in rows
+    ]
+
+
+async def list_categories(conn: asyncpg.Connection, *, kind: str | None) -> list[CategoryView]:
+    return [
+        CategoryView(kind=r["kind"], code=r["code"], name_zh=r["name_zh"], name_en=r["name_en"])
+        for r in await q.list_categories(conn, kind=kind)
+    ]

@@ -22,18 +22,17 @@ import datetime as dt
 import mimetypes
 from typing import Annotated, Any
 
-import asyncpg
 from litestar import Controller, Request, Response, get, head, post
 from litestar.di import Provide
 from litestar.params import Parameter
 
 from fieldsync import errors
-from fieldsync.api.deps import release_connection, request_connection
+from fieldsync.api.deps import Connection, release_connection, request_connection
 from fieldsync.api.openrosa import instances, multipart, responses, xforms
 from fieldsync.api.openrosa.fields import FORMS
 from fieldsync.api.problems import EXCEPTION_HANDLERS
 from fieldsync.api.runtime import Runtime
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain import tokens
 from fieldsync.domain.collect import OPENROSA_PREFIX
 from fieldsync.domain.principals import Principal
@@ -41,7 +40,7 @@ from fieldsync.services import identity, media, openrosa
 
 
 async def provide_device(
-    request: Request[Any, Any, Any], device_token: str, conn: asyncpg.Connection, now: dt.datetime
+    request: Request[Any, Any, Any], device_token: str, conn: Connection, now: dt.datetime
 ) -> Principal:
     """The device behind the token in the path, after the OpenRosa version check."""
     if request.headers.get("x-openrosa-version", "").strip() != responses.OPENROSA_VERSION:
@@ -122,7 +121,7 @@ class OpenRosaController(Controller):
 
     @get("/formList", summary="OpenRosa form list")
     async def form_list(
-        self, request: Request[Any, Any, Any], device_token: str, device: Principal, conn: asyncpg.Connection,
+        self, request: Request[Any, Any, Any], device_token: str, device: Principal, conn: Connection,
         runtime: Runtime, form_id: Annotated[str | None, Parameter(query="formID")] = None,
     ) -> Response[bytes]:
         forms = xforms.render_forms(await openrosa.form_reference(conn, device))
@@ -131,7 +130,7 @@ class OpenRosaController(Controller):
         return responses.xml_response(responses.form_list_document(forms, base))
 
     @get("/forms/{form_file:str}", summary="One XForm")
-    async def form(self, form_file: str, device: Principal, conn: asyncpg.Connection) -> Response[bytes]:
+    async def form(self, form_file: str, device: Principal, conn: Connection) -> Response[bytes]:
         spec = FORMS.get(form_file.removesuffix(".xml"))
         if spec is None or not form_file.endswith(".xml"):
             raise errors.FormNotFound(f"no form {form_file[:80]!r}; this server has {', '.join(FORMS)}")
