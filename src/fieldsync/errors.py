@@ -19,7 +19,8 @@ to an HTTP status and renders RFC 9457 problem+json. Nothing below ``api/`` know
     ├── Unprocessable         422  media.undecodable, media.too_many_pixels, workflow.invalid_transition,
     │                              request.rule_violated
     ├── ChecksumMismatch      460  upload.checksum_mismatch (tus)
-    ├── Throttled             429  auth.throttled
+    ├── Throttled             429  auth.throttled, request.throttled
+    ├── HeadersTooLarge       431  request.headers_too_large (at the transport)
     └── Unavailable           503  dependency.unavailable, server.busy
 
 Errors that also derive from ``RetryLater`` (auth.throttled, server.busy, request.retry) carry
@@ -216,6 +217,18 @@ class DeviceNotFound(NotFound):
 class MethodNotAllowed(FieldsyncError):
     code = "request.method_not_allowed"
     title = "Method not allowed"
+
+
+class HeadersTooLarge(FieldsyncError):
+    """Answered by the connection guard (``api.connections``) before any route runs."""
+
+    code = "request.headers_too_large"
+    title = "The request's headers are too large"
+
+
+class RequestThrottled(FieldsyncError):
+    code = "request.throttled"
+    title = "Too many requests"
 
 
 class NestingTooDeep(InvalidInput):

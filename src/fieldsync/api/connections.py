@@ -30,6 +30,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from fieldsync import errors
+
 MAX_HEADER_BYTES = 64 * 1024
 BUSY_RETRY_AFTER_S = 5
 
@@ -93,7 +95,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
-            self._refuse(503, "Service Unavailable", "server.busy", "The server has too many open connections",
+            self._refuse(503, "Service Unavailable", errors.ServerBusy.code, "The server has too many open connections",
                          **{"retry-after": str(BUSY_RETRY_AFTER_S)})
             return
         self._arm("headers", self.limits.header_timeout_s)
@@ -109,8 +111,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._phase == "headers":  # no end of headers yet: a client streaming endless headers is cut off
             self._header_bytes += len(data)
             if self._header_bytes > MAX_HEADER_BYTES:
-                self._refuse(431, "Request Header Fields Too Large", "request.headers_too_large",
-                             "The request's headers are too large")
+                self._refuse(431, "Request Header Fields Too Large", errors.HeadersTooLarge.code,
+                             errors.HeadersTooLarge.title)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -120,8 +122,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > MAX_HEADER_BYTES:
-            self._refuse(431, "Request Header Fields Too Large", "request.headers_too_large",
-                         "The request's headers are too large")
+            self._refuse(431, "Request Header Fields Too Large", errors.HeadersTooLarge.code,
+                         errors.HeadersTooLarge.title)
             return
         super().on_headers_complete()
         self._phase = "body"

@@ -37,21 +37,25 @@ _STATUS_BY_CATEGORY: list[tuple[type[errors.FieldsyncError], int]] = [
     (errors.UnsupportedMediaType, 415),
     (errors.Unprocessable, 422),
     (errors.Throttled, 429),
+    (errors.RequestThrottled, 429),
+    (errors.HeadersTooLarge, 431),
     (errors.ChecksumMismatch, 460),
     (errors.Unavailable, 503),
 ]
 
-_CODE_BY_HTTP_STATUS = {
-    400: "request.invalid",
-    401: "auth.required",
-    403: "auth.forbidden",
-    404: "not_found",
-    405: "request.method_not_allowed",
-    413: "request.too_large",
-    415: "request.unsupported_media_type",
-    429: "request.throttled",
-    503: "dependency.unavailable",
+# Litestar's own refusals (routing, body limits, validation) take the codes of the catalogue.
+_ERROR_BY_HTTP_STATUS: dict[int, type[errors.FieldsyncError]] = {
+    400: errors.InvalidInput,
+    401: errors.Unauthenticated,
+    403: errors.Forbidden,
+    404: errors.NotFound,
+    405: errors.MethodNotAllowed,
+    413: errors.PayloadTooLarge,
+    415: errors.UnsupportedMediaType,
+    429: errors.RequestThrottled,
+    503: errors.Unavailable,
 }
+INTERNAL = errors.FieldsyncError
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
@@ -177,7 +181,7 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         return problem_response(
             request,
             status=400,
-            code="request.invalid",
+            code=errors.InvalidInput.code,
             title="The request is invalid",
             detail=detail,
             field=field_errors[0]["field"] if field_errors else None,
@@ -185,11 +189,11 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         )
     if status >= 500:
         log.error("http_exception", status=status, detail=exc.detail)
-        return problem_response(request, status=500, code="internal", title="Internal error", detail=None)
+        return problem_response(request, status=500, code=INTERNAL.code, title=INTERNAL.title, detail=None)
     return problem_response(
         request,
         status=status,
-        code=_CODE_BY_HTTP_STATUS.get(status, f"http.{status}"),
+        code=_ERROR_BY_HTTP_STATUS[status].code if status in _ERROR_BY_HTTP_STATUS else f"http.{status}",
         title=exc.detail or "Error",
         detail=exc.detail,
         headers=dict(exc.headers or {}),
@@ -223,7 +227,7 @@ def handle_too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Res
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled_exception", error=exc.__class__.__name__)
-    return problem_response(request, status=500, code="internal", title="Internal error", detail=None)
+    return problem_response(request, status=500, code=INTERNAL.code, title=INTERNAL.title, detail=None)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -48,13 +48,14 @@ async def insert_reports(
 
     Concurrent inserts of one id serialise on the primary key: exactly one wins, the others see
     its committed row afterwards. A row that would give a disaster chain a second initial or final
-    report is not inserted either (the partial unique indexes); the caller finds no row for it.
+    report violates a partial unique index (``reports_incident_initial_key`` / ``…_final_key``),
+    which ``db.constraints`` names ``incident.stage_taken``.
     """
     inserted = await conn.fetch(
         f"""
         INSERT INTO reports ({", ".join(_ROW_COLUMNS)}, author_id, device_id, received_at, updated_at)
         SELECT v.*, $1::uuid, $2::uuid, $3::timestamptz, $3::timestamptz FROM {_unnest(4)}
-        ON CONFLICT DO NOTHING
+        ON CONFLICT ON CONSTRAINT reports_pkey DO NOTHING
         RETURNING id
         """,
         author_id, device_id, now, *_columns(rows),

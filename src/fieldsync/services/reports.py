@@ -130,8 +130,9 @@ async def _apply_round_isolated(
     now: dt.datetime,
     detect_now: bool,
 ) -> None:
-    """Apply a round in a savepoint; if the database refuses it, apply each report on its own so
-    that only the report that breaks a rule is rejected (the others' work is redone)."""
+    """Apply a round in a savepoint; if the database refuses it (a second initial report of an
+    incident, a rule only the database knows), apply each half on its own, down to the report
+    that breaks the rule, which alone is rejected."""
     try:
         async with transaction(conn):
             await _apply_round(conn, actor, reports, indices, outcomes, now=now, detect_now=detect_now)
@@ -141,8 +142,9 @@ async def _apply_round_isolated(
         if len(indices) == 1:
             outcomes[indices[0]] = _rejected(exc)
             return
-        for index in indices:
-            await _apply_round_isolated(conn, actor, reports, [index], outcomes, now=now, detect_now=detect_now)
+        middle = len(indices) // 2
+        for half in (indices[:middle], indices[middle:]):
+            await _apply_round_isolated(conn, actor, reports, half, outcomes, now=now, detect_now=detect_now)
 
 
 async def _apply_round(
@@ -155,78 +157,111 @@ async def _apply_round(
     now: dt.datetime,
     detect_now: bool,
 ) -> None:
-    """Apply reports with distinct ids: insert the new, decide the existing under row locks."""
-    rows = {index: reports[index] for index in indices}
+    """Apply reports with distinct ids: insert the new, decide the existing under row locks, then
+    record what was written (versions, photos, audit, near-duplicates) and fill the receipts."""
     inserted = await q.insert_reports(
-        conn, list(rows.values()), author_id=actor.user_id, device_id=actor.device_id, now=now
+        conn, [reports[i] for i in indices], author_id=actor.user_id, device_id=actor.device_id, now=now
     )
     written: list[tuple[int, int]] = []
     for index in indices:
         if reports[index].id in inserted:
             outcomes[index] = Outcome("applied", rules.ReceiptData(reports[index].id, 1, "submitted", [], False, True))
             written.append((index, 1))
-
     existing = [index for index in indices if reports[index].id not in inserted]
     if existing:
-        current = await q.lock_reports(conn, [reports[i].id for i in existing])
-        past = await q.versions_with_hashes(
-            conn,
-            [(reports[i].id, rows[i].content_hash) for i in existing
-             if reports[i].id in current and current[reports[i].id]["content_hash"] != rows[i].content_hash],
-        )
-        to_revise: list[int] = []
-        for index in existing:
-            report, row = reports[index], current.get(reports[index].id)
-            if row is None:
-                outcomes[index] = _rejected(errors.IncidentStageTaken(
-                    f"incident {report.incident_id} already has its {report.stage} report", field="stage"))
-                continue
-            outcome = _decide(actor, report, row, past.get((report.id, rows[index].content_hash)))
-            if outcome is None:
-                to_revise.append(index)
-            else:
-                outcomes[index] = outcome
-        if to_revise:
-            revised = await q.revise_reports(
-                conn,
-                [rows[i] for i in to_revise],
-                [reports[i].base_version or 0 for i in to_revise],
-                device_id=actor.device_id,
-                now=now,
-            )
-            for index in to_revise:
-                got = revised[reports[index].id]
-                receipt = rules.ReceiptData(reports[index].id, got["version"], got["status"], [], False, False)
-                outcomes[index] = Outcome("applied", receipt)
-                written.append((index, got["version"]))
-
+        written += await _revise_existing(conn, actor, reports, existing, outcomes, now=now)
     if written:
-        await q.insert_versions(
-            conn, [rows[i] for i, _ in written], [v for _, v in written],
-            author_id=actor.user_id, device_id=actor.device_id, now=now,
-        )
-        await q.replace_media(
-            conn,
-            {reports[i].id: [(m.sha256, m.role, m.caption) for m in reports[i].media] for i, _ in written},
-            attached_by=actor.user_id, created=inserted,
-        )
-        await audit.record(
-            conn,
-            [
-                audit.NewEvent(
-                    chain=audit.report_chain(reports[i].id), action="created" if version == 1 else "revised",
-                    actor_id=actor.user_id, device_id=actor.device_id, report_id=reports[i].id,
-                    to_status="submitted", version=version,
-                )
-                for i, version in written
-            ],
-            now=now,
-        )
-        written_ids = [reports[i].id for i, _ in written]
-        if detect_now:
-            await duplicates.detect(conn, written_ids, now=now)
+        await _record_written(conn, actor, reports, written, inserted=inserted, now=now, detect_now=detect_now)
+    await _fill_receipts(conn, actor, reports, indices, outcomes)
+
+
+async def _revise_existing(
+    conn: asyncpg.Connection,
+    actor: Principal,
+    reports: list[rules.ReportSubmission],
+    existing: list[int],
+    outcomes: list[Outcome | None],
+    *,
+    now: dt.datetime,
+) -> list[tuple[int, int]]:
+    """Decide each report whose id exists (replay, conflict, stale, revision) under its row lock;
+    write the valid revisions; returns (index, new version) of those."""
+    current = await q.lock_reports(conn, [reports[i].id for i in existing])
+    past = await q.versions_with_hashes(
+        conn,
+        [(reports[i].id, reports[i].content_hash) for i in existing
+         if current[reports[i].id]["content_hash"] != reports[i].content_hash],
+    )
+    to_revise: list[int] = []
+    for index in existing:
+        report = reports[index]
+        outcome = _decide(actor, report, current[report.id], past.get((report.id, report.content_hash)))
+        if outcome is None:
+            to_revise.append(index)
         else:
-            await duplicates.detect_later(conn, written_ids, now=now)
+            outcomes[index] = outcome
+    if not to_revise:
+        return []
+    revised = await q.revise_reports(
+        conn, [reports[i] for i in to_revise], [reports[i].base_version or 0 for i in to_revise],
+        device_id=actor.device_id, now=now,
+    )
+    written = []
+    for index in to_revise:
+        got = revised[reports[index].id]
+        outcomes[index] = Outcome("applied", rules.ReceiptData(reports[index].id, got["version"], got["status"],
+                                                               [], False, False))
+        written.append((index, got["version"]))
+    return written
+
+
+async def _record_written(
+    conn: asyncpg.Connection,
+    actor: Principal,
+    reports: list[rules.ReportSubmission],
+    written: list[tuple[int, int]],
+    *,
+    inserted: set[uuid.UUID],
+    now: dt.datetime,
+    detect_now: bool,
+) -> None:
+    """What every written version carries: its stored copy, its photo list, its audit event and a
+    near-duplicate search (now, or queued for a push)."""
+    await q.insert_versions(
+        conn, [reports[i] for i, _ in written], [v for _, v in written],
+        author_id=actor.user_id, device_id=actor.device_id, now=now,
+    )
+    await q.replace_media(
+        conn, {reports[i].id: [(m.sha256, m.role, m.caption) for m in reports[i].media] for i, _ in written},
+        attached_by=actor.user_id, created=inserted,
+    )
+    await audit.record(
+        conn,
+        [
+            audit.NewEvent(
+                chain=audit.report_chain(reports[i].id), action="created" if version == 1 else "revised",
+                actor_id=actor.user_id, device_id=actor.device_id, report_id=reports[i].id,
+                to_status="submitted", version=version,
+            )
+            for i, version in written
+        ],
+        now=now,
+    )
+    written_ids = [reports[i].id for i, _ in written]
+    if detect_now:
+        await duplicates.detect(conn, written_ids, now=now)
+    else:
+        await duplicates.detect_later(conn, written_ids, now=now)
+
+
+async def _fill_receipts(
+    conn: asyncpg.Connection,
+    actor: Principal,
+    reports: list[rules.ReportSubmission],
+    indices: list[int],
+    outcomes: list[Outcome | None],
+) -> None:
+    """Each receipt's missing photos and the candidates its sender may see."""
     ids = [reports[i].id for i in indices]
     missing = await q.missing_media(conn, ids)
     candidates = await duplicates.stored_candidates(conn, ids, actor.visibility)

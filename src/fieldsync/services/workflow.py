@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -67,7 +68,7 @@ async def apply_transition(
                      "closed_at", "listed_level", "listed_deadline", "duplicate_of")
     }
     detail: dict[str, Any] = {"note": request.note} if request.note else {}
-    await _apply_action(conn, actor, state, request, fields, detail, now=now)
+    await EFFECTS[request.action](_Move(conn, actor, state, request, now, fields, detail))
     target = move.target or state["status"]
     new_version = await q.move(
         conn, report_id=report_id, version=request.version, from_status=state["status"], to_status=target,
@@ -86,62 +87,99 @@ async def apply_transition(
     return new_version
 
 
-async def _apply_action(
-    conn: asyncpg.Connection,
-    actor: Principal,
-    state: asyncpg.Record,
-    request: TransitionRequest,
-    fields: dict[str, Any],
-    detail: dict[str, Any],
-    *,
-    now: dt.datetime,
-) -> None:
-    action = request.action
-    if action == "verify":
-        fields["verified_at"] = now
-    elif action == "merge":
-        await _check_merge(conn, actor, state, request.into)
-        fields["duplicate_of"] = request.into
-        detail["into"] = str(request.into)
-        # the survivor's merged_from and merged_media change: devices holding it pull it again
-        await feed.restamp(conn, [request.into], now=now)
-    elif action == "assign_rectification":
-        plan = rules.Rectification(
-            responsible_person=request.responsible_person, measures=request.measures, funds_cny=request.funds_cny,
-            deadline=request.deadline, contingency_plan=request.contingency_plan,
+@dataclasses.dataclass(slots=True)
+class _Move:
+    """One action being applied: the locked state, the request, and what the action changes."""
+
+    conn: asyncpg.Connection
+    actor: Principal
+    state: asyncpg.Record
+    request: TransitionRequest
+    now: dt.datetime
+    fields: dict[str, Any]
+    detail: dict[str, Any]
+
+
+async def _verify(move: _Move) -> None:
+    move.fields["verified_at"] = move.now
+
+
+async def _merge(move: _Move) -> None:
+    await _check_merge(move.conn, move.actor, move.state, move.request.into)
+    move.fields["duplicate_of"] = move.request.into
+    move.detail["into"] = str(move.request.into)
+    # the survivor's merged_from and merged_media change: devices holding it pull it again
+    await feed.restamp(move.conn, [move.request.into], now=move.now)  # type: ignore[list-item]
+
+
+async def _assign_rectification(move: _Move) -> None:
+    request = move.request
+    plan = rules.Rectification(
+        responsible_person=request.responsible_person, measures=request.measures, funds_cny=request.funds_cny,
+        deadline=request.deadline, contingency_plan=request.contingency_plan,
+    )
+    rules.check_rectification(plan, grade=move.state["grade"], now=move.now)
+    move.fields["rectification"] = {
+        "responsible_person": plan.responsible_person, "measures": plan.measures, "funds_cny": plan.funds_cny,
+        "deadline": plan.deadline.isoformat() if plan.deadline else None,
+        "contingency_plan": plan.contingency_plan, "assigned_at": move.now.isoformat(),
+        "assigned_by": str(move.actor.user_id),
+    }
+    move.fields["rectification_deadline"] = plan.deadline
+    move.detail["rectification"] = move.fields["rectification"]
+
+
+async def _submit_rectification(move: _Move) -> None:
+    actor, state, request = move.actor, move.state, move.request
+    if actor.role is Role.INSPECTOR and state["author_id"] != actor.user_id:
+        raise errors.ReportNotAuthor("only the report's author or a supervisor may submit its rectification")
+    if not any(m.role == "after" for m in request.media):
+        raise errors.RectificationEvidenceMissing(field="media")
+    await q.append_media(move.conn, report_id=state["id"], media=[(m.sha256, m.role, m.caption) for m in request.media],
+                         attached_by=actor.user_id)
+    move.fields["rectified_at"] = move.now
+    move.fields["rectification_note"] = request.note
+    move.detail["media"] = [m.sha256 for m in request.media]
+
+
+async def _accept_rectification(move: _Move) -> None:
+    state = move.state
+    if state["listed_level"] is not None and not move.actor.sees(state["listed_path"]):
+        raise errors.ListingLevelForbidden(
+            f"listed for supervision by {state['listed_level']}; only that bureau or one above may accept it"
         )
-        rules.check_rectification(plan, grade=state["grade"], now=now)
-        fields["rectification"] = {
-            "responsible_person": plan.responsible_person, "measures": plan.measures, "funds_cny": plan.funds_cny,
-            "deadline": plan.deadline.isoformat() if plan.deadline else None,
-            "contingency_plan": plan.contingency_plan, "assigned_at": now.isoformat(),
-            "assigned_by": str(actor.user_id),
-        }
-        fields["rectification_deadline"] = plan.deadline
-        detail["rectification"] = fields["rectification"]
-    elif action == "submit_rectification":
-        if actor.role is Role.INSPECTOR and state["author_id"] != actor.user_id:
-            raise errors.ReportNotAuthor("only the report's author or a supervisor may submit its rectification")
-        if not any(m.role == "after" for m in request.media):
-            raise errors.RectificationEvidenceMissing(field="media")
-        await q.append_media(conn, report_id=state["id"], media=[(m.sha256, m.role, m.caption) for m in request.media],
-                             attached_by=actor.user_id)
-        fields["rectified_at"] = now
-        fields["rectification_note"] = request.note
-        detail["media"] = [m.sha256 for m in request.media]
-    elif action == "accept_rectification":
-        if state["listed_level"] is not None and not actor.sees(state["listed_path"]):
-            raise errors.ListingLevelForbidden(
-                f"listed for supervision by {state['listed_level']}; only that bureau or one above may accept it"
-            )
-        fields["closed_at"] = now
-    elif action == "reopen":
-        fields["rectified_at"] = None
-    elif action == "list_supervision":
-        await _check_listing(conn, actor, state, request, now=now)
-        fields["listed_level"] = request.level
-        fields["listed_deadline"] = request.deadline
-        detail |= {"level": request.level, "deadline": request.deadline.isoformat() if request.deadline else None}
+    move.fields["closed_at"] = move.now
+
+
+async def _reopen(move: _Move) -> None:
+    move.fields["rectified_at"] = None
+
+
+async def _list_supervision(move: _Move) -> None:
+    request = move.request
+    await _check_listing(move.conn, move.actor, move.state, request, now=move.now)
+    move.fields["listed_level"] = request.level
+    move.fields["listed_deadline"] = request.deadline
+    move.detail |= {"level": request.level, "deadline": request.deadline.isoformat() if request.deadline else None}
+
+
+async def _nothing(move: _Move) -> None:
+    """The move itself (status, version, audit event) is the whole effect."""
+
+
+# What each action of ``domain.workflow.MOVES`` does besides moving the status; a test holds the
+# two tables to the same actions.
+EFFECTS: dict[str, Callable[[_Move], Awaitable[None]]] = {
+    "verify": _verify,
+    "reject": _nothing,
+    "request_info": _nothing,
+    "merge": _merge,
+    "assign_rectification": _assign_rectification,
+    "submit_rectification": _submit_rectification,
+    "accept_rectification": _accept_rectification,
+    "reopen": _reopen,
+    "list_supervision": _list_supervision,
+}
 
 
 async def _check_merge(conn: asyncpg.Connection, actor: Principal, state: asyncpg.Record, into: uuid.UUID | None) -> None:
