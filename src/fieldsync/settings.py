@@ -113,9 +113,10 @@ class Settings:
         )
         values.update(overrides)
         for name in ("database_url", "migrate_database_url", "s3_access_key", "s3_secret_key"):
-            if isinstance(values[name], str):
-                values[name] = Secret(values[name])  # type: ignore[arg-type]
-        return cls(**values)  # type: ignore[arg-type]
+            value = values[name]
+            if isinstance(value, str):
+                values[name] = Secret(value)
+        return cls(**values)  # type: ignore[arg-type]  # values are checked one by one above, by name
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

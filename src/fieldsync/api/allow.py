@@ -23,7 +23,7 @@ def methods_of(app: Litestar, path_template: str) -> list[str]:
 
 def allow_header_middleware(app: ASGIApp) -> ASGIApp:
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+        if scope["type"] != "http" or scope.get("method") != "OPTIONS":
             await app(scope, receive, send)
             return
         methods = methods_of(scope["litestar_app"], scope.get("path_template", ""))
@@ -32,7 +32,7 @@ def allow_header_middleware(app: ASGIApp) -> ASGIApp:
             if message["type"] == "http.response.start" and methods:
                 headers = [(name, value) for name, value in message.get("headers", []) if name.lower() != b"allow"]
                 headers.append((b"allow", ", ".join(methods).encode()))
-                message = {**message, "headers": headers}  # type: ignore[typeddict-item]
+                message = {**message, "headers": headers}
             await send(message)
 
         await app(scope, receive, send_with_allow)

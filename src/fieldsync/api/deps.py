@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 from litestar import Request
@@ -21,9 +21,9 @@ from fieldsync.api.runtime import Runtime
 from fieldsync.domain.principals import Principal
 from fieldsync.services import identity
 
-Connection = asyncpg.Connection  # the type handlers declare for ``conn``; only this module knows asyncpg
+Connection: TypeAlias = asyncpg.Connection  # what handlers declare for ``conn``; only this module knows asyncpg
 
-Pool = asyncpg.Pool
+Pool: TypeAlias = asyncpg.Pool
 DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
 # Failures the problem mapping (``api.problems``) names by class; asyncpg stays in this module.
 CONNECTION_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, asyncpg.InterfaceError,

@@ -48,7 +48,7 @@ def _throttle(runtime: Runtime) -> identity.ThrottlePolicy:
 
 def user_read(view: UserView) -> UserRead:
     return UserRead(
-        id=view.id, username=view.username, display_name=view.display_name, role=view.role,  # type: ignore[arg-type]
+        id=view.id, username=view.username, display_name=view.display_name, role=view.role,
         jurisdiction=view.jurisdiction, created_at=view.created_at, disabled=view.disabled,
     )
 

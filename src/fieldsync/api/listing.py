@@ -52,7 +52,7 @@ from fieldsync.api.schemas.reports import Status
 from fieldsync.db.transactions import snapshot
 from fieldsync.domain.filters import BBox, Near, ReportFilter
 from fieldsync.domain.principals import Principal
-from fieldsync.domain.timeframes import INSTANT_HELP, parse_instant
+from fieldsync.domain.timeframes import parse_instant
 from fieldsync.services import listing
 
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -70,7 +70,7 @@ _DEGREES = r"-?[0-9]{1,3}(\.[0-9]{1,15})?"
 BBOX_PATTERN = exact(rf"{_DEGREES}(,{_DEGREES}){{3}}")
 NEAR_PATTERN = exact(rf"{_DEGREES},{_DEGREES},[0-9]{{1,7}}(\.[0-9]{{1,6}})?")
 TimeText = Annotated[str | None, Parameter(max_length=64, pattern=NO_NUL)]
-_TIME_HELP = INSTANT_HELP
+_TIME_HELP = "an RFC 3339 date-time with offset, or a date (midnight China Standard Time, as GET /v1/stats reads it)"
 
 # --- reading the wire filters -------------------------------------------------------------------
 
@@ -378,8 +378,8 @@ class _ExportOperation(Operation):
                     "format=geojson: an RFC 7946 FeatureCollection of points. Sent as an attachment."
                 ),
                 content={
-                    "text/csv": OpenAPIMediaType(schema={"type": "string"}),  # type: ignore[arg-type]
-                    GEOJSON_MEDIA_TYPE: OpenAPIMediaType(schema=feature_collection_schema()),  # type: ignore[arg-type]
+                    "text/csv": OpenAPIMediaType(schema={"type": "string"}),  # type: ignore[arg-type]  # a JSON Schema dict, emitted as given
+                    GEOJSON_MEDIA_TYPE: OpenAPIMediaType(schema=feature_collection_schema()),  # type: ignore[arg-type]  # a JSON Schema dict, emitted as given
                 },
             ),
         }

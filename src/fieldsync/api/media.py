@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, head, post, put
 from litestar.exceptions import InternalServerException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import Parameter
 from litestar.response import Redirect, Stream
 
@@ -35,7 +35,7 @@ class _UploadOperation(Operation):
     """Documents the raw image body, which the handler streams itself instead of decoding."""
 
     def __post_init__(self) -> None:
-        binary = OpenAPIMediaType(schema=Schema(type="string", format="binary"))  # type: ignore[arg-type]
+        binary = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY))
         self.request_body = RequestBody(
             content={ctype: binary for ctype in ("image/jpeg", "image/png", "image/webp", "image/heic")},
             required=True,

@@ -82,7 +82,7 @@ def observability_middleware_factory(metrics: Metrics) -> Any:
                     status_holder["status"] = message["status"]
                     headers = list(message.get("headers", []))
                     headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
-                    message = {**message, "headers": headers}  # type: ignore[typeddict-item]
+                    message = {**message, "headers": headers}
                 await send(message)
 
             with structlog.contextvars.bound_contextvars(request_id=request_id):

@@ -37,7 +37,7 @@ class ReferenceController(Controller):
         places = await reference.list_jurisdictions(conn, principal, mine=which == "mine")
         return [
             JurisdictionRead(code=p.code, parent_code=p.parent_code, name_zh=p.name_zh, name_en=p.name_en,
-                             level=p.level)  # type: ignore[arg-type]
+                             level=p.level)
             for p in places
         ]
 
@@ -49,6 +49,6 @@ class ReferenceController(Controller):
         kind: Literal["hazard", "disaster", "accident"] | None = None,
     ) -> list[CategoryRead]:
         return [
-            CategoryRead(kind=c.kind, code=c.code, name_zh=c.name_zh, name_en=c.name_en)  # type: ignore[arg-type]
+            CategoryRead(kind=c.kind, code=c.code, name_zh=c.name_zh, name_en=c.name_en)
             for c in await reference.list_categories(conn, kind=kind)
         ]

@@ -74,7 +74,7 @@ def to_submission(report_id: uuid.UUID, data: ReportWrite) -> ReportSubmission:
 
 def to_receipt(data: ReceiptData) -> Receipt:
     return Receipt(
-        id=data.id, version=data.version, status=data.status,  # type: ignore[arg-type]
+        id=data.id, version=data.version, status=data.status,
         missing_media=data.missing_media, duplicate=data.duplicate,
         possible_duplicates=[c[0] for c in data.possible_duplicates],
         duplicate_candidates=[DuplicateCandidate(id=c[0], score=c[1], reasons=c[2]) for c in data.possible_duplicates],
@@ -93,13 +93,13 @@ def person(view: PersonView) -> Author:
 def attachment(photo: PhotoView) -> MediaAttachment:
     if not photo.present:
         return MediaAttachment(
-            sha256=photo.sha256, role=photo.role, caption=photo.caption, present=False,  # type: ignore[arg-type]
+            sha256=photo.sha256, role=photo.role, caption=photo.caption, present=False,
             url=None, preview_url=None, thumbnail_url=None,
         )
     url, preview, thumbnail = media_urls(photo.sha256)
     check = photo.evidence
     return MediaAttachment(
-        sha256=photo.sha256, role=photo.role, caption=photo.caption, present=True,  # type: ignore[arg-type]
+        sha256=photo.sha256, role=photo.role, caption=photo.caption, present=True,
         url=url, preview_url=preview, thumbnail_url=thumbnail,
         content_type=photo.content_type, bytes=photo.bytes, width=photo.width, height=photo.height,
         taken_at=photo.taken_at, lat=photo.lat, lon=photo.lon, make=photo.make, model=photo.model,

@@ -48,8 +48,8 @@ def comment_read(view: CommentView) -> CommentRead:
 
 def candidate_read(view: CandidateView) -> DuplicateRead:
     return DuplicateRead(
-        id=view.id, score=view.score, reasons=[dict(reason) for reason in view.reasons], kind=view.kind,  # type: ignore[arg-type]
-        category=view.category, title=view.title, status=view.status, observed_at=view.observed_at,  # type: ignore[arg-type]
+        id=view.id, score=view.score, reasons=[dict(reason) for reason in view.reasons], kind=view.kind,
+        category=view.category, title=view.title, status=view.status, observed_at=view.observed_at,
         found_at=view.found_at,
     )
 

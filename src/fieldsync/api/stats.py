@@ -22,10 +22,9 @@ from fieldsync.api.schemas.stats import (
 )
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.stats import Window
-from fieldsync.domain.timeframes import INSTANT_HELP
 from fieldsync.services import stats
 
-BOUND = INSTANT_HELP
+BOUND = "a date (midnight UTC+08:00) or an RFC 3339 date-time with offset"
 BOUND_PATTERN = exact(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?"

@@ -72,8 +72,8 @@ class _PushOperation(Operation):
         schema = inline_schema(PushRequest)
         self.request_body = RequestBody(
             content={
-                "application/json": OpenAPIMediaType(schema=schema),  # type: ignore[arg-type]
-                MSGPACK: OpenAPIMediaType(schema=schema),  # type: ignore[arg-type]
+                "application/json": OpenAPIMediaType(schema=schema),  # type: ignore[arg-type]  # a JSON Schema dict, emitted as given
+                MSGPACK: OpenAPIMediaType(schema=schema),  # type: ignore[arg-type]  # a JSON Schema dict, emitted as given
             },
             required=True,
             description=f"Up to {MAX_MUTATIONS} mutations; each is decoded and answered on its own",
@@ -91,8 +91,8 @@ class _PullOperation(Operation):
             "200": OpenAPIResponse(
                 description="A page of changes, in commit order",
                 content={
-                    "application/json": OpenAPIMediaType(schema=schema),  # type: ignore[arg-type]
-                    MSGPACK: OpenAPIMediaType(schema=schema),  # type: ignore[arg-type]
+                    "application/json": OpenAPIMediaType(schema=schema),  # type: ignore[arg-type]  # a JSON Schema dict, emitted as given
+                    MSGPACK: OpenAPIMediaType(schema=schema),  # type: ignore[arg-type]  # a JSON Schema dict, emitted as given
                 },
             ),
         }
@@ -135,12 +135,12 @@ def decode_push(body: bytes, content_type: str) -> list[sync.PushItem]:
             continue
         try:
             mutation = upsert_decoder.decode(raw)
-            if mutation.report.id is None:
+            report, report_id = mutation.report, mutation.report.id
+            if report_id is None:
                 raise errors.ReportInvalid("report.id is required in a push", field="id")
-            report = mutation.report
             if mutation.base_version is not None and report.base_version is None:
                 report = msgspec.structs.replace(report, base_version=mutation.base_version)
-            items.append(sync.PushItem(head.mutation_id, report=to_submission(report.id, report)))  # type: ignore[arg-type]
+            items.append(sync.PushItem(head.mutation_id, report=to_submission(report_id, report)))
         except msgspec.ValidationError as exc:
             items.append(sync.PushItem(head.mutation_id, outcome=Outcome(
                 "rejected", error=errors.ReportInvalid(str(exc), field=_path(exc)))))

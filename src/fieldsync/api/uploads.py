@@ -28,7 +28,15 @@ from litestar import Controller, Request, Response, delete, head, patch, post, r
 from litestar.datastructures import ResponseHeader
 from litestar.enums import HttpMethod
 from litestar.exceptions import InternalServerException
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, RequestBody, Schema
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 from litestar.openapi.spec import Parameter as OpenAPIParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,7 +62,7 @@ def tus_resumable_middleware(app: ASGIApp) -> ASGIApp:
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == b"tus-resumable" for name, _ in headers):
                     headers.append((b"tus-resumable", tus.TUS_VERSION.encode()))
-                message = {**message, "headers": headers}  # type: ignore[typeddict-item]
+                message = {**message, "headers": headers}
             await send(message)
 
         await app(scope, receive, send_with_version)
@@ -65,7 +73,7 @@ def tus_resumable_middleware(app: ASGIApp) -> ASGIApp:
 def _header(name: str, description: str, *, required: bool = False, **schema: Any) -> OpenAPIParameter:
     return OpenAPIParameter(
         name=name, param_in="header", required=required, description=description,
-        schema=Schema(type="string", **schema),  # type: ignore[arg-type]
+        schema=Schema(type=OpenAPIType.STRING, **schema),
     )
 
 
@@ -77,7 +85,7 @@ UPLOAD_CHECKSUM = _header(
 )
 _DIGITS = r"^[0-9]{1,18}$"
 _PAIR = r"[\x21-\x2b\x2d-\x7e]+( [A-Za-z0-9+/]*={0,2})?"  # an Upload-Metadata key, then maybe its value
-_BINARY = OpenAPIMediaType(schema=Schema(type="string", format="binary"))  # type: ignore[arg-type]
+_BINARY = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY))
 
 
 @dataclasses.dataclass

@@ -68,19 +68,18 @@ async def list_changes(
     instead of sorting the rest of the window for every page (docs/sync.md shows the plans).
     """
     arg = _Args()
-    bounds = {"upto": upto, "base": base, "after": after}
     if inspector_id is not None:
         sql = f"""
             SELECT r.change_xid::text AS xid, r.id, false AS deleted
             FROM reports r
-            WHERE {_window("r.change_xid", "r.id", arg, **bounds)}
+            WHERE {_window("r.change_xid", "r.id", arg, upto=upto, base=base, after=after)}
               AND r.author_id = {arg("author", inspector_id)}::uuid
             ORDER BY r.change_xid, r.id
             LIMIT {arg("limit", limit)}
         """
     else:
-        reports_window = _window("r.change_xid", "r.id", arg, **bounds)
-        moves_window = _window("m.change_xid", "m.report_id", arg, **bounds)
+        reports_window = _window("r.change_xid", "r.id", arg, upto=upto, base=base, after=after)
+        moves_window = _window("m.change_xid", "m.report_id", arg, upto=upto, base=base, after=after)
         prefix = f"{arg('scope', scope_prefix)}::text || '%'"
         sql = f"""
             SELECT c.xid::text AS xid, c.id, c.deleted FROM (

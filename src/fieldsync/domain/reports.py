@@ -14,7 +14,12 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from typing import Any
+from typing import Any, Literal
+
+# The reports' closed vocabularies, shared with read models and the wire schemas.
+Kind = Literal["hazard", "disaster", "accident"]
+Status = Literal["submitted", "needs_info", "verified", "rejected", "merged", "rectifying", "rectified", "closed"]
+MediaRole = Literal["photo", "before", "after", "document"]
 
 EDITABLE_STATUSES = frozenset({"submitted", "needs_info"})
 
@@ -100,7 +105,7 @@ class ReportSubmission:
 class ReceiptData:
     id: uuid.UUID
     version: int
-    status: str
+    status: Status
     missing_media: list[str]
     duplicate: bool
     created: bool

@@ -28,10 +28,13 @@ def new_enrollment_code() -> str:
     return f"{raw[0:4]}-{raw[4:8]}-{raw[8:12]}"
 
 
+LOOK_ALIKES = str.maketrans("OIL", "011")
+
+
 def normalize_enrollment_code(code: str) -> str:
     """Upper-case, drop separators and map look-alikes, so a typed code matches the issued one."""
     cleaned = "".join(ch for ch in code.upper() if ch.isalnum())
-    cleaned = cleaned.translate(str.maketrans({"O": "0", "I": "1", "L": "1"}))
+    cleaned = cleaned.translate(LOOK_ALIKES)
     if len(cleaned) != 12:
         return cleaned
     return f"{cleaned[0:4]}-{cleaned[4:8]}-{cleaned[8:12]}"

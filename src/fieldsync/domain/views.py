@@ -13,7 +13,13 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
+
+from fieldsync.domain.reports import Kind, MediaRole, Status
+
+# Closed vocabularies a view carries, which the wire schemas (api/schemas) share.
+RoleName = Literal["admin", "supervisor", "inspector"]
+Level = Literal["province", "city", "county", "township"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,7 +42,7 @@ class PhotoView:
     """A report's reference to a photo; the object's facts only when the reference counts."""
 
     sha256: str
-    role: str
+    role: MediaRole
     caption: str | None
     present: bool
     content_type: str | None = None
@@ -85,7 +91,7 @@ class WorkflowView:
 @dataclasses.dataclass(frozen=True, slots=True)
 class ReportView:
     id: uuid.UUID
-    kind: str
+    kind: Kind
     content: Mapping[str, Any]
     jurisdiction: str
     author: PersonView
@@ -93,7 +99,7 @@ class ReportView:
     received_at: dt.datetime
     updated_at: dt.datetime
     version: int
-    status: str
+    status: Status
     media: tuple[PhotoView, ...]
     missing_media: tuple[str, ...]
     possible_duplicates: tuple[uuid.UUID, ...]
@@ -135,10 +141,10 @@ class CandidateView:
     id: uuid.UUID
     score: float
     reasons: tuple[Mapping[str, Any], ...]
-    kind: str
+    kind: Kind
     category: str
     title: str
-    status: str
+    status: Status
     observed_at: dt.datetime
     found_at: dt.datetime
 
@@ -168,7 +174,7 @@ class UserView:
     id: uuid.UUID
     username: str
     display_name: str | None
-    role: str
+    role: RoleName
     jurisdiction: str
     created_at: dt.datetime
     disabled: bool
@@ -193,12 +199,12 @@ class JurisdictionView:
     parent_code: str | None
     name_zh: str
     name_en: str | None
-    level: str
+    level: Level
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CategoryView:
-    kind: str
+    kind: Kind
     code: str
     name_zh: str
     name_en: str

@@ -199,7 +199,8 @@ def _taken_at(value: object, offset: object, subsec: object) -> dt.datetime | No
     if match is None:
         return None
     try:
-        taken = dt.datetime(*(int(part) for part in match.groups()))
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        taken = dt.datetime(year, month, day, hour, minute, second)
     except ValueError:
         return None
     digits = re.match(r"\d+", _text(subsec) or "")
@@ -222,7 +223,7 @@ def _degrees(value: object) -> float | None:
         return None
     total = 0.0
     for part, unit in zip(parts, (1.0, 60.0, 3600.0), strict=False):
-        number = float(part)  # type: ignore[arg-type]
+        number = float(part)
         if not math.isfinite(number) or number < 0:
             return None
         total += number / unit

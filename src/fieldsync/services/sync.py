@@ -107,8 +107,8 @@ async def push(
             first_index.setdefault(mutation_id, index)
 
     outcomes = await reports.submit_reports(
-        conn, actor, [items[i].report for i in to_submit], now=now, clock_skew_s=clock_skew_s,  # type: ignore[misc]
-        detect_now=False,
+        conn, actor, [report for i in to_submit if (report := items[i].report) is not None], now=now,
+        clock_skew_s=clock_skew_s, detect_now=False,
     )
     for index, outcome in zip(to_submit, outcomes, strict=True):
         report = items[index].report
@@ -117,24 +117,28 @@ async def push(
         outcome, report_id = await _apply_review_item(conn, actor, items[index], now=now)
         results[index] = result_of(items[index].mutation_id, outcome, report_id)
 
-    for index, item in enumerate(items):
-        if results[index] is None:
-            assert item.mutation_id is not None
-            results[index] = results[first_index[item.mutation_id]]
+    answered = [
+        result if result is not None else results[first_index[item.mutation_id]] if item.mutation_id else None
+        for item, result in zip(items, results, strict=True)
+    ]
+    final = [result for result in answered if result is not None]
+    assert len(final) == len(items), "every item has its own result or its first sending's"
     fresh = {
-        item.mutation_id: results[index]
+        item.mutation_id: final[index]
         for index, item in enumerate(items)
         if item.mutation_id is not None and item.mutation_id not in stored and first_index[item.mutation_id] == index
     }
-    await q.insert_mutation_results(conn, user_id=actor.user_id, results=fresh, now=now)  # type: ignore[arg-type]
-    return results  # type: ignore[return-value]
+    await q.insert_mutation_results(conn, user_id=actor.user_id, results=fresh, now=now)
+    return final
 
 
 async def _apply_review_item(
     conn: asyncpg.Connection, actor: Principal, item: PushItem, *, now: dt.datetime
 ) -> tuple[Outcome, uuid.UUID]:
     """A comment or a rectification from a device, in a savepoint so its failure stays its own."""
-    report_id = item.comment[0] if item.comment else item.rectification[0]  # type: ignore[index]
+    target = item.comment or item.rectification
+    assert target is not None, "only comments and rectifications come here"
+    report_id = target[0]
     try:
         async with transaction(conn):
             if item.comment is not None:
@@ -248,7 +252,7 @@ async def pull(conn: asyncpg.Connection, actor: Principal, *, cursor: Cursor, li
         conn,
         base=cursor.base,
         upto=upto,
-        after=after,  # type: ignore[arg-type]
+        after=after,
         inspector_id=actor.user_id if actor.role is Role.INSPECTOR else None,
         scope_prefix=actor.scope_prefix,
         limit=limit + 1,

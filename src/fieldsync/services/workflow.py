@@ -109,7 +109,7 @@ async def _merge(move: _Move) -> None:
     move.fields["duplicate_of"] = move.request.into
     move.detail["into"] = str(move.request.into)
     # the survivor's merged_from and merged_media change: devices holding it pull it again
-    await feed.restamp(move.conn, [move.request.into], now=move.now)  # type: ignore[list-item]
+    await feed.restamp(move.conn, [move.fields["duplicate_of"]], now=move.now)
 
 
 async def _assign_rectification(move: _Move) -> None:

@@ -234,7 +234,7 @@ class S3MediaStore:
             source,
             size,
             content_type=content_type,
-            metadata=headers,  # type: ignore[arg-type]
+            metadata=headers,  # type: ignore[arg-type]  # minio types metadata narrower than it accepts
             part_size=self._part_size,
             num_parallel_uploads=1,
         )

@@ -16,12 +16,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request
 from litestar.exceptions import InternalServerException
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+if TYPE_CHECKING:  # a TypedDict the library defines for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 from fieldsync import errors
 from fieldsync.storage.spool import Spool, StagedFile
@@ -90,7 +93,7 @@ class _Reader:
         self.incomplete = False
         self.attachments: dict[str, Attachment] = {}
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         def header_field(data: bytes, start: int, end: int) -> None:
             self.header[0] += data[start:end]
 

@@ -9,8 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from fieldsync.api.schemas.common import JurisdictionCode, OptionalShortText, Password, ShortText, Username
-
-RoleName = Literal["admin", "supervisor", "inspector"]
+from fieldsync.domain.views import RoleName
 
 
 class LoginRequest(msgspec.Struct):

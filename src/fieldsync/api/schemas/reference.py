@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
+
+from fieldsync.domain.views import Kind, Level
 
 
 class JurisdictionRead(msgspec.Struct):
@@ -12,11 +12,11 @@ class JurisdictionRead(msgspec.Struct):
     parent_code: str | None
     name_zh: str
     name_en: str | None
-    level: Literal["province", "city", "county", "township"]
+    level: Level
 
 
 class CategoryRead(msgspec.Struct):
-    kind: Literal["hazard", "disaster", "accident"]
+    kind: Kind
     code: str
     name_zh: str
     name_en: str

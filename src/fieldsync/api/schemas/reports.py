@@ -22,6 +22,7 @@ from fieldsync.api.schemas.common import (
     LongText,
     ShortText,
 )
+from fieldsync.domain.reports import Kind, MediaRole, Status
 
 Sha256 = Annotated[str, msgspec.Meta(pattern=SHA256_PATTERN, description="lower-case hex SHA-256")]
 AwareTime = Annotated[dt.datetime, msgspec.Meta(tz=True, description="RFC 3339 with offset")]
@@ -37,8 +38,6 @@ CreditCode = Annotated[
     ),
 ]
 Severity = Literal["red", "orange", "yellow", "blue"]
-MediaRole = Literal["photo", "before", "after", "document"]
-Status = Literal["submitted", "needs_info", "verified", "rejected", "merged", "rectifying", "rectified", "closed"]
 
 
 class Location(msgspec.Struct):
@@ -138,7 +137,7 @@ class DuplicateRead(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     score: float
     reasons: list[dict[str, Any]]
-    kind: Literal["hazard", "disaster", "accident"]
+    kind: Kind
     category: str
     title: str
     status: Status
@@ -223,7 +222,7 @@ class ReportRead(msgspec.Struct, kw_only=True):
     """A report as the server holds it: the author's fields plus the server-owned ones."""
 
     id: uuid.UUID
-    kind: Literal["hazard", "disaster", "accident"]
+    kind: Kind
     category: str
     title: str
     description: str
