@@ -68,6 +68,7 @@ class Settings:
     log_json: bool
     log_level: str
     public_url: str = ""
+    console_boundaries: Path | None = None
 
     @property
     def embedded_database(self) -> bool:
@@ -138,6 +139,8 @@ class Settings:
             log_json=get_bool("LOG_JSON", True),
             log_level=get("LOG_LEVEL", "info").upper(),
             public_url=public_url,
+            console_boundaries=Path(get("CONSOLE_BOUNDARIES", "")).expanduser().resolve()
+            if get("CONSOLE_BOUNDARIES", "") else None,
         )
         values.update(overrides)
         for name in ("database_url", "migrate_database_url", "s3_access_key", "s3_secret_key"):
