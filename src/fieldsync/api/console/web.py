@@ -88,7 +88,7 @@ def filter_pairs(request: Request[Any, Any, Any]) -> list[tuple[str, str]]:
 async def drop_empty_filters(request: Request[Any, Any, Any]) -> Response[Any] | None:
     """A filter form submits every field, empty ones too; the API's reader would refuse an empty
     ``kind=``. Redirect once to the same URL without the empty ones."""
-    items = request.query_params.multi_items()
+    items = list(request.query_params.multi_items())
     if not any(k in FILTER_PARAMS and v == "" for k, v in items):
         return None
     kept = [(k, v) for k, v in items if not (k in FILTER_PARAMS and v == "")]
