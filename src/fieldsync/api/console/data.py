@@ -31,7 +31,14 @@ from fieldsync.api.media import _derivative, _serve
 from fieldsync.api.reports import read_reports, report_events
 from fieldsync.api.review import comment_read, to_request
 from fieldsync.api.runtime import Runtime
-from fieldsync.api.schemas.reports import CommentCreate, CommentRead, DuplicateRead, EventRead, ReportRead, TransitionCreate
+from fieldsync.api.schemas.reports import (
+    CommentCreate,
+    CommentRead,
+    DuplicateRead,
+    EventRead,
+    ReportRead,
+    TransitionCreate,
+)
 from fieldsync.db import reference
 from fieldsync.db.constraints import transaction
 from fieldsync.db.listing import ReportFilter
