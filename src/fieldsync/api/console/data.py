@@ -173,7 +173,7 @@ async def report_detail(conn: asyncpg.Connection, principal: Principal, report_i
         events = await report_events(conn, report_id)
         comments = [comment_read(c) for c in await workflow.list_comments(conn, [report_id, *row["merged_from"]])]
         found = [_duplicate(c) for c in await duplicates.list_duplicates(conn, principal, report_id)]
-        others = await read_reports(conn, await reports.get_reports(conn, [c.id for c in found]), now=now)
+        others = await read_reports(conn, await reports.get_reports(conn, principal, [c.id for c in found]), now=now)
         by_id = {other.id: other for other in others}
         levels = await _listing_levels(conn, principal, row["jurisdiction_path"]) if read.grade == "major" else []
     return Detail(
