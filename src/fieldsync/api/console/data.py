@@ -201,7 +201,7 @@ def allowed_actions(report: ReportRead, principal: Principal) -> list[str]:
         if action == "list_supervision" and report.grade != "major":
             continue  # the service refuses it for general hazards; offering it would only fail
         allowed.append(action)
-    return allowed
+    return sorted(allowed, key=lambda action: action == "merge")  # the review's own step first, merge last
 
 
 async def _listing_levels(conn: asyncpg.Connection, principal: Principal, path: str) -> list[Place]:
