@@ -47,3 +47,16 @@ def test_language_negotiation() -> None:
 def test_console_routes_are_not_part_of_the_openapi_document() -> None:
     app = create_app(Settings.from_env({}, database_url="postgresql://unused.invalid/unused"))
     assert not [path for path in app.openapi_schema.paths or {} if path.startswith("/console")]
+
+
+def test_every_audit_action_the_services_record_has_a_name() -> None:
+    services = Path(messages.__file__).parents[2] / "services"
+    recorded = set()
+    for path in services.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        recorded |= set(re.findall(r'action="([a-z_]+)"', text))
+        for first, second in re.findall(r'action="([a-z_]+)" if [^,]* else "([a-z_]+)"', text):
+            recorded |= {first, second}
+    assert {"created", "revised", "comment"} <= recorded, recorded
+    for lang in messages.LANGUAGES:
+        assert [a for a in sorted(recorded) if not messages.has(lang, f"action.{a}")] == []

@@ -41,7 +41,7 @@ from fieldsync.api.schemas.reports import (
 )
 from fieldsync.db import reference
 from fieldsync.db.constraints import transaction
-from fieldsync.db.listing import ReportFilter
+from fieldsync.db.listing import ReportFilter as ReportFilter  # re-exported: the pages name it from here
 from fieldsync.domain import tokens
 from fieldsync.domain import workflow as rules
 from fieldsync.domain.principals import Principal, Role

@@ -20,7 +20,6 @@ from litestar.response import Stream
 from fieldsync.api.console import data
 from fieldsync.api.console.web import drop_empty_filters
 from fieldsync.api.runtime import Runtime
-from fieldsync.db.listing import ReportFilter
 from fieldsync.domain.principals import Principal
 
 Sha256 = Annotated[str, Parameter(pattern=r"^[0-9a-f]{64}$")]
@@ -50,7 +49,7 @@ class ConsoleFilesController(Controller):
 
     @get("/export", name="console:export", before_request=drop_empty_filters)
     async def export(
-        self, principal: Principal, conn: asyncpg.Connection, now: dt.datetime, where: ReportFilter,
+        self, principal: Principal, conn: asyncpg.Connection, now: dt.datetime, where: data.ReportFilter,
         fmt: Annotated[Literal["csv", "geojson"], Parameter(query="format")] = "csv",
     ) -> Stream:
         chosen = data.ExportFormat[fmt]

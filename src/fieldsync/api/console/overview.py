@@ -16,7 +16,6 @@ from fieldsync.api.console.reports import names_for, selected_filters
 from fieldsync.api.console.web import drop_empty_filters, filter_pairs, language, render, with_query
 from fieldsync.api.deps import runtime_of
 from fieldsync.api.stats import BOUND_PATTERN
-from fieldsync.db.listing import ReportFilter
 from fieldsync.domain.principals import Principal
 
 
@@ -36,7 +35,7 @@ class ConsoleOverviewController(Controller):
     @get("/map", name="console:map", before_request=drop_empty_filters)
     async def map(
         self, request: Request[Any, Any, Any], principal: Principal, conn: asyncpg.Connection, now: dt.datetime,
-        where: ReportFilter,
+        where: data.ReportFilter,
     ) -> Response[str]:
         found, truncated = await data.map_points(conn, principal, where, now=now)
         names, places = await names_for(conn, principal, language(request))

@@ -32,14 +32,13 @@ from fieldsync.api.console.web import (
     with_query,
 )
 from fieldsync.api.runtime import Runtime
-from fieldsync.db.listing import ReportFilter
 from fieldsync.domain import workflow as rules
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.stats import COUNTED_STATUSES, REPORTING_TZ
 
 PAGE_SIZE = 50
 STATUSES = (*COUNTED_STATUSES, "merged")
-KNOWN_EVENTS = frozenset({*rules.ACTIONS, "comment", "create", "revise", "media_access"})
+KNOWN_EVENTS = frozenset({*rules.ACTIONS, "comment", "created", "revised", "media_access"})  # services' audit actions
 TEXT_FIELDS = ("note", "responsible_person", "measures", "contingency_plan", "level")
 
 
@@ -68,7 +67,7 @@ class ConsoleReportsController(Controller):
     @get("/reports", name="console:queue", before_request=drop_empty_filters)
     async def queue(
         self, request: Request[Any, Any, Any], principal: Principal, conn: asyncpg.Connection, now: dt.datetime,
-        where: ReportFilter,
+        where: data.ReportFilter,
         cursor: Annotated[str | None, Parameter(max_length=200, pattern=r"^[A-Za-z0-9_-]+$")] = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = PAGE_SIZE,
     ) -> Response[str]:

@@ -54,7 +54,9 @@ def render(
         "t": t, "lang": lang, "fmt": Format(t), "principal": request.scope["state"].get("principal"),
         "csrf": csrf_token(request), "path": request.url.path, "other_lang_url": other_language_url(request, lang),
     }
-    html = request.app.template_engine.get_template(template).render(**common, **context)
+    engine = request.app.template_engine
+    assert engine is not None, "create_app sets the console's template_config"
+    html = engine.get_template(template).render(**common, **context)
     jar = list(cookies)
     chosen = request.query_params.get("lang")
     if chosen in messages.LANGUAGES:
