@@ -44,6 +44,13 @@ async def test_empty_filter_fields_are_dropped_by_one_redirect(browsers):
     assert response.status_code == 303 and response.headers["location"] == "/console/reports?status=submitted"
 
 
+@pytest.mark.parametrize("query", ["kind=bogus", "cursor=not-ours", "bbox=1,2,3", "limit=0", "overdue=maybe"])
+async def test_a_malformed_filter_is_a_400_page_not_json(browsers, query):
+    page = await browsers["city"].get(f"/console/reports?{query}")
+    assert page.status_code == 400
+    assert page.headers["content-type"].startswith("text/html") and "请求参数无效" in page.text
+
+
 async def test_a_filter_outside_the_callers_view_is_refused_403(browsers):
     page = await browsers["county"].get("/console/reports?jurisdiction=140403")
     assert page.status_code == 403
