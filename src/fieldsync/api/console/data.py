@@ -26,6 +26,7 @@ from litestar.datastructures import UploadFile
 
 from fieldsync import errors
 from fieldsync.api.deps import release_connection
+from fieldsync.api.identity import _throttle as login_throttle  # the API's throttle policy, not a copy
 from fieldsync.api.listing import FORMATS, export_stream, provide_report_filter
 from fieldsync.api.media import _derivative, _serve
 from fieldsync.api.reports import read_reports, report_events
@@ -62,19 +63,13 @@ INSPECTOR_LIMIT = 1000
 # --- identity -----------------------------------------------------------------------------------
 
 
-def throttle_policy(runtime: Runtime) -> identity.ThrottlePolicy:
-    return identity.ThrottlePolicy(
-        max_failures=runtime.settings.throttle_max_failures, window_s=runtime.settings.throttle_window_s
-    )
-
-
 async def sign_in(
     conn: asyncpg.Connection, runtime: Runtime, *, username: str, password: str, client: str, now: dt.datetime
 ) -> tuple[str, dt.datetime]:
     """``POST /v1/auth/login``'s use case, throttled by the same counters."""
     return await identity.login(
         conn, username=username, password=password, client=client, now=now,
-        session_ttl_s=runtime.settings.session_ttl_s, throttle=throttle_policy(runtime),
+        session_ttl_s=runtime.settings.session_ttl_s, throttle=login_throttle(runtime),
     )
 
 
@@ -254,7 +249,10 @@ async def store_photo(
         info = await media.check_media(
             staged, expected_sha256=staged.sha256, declared_type=declared, max_pixels=runtime.settings.max_media_pixels
         )
-        _, created = await media.keep_media(conn, principal, staged=staged, info=info, store=runtime.media, now=now)
+        async def held() -> asyncpg.Connection:
+            return conn  # the request's connection: a form post is small, nothing to give back meanwhile
+
+        _, created = await media.keep_media(held, principal, staged=staged, info=info, store=runtime.media, now=now)
     if created:
         runtime.wake_workers()
     return staged.sha256
@@ -313,7 +311,8 @@ class MapPoint:
 async def map_points(
     conn: asyncpg.Connection, principal: Principal, where: ReportFilter, *, now: dt.datetime
 ) -> tuple[list[MapPoint], bool]:
-    """The export's rows for these filters (at most ``MAP_LIMIT``), and whether more were left out."""
+    """The export's rows for these filters (at most ``MAP_LIMIT``), and whether more were left out.
+    The export's rule applies: supervisors and admins only (an inspector's device has the feed)."""
     points: list[MapPoint] = []
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         async for batch in listing.export_reports(conn, principal, where, now=now):
@@ -386,5 +385,7 @@ async def media_response(
 def export_body(
     conn: asyncpg.Connection, principal: Principal, where: ReportFilter, *, now: dt.datetime, fmt: str
 ) -> AsyncGenerator[bytes, None]:
-    """The body of ``GET /v1/export``: the same stream, snapshot and CSV/GeoJSON encoding."""
+    """The body of ``GET /v1/export``: the same stream, snapshot and CSV/GeoJSON encoding, refused
+    (before the first byte) to whom the export is refused."""
+    listing.authorize_export(principal)
     return export_stream(conn, principal, where, now=now, fmt=FORMATS[fmt])
