@@ -125,6 +125,9 @@ async def test_report_page_and_photos_follow_the_api_scope(client, browsers, peo
     assert photo.status_code == status
     if status == 200:
         assert photo.headers["content-type"] == "image/jpeg"
+        original = await browsers[caller].get(f"/console/media/{sha}")
+        assert original.status_code == 200 and original.headers["content-disposition"].startswith("attachment")
+        assert original.headers["x-content-type-options"] == "nosniff"
     else:
         assert "不存在" in page.text
 

@@ -141,11 +141,7 @@ class MediaController(Controller):
         self, request: Request[Any, Any, Any], sha256: Sha256Path, principal: Principal,
         conn: asyncpg.Connection, runtime: Runtime, now: dt.datetime,
     ) -> Response[Any]:
-        record = await media.get_readable(conn, principal, sha256, variant="original", now=now)
-        await release_connection(request)
-        filename = f"{sha256}.{EXTENSIONS.get(record.content_type, 'bin')}"
-        return await _serve(runtime, keys.original_key(sha256), record.content_type, filename, record.bytes,
-                            attachment=True)
+        return await serve_original(request, runtime, conn, principal, sha256, now=now)
 
     @get(
         "/{sha256:str}/preview",
@@ -172,6 +168,19 @@ class MediaController(Controller):
         conn: asyncpg.Connection, runtime: Runtime, now: dt.datetime,
     ) -> Response[Any]:
         return await _derivative(request, runtime, conn, principal, sha256, "thumbnail", now=now)
+
+
+async def serve_original(
+    request: Request[Any, Any, Any], runtime: Runtime, conn: asyncpg.Connection, principal: Principal, sha256: str,
+    *, now: dt.datetime,
+) -> Response[Any]:
+    """The original as evidence (also for the console): access checked and audited, then sent as an
+    attachment without holding the connection."""
+    record = await media.get_readable(conn, principal, sha256, variant="original", now=now)
+    await release_connection(request)
+    filename = f"{sha256}.{EXTENSIONS.get(record.content_type, 'bin')}"
+    return await _serve(runtime, keys.original_key(sha256), record.content_type, filename, record.bytes,
+                        attachment=True)
 
 
 async def _derivative(

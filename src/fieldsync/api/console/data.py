@@ -25,10 +25,9 @@ from litestar import Request, Response
 from litestar.datastructures import UploadFile
 
 from fieldsync import errors
-from fieldsync.api.deps import release_connection
 from fieldsync.api.identity import _throttle as login_throttle  # the API's throttle policy, not a copy
 from fieldsync.api.listing import FORMATS, export_stream, provide_report_filter
-from fieldsync.api.media import _derivative, _serve
+from fieldsync.api.media import _derivative, serve_original
 from fieldsync.api.reports import read_reports, report_events
 from fieldsync.api.review import comment_read, to_request
 from fieldsync.api.runtime import Runtime
@@ -47,7 +46,6 @@ from fieldsync.domain import tokens
 from fieldsync.domain import workflow as rules
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.services import duplicates, identity, incidents, listing, media, reports, stats, workflow
-from fieldsync.storage import keys
 
 # The API's own filter reader: the console's queue, map and export take the same query
 # parameters, parsed and checked (scope, categories) by the same code.
@@ -377,9 +375,7 @@ async def media_response(
     check and audit event."""
     if variant in ("preview", "thumbnail"):
         return await _derivative(request, runtime, conn, principal, sha256, variant, now=now)  # type: ignore[arg-type]
-    record = await media.get_readable(conn, principal, sha256, variant="original", now=now)
-    await release_connection(request)
-    return await _serve(runtime, keys.original_key(sha256), record.content_type, sha256, record.bytes)
+    return await serve_original(request, runtime, conn, principal, sha256, now=now)
 
 
 def export_body(
