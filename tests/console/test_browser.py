@@ -3,7 +3,8 @@
 
 One browser session walks a city supervisor's morning: sign in, filter the queue to one county's
 overdue hazards, open one and see its photos load, assign a verified hazard's rectification with
-the five implementations, accept a rectified one, then look at the map and the statistics.
+the five implementations, accept a rectified one, look at the map and the statistics, and make an
+ODK Collect QR code that scans (read back from the screenshot).
 A screenshot of each page (1366×768, the bureau's usual screen) goes to
 ``test-output/console/`` at the repository root; docs/console.md shows two of them.
 
@@ -96,13 +97,13 @@ def test_a_city_supervisor_reviews_in_the_browser(demo_server: ServerProcess) ->
         context = browser.new_context(base_url=demo_server.base_url, locale="zh-CN", viewport={"width": 1366, "height": 768})
         page = context.new_page()
         try:
-            _walk(page, county, expect)
+            _walk(page, county, expect, demo_server.base_url)
         finally:
             context.close()
             browser.close()
 
 
-def _walk(page, county: str, expect) -> None:  # type: ignore[no-untyped-def]
+def _walk(page, county: str, expect, base_url: str) -> None:  # type: ignore[no-untyped-def]
     page.goto("/console/reports")
     expect(page).to_have_url(re.compile(r"/console/login\?next=%2Fconsole%2Freports$"))
     _shot(page, "login")
@@ -160,3 +161,23 @@ def _walk(page, county: str, expect) -> None:  # type: ignore[no-untyped-def]
     assert page.locator("figure.chart svg rect.cur").count() >= 12
     assert page.locator("figure.chart svg rect.prev").count() >= 12
     _shot(page, "stats")
+    _collect_qr(page, base_url)
+
+
+def _collect_qr(page, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The devices page's Collect QR code, read back from the screenshot as Collect would scan it."""
+    import zxingcpp
+    from PIL import Image
+
+    from fieldsync.domain.collect import settings_of_qr_text
+
+    page.goto("/console/devices")
+    page.select_option("form[action='/console/devices/collect'] select[name=username]", "qinyuan.insp1")
+    page.fill("form[action='/console/devices/collect'] input[name=label]", "沁源巡查手机")
+    page.click("form[action='/console/devices/collect'] button[type=submit]")
+    page.locator("[data-qr] svg").scroll_into_view_if_needed()
+    _shot(page, "devices")
+    found = zxingcpp.read_barcodes(Image.open(OUTPUT / "devices.png"))
+    assert len(found) == 1, "the QR code on the page does not scan"
+    settings = settings_of_qr_text(found[0].text)
+    assert settings["general"]["server_url"].startswith(f"{base_url}/openrosa/key/fsd_")

@@ -36,6 +36,8 @@ ROWS = [
     ("GET", "/console/devices", "/console/devices", None, (200, 200, 200, 403, 303)),
     ("POST", "/console/devices/enrollments", "/console/devices/enrollments", {"username": "{inspector}"},
      (200, 200, 303, 403, 303)),
+    ("POST", "/console/devices/collect", "/console/devices/collect", {"username": "{inspector}"},
+     (200, 200, 303, 403, 303)),
     ("POST", "/console/devices/{device_id:uuid}/revoke", "/console/devices/{device}/revoke", {},
      (404, 404, 404, 403, 303)),
     ("GET", "/console/export", "/console/export?format=csv", None, (200, 200, 200, 403, 303)),

@@ -184,7 +184,6 @@ async def test_stats_show_both_years_per_county_with_charts(client, browsers, pe
 async def test_devices_page_issues_a_working_enrollment_code_once(client, browsers, people):
     page = await browsers["county"].get("/console/devices")
     assert page.status_code == 200 and people["inspector"].username in page.text
-    assert "COLLECT QR CODE" not in page.text  # a template comment, never sent
     issued = await browsers["county"].post("/console/devices/enrollments", {"username": people["inspector"].username})
     assert issued.status_code == 200 and issued.headers["cache-control"] == "no-store"
     code = re.search(r'<p class="code" data-code>([0-9A-Z-]+)</p>', issued.text).group(1)
@@ -199,6 +198,20 @@ async def test_devices_page_issues_a_working_enrollment_code_once(client, browse
     assert revoked.status_code == 303
     me = await client.get("/v1/me", headers={"Authorization": f"Bearer {enrolled.json()['token']}"})
     assert me.json()["code"] == "auth.revoked"
+
+
+async def test_a_collect_qr_code_enrolls_a_phone_and_is_shown_once(client, browsers, people):
+    county = browsers["county"]
+    refused = await county.post("/console/devices/collect", {"username": people["inspector"].username}, csrf=False)
+    assert refused.status_code == 403
+    shown = await county.post("/console/devices/collect", {"username": people["inspector"].username, "label": "巡查手机"})
+    assert shown.status_code == 200 and shown.headers["cache-control"] == "no-store"
+    assert re.search(r'<div class="qr" data-qr><svg [^>]*class="segno"><path', shown.text)
+    devices = (await client.get("/v1/devices", headers=people["county"].headers)).json()["items"]
+    assert [(d["label"], d["platform"]) for d in devices] == [("巡查手机", "odk-collect")]
+    assert "data-qr" not in (await county.get("/console/devices")).text  # not shown again
+    outside = await browsers["other_county"].post("/console/devices/collect", {"username": people["inspector"].username})
+    assert outside.status_code == 303 and "error=" in outside.headers["location"]
 
 
 async def test_inspectors_have_no_devices_page(browsers):

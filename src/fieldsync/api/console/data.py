@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import segno
 from litestar import Request, Response
 from litestar.datastructures import UploadFile
 
@@ -28,6 +29,7 @@ from fieldsync import errors
 from fieldsync.api.identity import _throttle as login_throttle  # the API's throttle policy, not a copy
 from fieldsync.api.listing import FORMATS, export_stream, provide_report_filter
 from fieldsync.api.media import _derivative, serve_original
+from fieldsync.api.openrosa.controller import public_base
 from fieldsync.api.reports import read_reports, report_events
 from fieldsync.api.review import comment_read, to_request
 from fieldsync.api.runtime import Runtime
@@ -45,7 +47,7 @@ from fieldsync.db.listing import ReportFilter as ReportFilter  # re-exported: th
 from fieldsync.domain import tokens
 from fieldsync.domain import workflow as rules
 from fieldsync.domain.principals import Principal, Role
-from fieldsync.services import duplicates, identity, incidents, listing, media, reports, stats, workflow
+from fieldsync.services import collect, duplicates, identity, incidents, listing, media, reports, stats, workflow
 
 # The API's own filter reader: the console's queue, map and export take the same query
 # parameters, parsed and checked (scope, categories) by the same code.
@@ -359,9 +361,21 @@ async def revoke_device(conn: asyncpg.Connection, principal: Principal, device_i
         await identity.revoke_device(conn, principal, device_id=device_id, now=now)
 
 
-# The Collect QR code (SPEC §7, POST /v1/devices/collect) is being built on another branch.
-# When it lands, its service call goes here and devices.html shows the PNG it returns.
-COLLECT_AVAILABLE = False
+async def enroll_collect(
+    request: Request[Any, Any, Any], conn: asyncpg.Connection, principal: Principal, runtime: Runtime, *,
+    username: str, label: str, now: dt.datetime,
+) -> collect.CollectEnrollment:
+    """``POST /v1/devices/collect``'s use case: a phone enrolled for ODK Collect and its settings."""
+    async with transaction(conn):
+        return await collect.enroll_collect(
+            conn, principal, username=username, label=label, public_base=public_base(request, runtime), now=now
+        )
+
+
+def qr_svg(text: str) -> str:
+    """The Collect QR code as inline SVG (the page's CSP allows no ``data:`` image): the same text
+    and error-correction level as the API's PNG."""
+    return str(segno.make(text, error="m", micro=False).svg_inline(scale=4, border=4, dark="#000"))
 
 
 # --- media and export: the API's own serving code ---------------------------------------------

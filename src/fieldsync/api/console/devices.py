@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 from litestar import Controller, Request, Response, get, post
+from markupsafe import Markup
 
 from fieldsync import errors
 from fieldsync.api.console import data, messages
@@ -25,7 +26,7 @@ from fieldsync.domain.principals import Principal
 
 async def _page(
     request: Request[Any, Any, Any], conn: asyncpg.Connection, principal: Principal, *, status: int = 200,
-    issued: tuple[str, dt.datetime, str] | None = None, error: str | None = None,
+    issued: tuple[str, dt.datetime, str] | None = None, error: str | None = None, collect_qr: Any = None,
 ) -> Response[str]:
     devices = await data.devices(conn, principal)
     inspectors = await data.inspectors(conn, principal)
@@ -35,7 +36,7 @@ async def _page(
     return render(
         request, "devices.html", status=status, devices=devices, inspectors=inspectors, names=names, issued=issued,
         error_text=error_message(messages.translator(lang), lang, code) if code else None,
-        collect_available=data.COLLECT_AVAILABLE,
+        collect_qr=collect_qr,
     )
 
 
@@ -61,6 +62,24 @@ class ConsoleDevicesController(Controller):
         except (errors.InvalidInput, errors.NotFound, errors.Unprocessable) as exc:
             return see_other(with_query("/console/devices", error=exc.code))
         return await _page(request, conn, principal, issued=(code, expires_at, username))
+
+    @post("/collect", name="console:collect")
+    async def enroll_collect(
+        self, request: Request[Any, Any, Any], principal: Principal, conn: asyncpg.Connection, runtime: Runtime,
+        now: dt.datetime,
+    ) -> Response[Any]:
+        """A phone for ODK Collect: its QR code is shown once, in this answer (it carries the token)."""
+        form = await request.form()
+        require_csrf(request, form.get("csrf_token"))
+        username = str(form.get("username") or "")[:64]
+        label = str(form.get("label") or "").strip()[:100] or "ODK Collect"
+        try:
+            enrolled = await data.enroll_collect(request, conn, principal, runtime, username=username, label=label,
+                                                 now=now)
+        except (errors.InvalidInput, errors.NotFound, errors.Unprocessable) as exc:
+            return see_other(with_query("/console/devices", error=exc.code))
+        qr = Markup(data.qr_svg(enrolled.qr_text))  # segno's markup of our own text: nothing to escape
+        return await _page(request, conn, principal, collect_qr=(qr, username, label, enrolled.server_url))
 
     @post("/{device_id:uuid}/revoke", name="console:revoke")
     async def revoke(
