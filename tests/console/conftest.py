@@ -90,7 +90,7 @@ def form_csrf(html: str) -> str:
 async def people(conn, clock) -> dict[str, Actor]:
     now = clock.now()
     return {
-        "inspector": await make_user(conn, role="inspector", jurisdiction="140431", password=PASSWORD, now=now),
+        "inspector": await make_user(conn, role="inspector", jurisdiction="140431", now=now),
         "county": await make_user(conn, role="supervisor", jurisdiction="140431", now=now),
         "city": await make_user(conn, role="supervisor", jurisdiction="140400", username="city.sup",
                                 password=PASSWORD, now=now),
