@@ -22,6 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from fieldsync import __version__
 from fieldsync.api.allow import allow_header_middleware
 from fieldsync.api.collect import CollectController
+from fieldsync.api.console import console_router, template_config
 from fieldsync.api.deps import DEPENDENCIES, connection_release_middleware
 from fieldsync.api.identity import AuthController, DeviceController, EnrollmentController, UserController
 from fieldsync.api.listing import ExportController, ReportListController
@@ -124,12 +125,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     pool.terminate()
 
     app = Litestar(
-        route_handlers=ROUTE_HANDLERS,
+        route_handlers=[*ROUTE_HANDLERS, console_router()],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[connection_release_middleware, allow_header_middleware],
         lifespan=[lifespan],
         openapi_config=openapi_config(),
+        template_config=template_config(),
         request_max_body_size=settings.max_json_bytes,
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024, gzip_compress_level=6),
         state=State({"metrics": metrics}),

@@ -68,6 +68,7 @@ class Settings:
     log_json: bool
     log_level: str
     public_url: str = ""
+    console_boundaries: Path | None = None
 
     @property
     def embedded_database(self) -> bool:
@@ -110,6 +111,7 @@ class Settings:
             log_json=read.flag("LOG_JSON", True),
             log_level=read.text("LOG_LEVEL", "info").upper(),
             public_url=read.url("PUBLIC_URL", ("http://", "https://"), "an http:// or https:// URL").strip(),
+            console_boundaries=read.path("CONSOLE_BOUNDARIES"),
         )
         values.update(overrides)
         for name in ("database_url", "migrate_database_url", "s3_access_key", "s3_secret_key"):
@@ -145,6 +147,11 @@ class _Reader:
         if raw in {"0", "false", "no", "off"}:
             return False
         raise ConfigurationInvalid(f"FIELDSYNC_{name} must be true or false, got {raw!r}")
+
+    def path(self, name: str) -> Path | None:
+        """An optional file path, resolved against the working directory."""
+        value = self.text(name, "").strip()
+        return Path(value).expanduser().resolve() if value else None
 
     def url(self, name: str, schemes: tuple[str, ...], shape: str) -> str:
         """An optional URL that must start with one of ``schemes``."""

@@ -39,7 +39,7 @@ def _client(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _throttle(runtime: Runtime) -> identity.ThrottlePolicy:
+def throttle_policy(runtime: Runtime) -> identity.ThrottlePolicy:
     return identity.ThrottlePolicy(
         max_failures=runtime.settings.throttle_max_failures, window_s=runtime.settings.throttle_window_s,
         client_max_failures=runtime.settings.throttle_client_max_failures,
@@ -84,7 +84,7 @@ class AuthController(Controller):
             client=_client(request),
             now=now,
             session_ttl_s=runtime.settings.session_ttl_s,
-            throttle=_throttle(runtime),
+            throttle=throttle_policy(runtime),
         )
         return TokenRead(token=token, expires_at=expires_at)
 
@@ -178,7 +178,7 @@ class EnrollmentController(Controller):
             platform=data.platform,
             client=_client(request),
             now=now,
-            throttle=_throttle(runtime),
+            throttle=throttle_policy(runtime),
         )
         return DeviceToken(device_id=device_id, token=token)
 

@@ -140,11 +140,7 @@ class MediaController(Controller):
         self, request: Request[Any, Any, Any], sha256: Sha256Path, principal: Principal,
         conn: Connection, runtime: Runtime, now: dt.datetime,
     ) -> Response[Any]:
-        record = await media.get_readable(conn, principal, sha256, variant="original", now=now)
-        await release_connection(request)
-        filename = f"{sha256}.{EXTENSIONS.get(record.content_type, 'bin')}"
-        return await _serve(runtime, keys.original_key(sha256), record.content_type, filename, record.bytes,
-                            attachment=True)
+        return await serve_original(request, runtime, conn, principal, sha256, now=now)
 
     @get(
         "/{sha256:str}/preview",
@@ -157,7 +153,7 @@ class MediaController(Controller):
         self, request: Request[Any, Any, Any], sha256: Sha256Path, principal: Principal,
         conn: Connection, runtime: Runtime, now: dt.datetime,
     ) -> Response[Any]:
-        return await _derivative(request, runtime, conn, principal, sha256, "preview", now=now)
+        return await serve_derivative(request, runtime, conn, principal, sha256, "preview", now=now)
 
     @get(
         "/{sha256:str}/thumbnail",
@@ -170,10 +166,23 @@ class MediaController(Controller):
         self, request: Request[Any, Any, Any], sha256: Sha256Path, principal: Principal,
         conn: Connection, runtime: Runtime, now: dt.datetime,
     ) -> Response[Any]:
-        return await _derivative(request, runtime, conn, principal, sha256, "thumbnail", now=now)
+        return await serve_derivative(request, runtime, conn, principal, sha256, "thumbnail", now=now)
 
 
-async def _derivative(
+async def serve_original(
+    request: Request[Any, Any, Any], runtime: Runtime, conn: Connection, principal: Principal, sha256: str,
+    *, now: dt.datetime,
+) -> Response[Any]:
+    """The original as evidence (also for the console): access checked and audited, then sent as an
+    attachment without holding the connection."""
+    record = await media.get_readable(conn, principal, sha256, variant="original", now=now)
+    await release_connection(request)
+    filename = f"{sha256}.{EXTENSIONS.get(record.content_type, 'bin')}"
+    return await _serve(runtime, keys.original_key(sha256), record.content_type, filename, record.bytes,
+                        attachment=True)
+
+
+async def serve_derivative(
     request: Request[Any, Any, Any], runtime: Runtime, conn: Connection, principal: Principal, sha256: str,
     kind: keys.DerivativeKind, *, now: dt.datetime,
 ) -> Response[Any]:

@@ -304,3 +304,9 @@ async def stale_failures(conn: asyncpg.Connection, *, window_before: dt.datetime
         return int(await conn.fetchval("SELECT count(*) FROM auth_failures WHERE window_started_at < $1", window_before))
     status = await conn.execute("DELETE FROM auth_failures WHERE window_started_at < $1", window_before)
     return int(status.split()[-1])
+
+
+async def revoke_session(conn: asyncpg.Connection, *, token_hash: bytes, now: dt.datetime) -> None:
+    await conn.execute(
+        "UPDATE sessions SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL", token_hash, now
+    )

@@ -200,6 +200,7 @@ class JurisdictionView:
     name_zh: str
     name_en: str | None
     level: Level
+    path: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

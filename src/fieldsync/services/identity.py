@@ -325,3 +325,8 @@ async def revoke_device(
     refreshed = await q.get_device_in_scope(conn, device_id=device_id, scope_prefix=actor.scope_prefix)
     assert refreshed is not None
     return refreshed
+
+
+async def end_session(conn: asyncpg.Connection, *, token: str, now: dt.datetime) -> None:
+    """Log out: the session token fails with ``auth.revoked`` from its next use on."""
+    await q.revoke_session(conn, token_hash=tokens.digest(token), now=now)

@@ -122,14 +122,19 @@ async def jurisdiction_name(conn: asyncpg.Connection, code: str) -> str | None:
     return place["name_zh"] if place else None
 
 
+def _place(row: asyncpg.Record) -> JurisdictionView:
+    return JurisdictionView(code=row["code"], parent_code=row["parent_code"], name_zh=row["name_zh"],
+                            name_en=row["name_en"], level=row["level"], path=row["path"])
+
+
 async def list_jurisdictions(conn: asyncpg.Connection, actor: Principal, *, mine: bool) -> list[JurisdictionView]:
     """Every jurisdiction as a flat list with parent codes, or only the caller's subtree."""
-    rows = await q.list_jurisdictions(conn, under_path=actor.scope_prefix if mine else "/")
-    return [
-        JurisdictionView(code=r["code"], parent_code=r["parent_code"], name_zh=r["name_zh"], name_en=r["name_en"],
-                         level=r["level"])
-        for r in rows
-    ]
+    return [_place(row) for row in await q.list_jurisdictions(conn, under_path=actor.scope_prefix if mine else "/")]
+
+
+async def get_jurisdiction(conn: asyncpg.Connection, code: str) -> JurisdictionView | None:
+    row = await q.get_jurisdiction(conn, code)
+    return _place(row) if row is not None else None
 
 
 async def list_categories(conn: asyncpg.Connection, *, kind: str | None) -> list[CategoryView]:
