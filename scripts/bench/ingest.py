@@ -1,0 +1,298 @@
+"""Ingest at batch cost (issue 12): the cost of one acknowledged submission, split server /
+PostgreSQL, with the background work it causes drained and counted.
+
+    .venv/bin/python scripts/bench/ingest.py [--quick] [--markdown PATH]
+
+One ``fieldsync serve`` on its embedded PostgreSQL in a fresh data directory (default settings:
+one background worker), 32 inspectors logged in through the API, one keep-alive connection per
+client task on loopback. For each shape of data and each concurrency (1, 8, 32):
+
+- **metadata**: ``PUT /v1/reports/{id}`` of a new hazard report;
+- **photo**: ``PUT /v1/media/{sha256}`` of a ~200 KB 1280×960 JPEG, then ``PUT /v1/reports/{id}``
+  naming it (preview, thumbnail and fingerprints included, wherever the server makes them);
+- **push**: ``POST /v1/sync/push`` of 1000-report batches (JSON).
+
+Shapes: **distinct** (every report a different enterprise, place and photo pixels) and **one
+firm** (every report the same enterprise, nearly the same place, and photos with the same pixels:
+several inspectors at one big mine). A phase's CPU is read from /proc (server process, postmaster
+and backends) from its first request until the job queue is empty again, so near-duplicate
+detection and anything else queued is counted; its rate is submissions over the time until the
+last answer. The client runs on the same cores; its CPU is not counted. The machine's load is
+printed before and after each phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import hashlib
+import io
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path[:0] = [str(REPO / "src"), str(REPO)]
+
+from server import Server  # noqa: E402 - scripts/bench is sys.path[0]
+from sync import Cpu, credit_code, variant  # noqa: E402
+
+from fieldsync.db import embedded  # noqa: E402
+from fieldsync.db.pool import connect  # noqa: E402
+from tests import images  # noqa: E402
+from tests.e2e.server import cli  # noqa: E402
+
+PASSWORD = "bench password 2026"
+TITLES = ("主斜井皮带机保护装置失效", "井下瓦斯监测探头超期未校验", "危化品仓库消防通道堵塞", "尾矿库排洪设施淤堵",
+          "配电室未设置挡鼠板", "有限空间作业未审批", "厂房疏散指示标志损坏", "液氨储罐压力表失灵")
+ONE_FIRM = "91140431MA0K2B3C49"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    name: str
+    per_phase: dict[int, int]  # concurrency -> submissions per phase
+    push_batches: int
+
+
+FULL = Plan("full", {1: 200, 8: 600, 32: 800}, push_batches=6)
+QUICK = Plan("quick", {1: 40, 8: 120, 32: 160}, push_batches=2)
+
+
+@dataclasses.dataclass
+class Result:
+    shape: str
+    kind: str
+    concurrency: int
+    count: int
+    load_s: float
+    drain_s: float
+    server_cpu_s: float
+    pg_cpu_s: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.load_s
+
+    def cpu_ms(self) -> tuple[float, float]:
+        return 1000 * self.server_cpu_s / self.count, 1000 * self.pg_cpu_s / self.count
+
+    @property
+    def p50_ms(self) -> float:
+        return 1000 * statistics.median(self.latencies)
+
+
+# --- data ---------------------------------------------------------------------------------------------
+
+
+def photo(seed: int, *, pixels_seed: int) -> bytes:
+    """A ~200 KB 1280×960 JPEG of a synthetic scene with sensor-like noise; ``pixels_seed`` decides
+    the pixels (one firm: the same for all), ``seed`` makes the bytes distinct (a comment)."""
+    scene = np.asarray(images.scene(pixels_seed, 1280, 960), dtype=np.int16)
+    noise = np.random.default_rng(pixels_seed).normal(0, 7, scene.shape)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(scene + noise, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=85)
+    return variant(out.getvalue(), str(seed))
+
+
+def report(rng: random.Random, shape: str, n: int, sha: str | None) -> dict[str, Any]:
+    if shape == "one_firm":
+        lat, lon, code, title = 36.5 + rng.uniform(-2e-4, 2e-4), 112.3 + rng.uniform(-2e-4, 2e-4), ONE_FIRM, TITLES[0]
+    else:
+        lat, lon, code, title = 36.0 + rng.uniform(0, 1.2), 112.0 + rng.uniform(0, 1.2), credit_code(rng), TITLES[n % 8]
+    observed = dt.datetime(2026, 6, 1, 8, tzinfo=dt.UTC) - dt.timedelta(minutes=rng.randint(0, 60 * 24 * 60))
+    return {
+        "kind": "hazard", "category": "coal_mine", "title": f"{title} {n}", "description": "现场检查发现, 需整改",
+        "jurisdiction": "140431", "location": {"lat": lat, "lon": lon, "accuracy_m": 8.0},
+        "observed_at": observed.isoformat(), "media": [{"sha256": sha, "role": "photo"}] if sha else [],
+        "enterprise": {"name": f"沁源县煤业{code[-4:]}", "credit_code": code}, "grade": "general",
+    }
+
+
+# --- load ----------------------------------------------------------------------------------------------
+
+
+async def submit(client: httpx.AsyncClient, token: str, body: dict[str, Any], data: bytes | None) -> float:
+    headers = {"Authorization": f"Bearer {token}"}
+    started = time.perf_counter()
+    if data is not None:
+        sha = hashlib.sha256(data).hexdigest()
+        put = await client.put(f"/v1/media/{sha}", content=data, headers={**headers, "Content-Type": "image/jpeg"})
+        if put.status_code not in (200, 201):
+            raise RuntimeError(f"PUT media {put.status_code}: {put.text[:300]}")
+    answer = await client.put(f"/v1/reports/{uuid.uuid4()}", json=body, headers=headers)
+    if answer.status_code != 201:
+        raise RuntimeError(f"PUT report {answer.status_code}: {answer.text[:300]}")
+    return time.perf_counter() - started
+
+
+async def drain(conn: Any, timeout_s: float = 300) -> float:
+    started = time.perf_counter()
+    while await conn.fetchval("SELECT count(*) FROM jobs") and time.perf_counter() - started < timeout_s:
+        await asyncio.sleep(0.05)
+    return time.perf_counter() - started
+
+
+async def phase(server: Server, conn: Any, tokens: list[str], shape: str, kind: str, concurrency: int,
+                count: int, seed: int) -> Result:
+    rng = random.Random(seed)
+    work = []
+    for n in range(count):
+        data = photo(seed * 100_000 + n, pixels_seed=7 if shape == "one_firm" else seed * 100_000 + n) \
+            if kind == "photo" else None
+        sha = hashlib.sha256(data).hexdigest() if data else None
+        work.append((report(rng, shape, n, sha), data))
+    queue: asyncio.Queue[tuple[dict[str, Any], bytes | None]] = asyncio.Queue()
+    for item in work:
+        queue.put_nowait(item)
+    latencies: list[float] = []
+
+    async def client_task(index: int) -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=120) as client:
+            while not queue.empty():
+                body, data = queue.get_nowait()
+                latencies.append(await submit(client, tokens[index % len(tokens)], body, data))
+
+    cpu = Cpu(server)
+    spans: list[tuple[float, float]] = []
+    with cpu.span(spans):
+        started = time.perf_counter()
+        await asyncio.gather(*(client_task(i) for i in range(concurrency)))
+        load_s = time.perf_counter() - started
+        drain_s = await drain(conn)
+    (server_s, pg_s), = spans
+    return Result(shape, kind, concurrency, count, load_s, drain_s, server_s, pg_s, latencies)
+
+
+async def push_phase(server: Server, conn: Any, token: str, batches: int) -> Result:
+    rng = random.Random(99)
+    bodies = []
+    for b in range(batches):
+        mutations = [{"mutation_id": str(uuid.uuid4()), "op": "upsert_report",
+                      "report": {**report(rng, "distinct", b * 1000 + n, None), "id": str(uuid.uuid4())}}
+                     for n in range(1000)]
+        bodies.append({"mutations": mutations})
+    latencies = []
+    spans: list[tuple[float, float]] = []
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=300) as client:
+        with Cpu(server).span(spans):
+            started = time.perf_counter()
+            for body in bodies:
+                t0 = time.perf_counter()
+                answer = await client.post("/v1/sync/push", json=body, headers={"Authorization": f"Bearer {token}"})
+                if answer.status_code != 200:
+                    raise RuntimeError(f"push {answer.status_code}: {answer.text[:300]}")
+                latencies.append(time.perf_counter() - t0)
+            load_s = time.perf_counter() - started
+            drain_s = await drain(conn)
+    (server_s, pg_s), = spans
+    return Result("distinct", "push", 1, 1000 * batches, load_s, drain_s, server_s, pg_s, latencies)
+
+
+# --- report ----------------------------------------------------------------------------------------------
+
+
+def line(result: Result) -> str:
+    server_ms, pg_ms = result.cpu_ms()
+    return (f"| {result.kind} | {result.shape.replace('_', ' ')} | {result.concurrency} | {result.count} | "
+            f"{result.rate:,.0f}/s | {result.p50_ms:.1f} | {server_ms:.2f} | {pg_ms:.2f} | {server_ms + pg_ms:.2f} | "
+            f"{result.drain_s:.1f} s |")
+
+
+def markdown(plan: Plan, results: list[Result], loads: list[tuple[str, tuple[float, float, float]]],
+             started: dt.datetime, took_s: float) -> str:
+    command = ".venv/bin/python scripts/bench/ingest.py" + (" --quick" if plan.name == "quick" else "")
+    rows = "\n".join(line(result) for result in results)
+    load_text = "; ".join(f"{label} {a:.1f}/{b:.1f}/{c:.1f}" for label, (a, b, c) in loads)
+    return f"""### Ingest cost per submission ({plan.name}, {started:%Y-%m-%d %H:%M} UTC)
+
+`{command}` — {took_s / 60:.1f} min; nproc {os.cpu_count()}. Load average (1/5/15 min): {load_text}.
+
+| workload | shape | c | n | sustained | p50 ms | server CPU ms | PostgreSQL CPU ms | total CPU ms | drain |
+|---|---|---|---|---|---|---|---|---|---|
+{rows}
+"""
+
+
+async def prepare(server: Server, data_dir: Path) -> list[str]:
+    """32 inspectors of 沁源县, each logged in through the API."""
+    admin = cli(data_dir, "user", "add", "bench-admin", "--role", "admin", "--jurisdiction", "140000", "--token",
+                PYTHONPATH=server.env["PYTHONPATH"]).stdout.strip().splitlines()[-1]
+    tokens = []
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+        for n in range(32):
+            name = f"bench-insp-{n}"
+            made = await client.post("/v1/users", json={"username": name, "role": "inspector",
+                                                         "jurisdiction": "140431", "password": PASSWORD},
+                                      headers={"Authorization": f"Bearer {admin}"})
+            assert made.status_code == 201, made.text
+            login = await client.post("/v1/auth/login", json={"username": name, "password": PASSWORD})
+            assert login.status_code == 200, login.text
+            tokens.append(login.json()["token"])
+    return tokens
+
+
+async def run(plan: Plan, work: Path) -> str:
+    started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
+    data_dir = work / "data"
+    data_dir.mkdir()
+    server = Server(data_dir)
+    server.start()
+    results: list[Result] = []
+    loads = [("start", os.getloadavg())]
+    try:
+        tokens = await prepare(server, data_dir)
+        async with embedded.database_url("", data_dir) as dsn:
+            conn = await connect(dsn)
+            try:
+                seed = 1
+                for kind in ("metadata", "photo"):
+                    for shape in ("distinct", "one_firm"):
+                        for concurrency, count in plan.per_phase.items():
+                            seed += 1
+                            result = await phase(server, conn, tokens, shape, kind, concurrency, count, seed)
+                            results.append(result)
+                            print(line(result), flush=True)
+                results.append(await push_phase(server, conn, tokens[0], plan.push_batches))
+                print(line(results[-1]), flush=True)
+                loads.append(("end", os.getloadavg()))
+            finally:
+                await conn.close()
+    finally:
+        print(f"shutdown: {server.stop()}", flush=True)
+    return markdown(plan, results, loads, started, time.perf_counter() - t0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--markdown", type=Path, help="also write the results table here")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="fieldsync-bench-ingest-", dir="/tmp"))
+    try:
+        text = asyncio.run(run(QUICK if args.quick else FULL, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
