@@ -1,0 +1,233 @@
+"""The webhook delivery worker: one per server process, any number of replicas side by side.
+
+``DeliveryWorker.running()`` starts it for the duration of a block (the app's lifespan). Each
+turn of its loop, in this order:
+
+1. every ``deadline_check_s``: ``services.events.check_deadlines`` in a transaction of its own;
+2. claim as many due deliveries as it has free slots (``db.webhooks.claim``: a short transaction,
+   ``FOR UPDATE SKIP LOCKED``, each delivery leased until ``now + lease_s``), at most
+   ``per_subscription`` in flight per subscription, only the earliest pending event per report;
+3. send each in a task of its own, holding no database connection during the HTTP call; then
+   record the attempt and the outcome in one short transaction (only if the lease still holds);
+4. sleep until a slot frees, a committed change created deliveries (``LISTEN``: the statement that
+   writes them sends ``NOTIFY``, delivered at commit to every replica) or ``poll_s`` passes (work
+   that falls due by time: retries, expired leases).
+
+At least once: a process that dies after the receiver answered but before the outcome was
+recorded leaves the delivery pending; when its lease ends any worker sends it again, with the
+same ``webhook-id``. ``lease_s`` is twice the call deadline, so a live worker's call always ends
+before its lease does. Times that are stored (due, lease, ``webhook-timestamp``) come from the
+injected clock; the call deadline and the idle sleep are real time.
+
+Outcomes: 2xx → delivered; 410 → dead and the subscription disabled (its pending deliveries
+dead-lettered); anything else, a timeout or a refused address → due again after the retry
+policy's next wait (or the receiver's ``Retry-After`` if longer), dead once the policy runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import asyncpg
+
+from fieldsync import errors
+from fieldsync.db import webhooks as q
+from fieldsync.domain import webhooks as rules
+from fieldsync.outbound import Answer, WebhookSender
+from fieldsync.ports import Clock
+from fieldsync.services import events
+from fieldsync.settings import Settings
+
+log = logging.getLogger("fieldsync.webhooks")
+
+
+class Sender(Protocol):
+    async def post(self, target: rules.Target, headers: dict[str, str], body: bytes) -> Answer: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    concurrency: int = 16
+    per_subscription: int = 4
+    timeout_s: float = 15.0
+    poll_s: float = 2.0
+    deadline_check_s: float = 60.0
+    policy: rules.RetryPolicy = rules.RetryPolicy()
+
+    @property
+    def lease_s(self) -> float:
+        return 2 * self.timeout_s + 1
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> WorkerConfig:
+        concurrency = settings.webhook_concurrency
+        values: dict[str, object] = dict(
+            concurrency=concurrency, per_subscription=max(1, concurrency // 4), timeout_s=float(settings.webhook_timeout_s)
+        )
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+class DeliveryWorker:
+    def __init__(
+        self, pool: asyncpg.Pool, clock: Clock, sender: Sender, config: WorkerConfig, *, rng: random.Random | None = None
+    ) -> None:
+        self.pool = pool
+        self.clock = clock
+        self.sender = sender
+        self.config = config
+        self.rng = rng or random.Random()
+        self._busy: dict[uuid.UUID, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._next_check = 0.0
+        self._listener: asyncpg.Connection | None = None
+
+    @classmethod
+    def for_settings(cls, pool: asyncpg.Pool, clock: Clock, settings: Settings) -> DeliveryWorker:
+        config = WorkerConfig.from_settings(settings)
+        sender = WebhookSender(timeout_s=config.timeout_s, allow_private=settings.webhook_allow_private,
+                               max_connections=config.concurrency)
+        return cls(pool, clock, sender, config)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Deliver for the duration of the block; in-flight calls are cancelled at its end (their
+        leases run out and another worker sends them again)."""
+        loop = asyncio.create_task(self.run(), name="webhook-delivery") if self.config.concurrency > 0 else None
+        try:
+            yield
+        finally:
+            if loop is not None:
+                loop.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*([loop] if loop else []), *self._tasks, return_exceptions=True)
+            await self._drop_listener()
+            await self.sender.aclose()
+
+    async def _listen(self) -> None:
+        """Hold a connection that LISTENs for new deliveries (re-made when it was lost)."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        await self._drop_listener()
+        conn = await self.pool.acquire()
+        try:
+            await conn.add_listener(q.CHANNEL, self._notified)
+        except BaseException:
+            await self.pool.release(conn)
+            raise
+        self._listener = conn
+
+    async def _drop_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            await conn.remove_listener(q.CHANNEL, self._notified)
+        with contextlib.suppress(Exception):
+            await self.pool.release(conn)
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            claimed = 0
+            self._wake.clear()
+            try:
+                await self._listen()
+                await self._check_deadlines()
+                claimed = await self.deliver_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - survive a database blip; deliveries stay pending
+                log.exception("webhook delivery turn failed")
+            free = self.config.concurrency - len(self._tasks)
+            if claimed and free > 0:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.config.poll_s)
+
+    async def _check_deadlines(self) -> None:
+        loop_now = asyncio.get_running_loop().time()
+        if loop_now < self._next_check:
+            return
+        self._next_check = loop_now + self.config.deadline_check_s
+        async with self.pool.acquire() as conn, conn.transaction():
+            await events.check_deadlines(conn, now=self.clock.now())
+
+    async def deliver_due(self) -> int:
+        """Claim what is due and fits in the free slots, and start sending it; how many."""
+        free = self.config.concurrency - len(self._tasks)
+        if free <= 0:
+            return 0
+        now = self.clock.now()
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await q.claim(
+                conn, now=now, lease_until=now + dt.timedelta(seconds=self.config.lease_s), limit=free,
+                per_subscription=self.config.per_subscription, busy=self._busy,
+            )
+        for row in rows:
+            subscription_id = row["subscription_id"]
+            self._busy[subscription_id] = self._busy.get(subscription_id, 0) + 1
+            task = asyncio.create_task(self._deliver(row), name=f"webhook-{row['id']}")
+            self._tasks.add(task)
+            task.add_done_callback(lambda done, sid=subscription_id: self._done(done, sid))
+        return len(rows)
+
+    def _done(self, task: asyncio.Task[None], subscription_id: uuid.UUID) -> None:
+        self._tasks.discard(task)
+        left = self._busy.get(subscription_id, 1) - 1
+        if left > 0:
+            self._busy[subscription_id] = left
+        else:
+            self._busy.pop(subscription_id, None)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhook delivery failed", exc_info=task.exception())
+
+    async def _deliver(self, row: asyncpg.Record) -> None:
+        started_at = self.clock.now()
+        body = rules.cloud_event(
+            event_id=row["event_id"], event_type=row["type"], report_id=row["report_id"],
+            occurred_at=row["occurred_at"], data=rules.visible_data(row["data"], row["jurisdiction_path"]),
+        )
+        headers = rules.headers(row["secret"], message_id=str(row["event_id"]), timestamp=int(started_at.timestamp()),
+                                body=body)
+        try:
+            target = rules.parse_target(row["url"])
+        except errors.WebhookUrlInvalid as exc:
+            answer = Answer(None, None, exc.detail, 0)
+        else:
+            answer = await self.sender.post(target, headers, body)
+        await self._record(row, answer, started_at=started_at)
+
+    async def _record(self, row: asyncpg.Record, answer: Answer, *, started_at: dt.datetime) -> None:
+        now = self.clock.now()
+        verdict = rules.verdict(answer.status_code) if answer.status_code is not None else "retry"
+        next_attempt_at: dt.datetime | None = None
+        state = "delivered" if verdict == "delivered" else "dead"
+        if verdict == "retry":
+            wait = self.config.policy.next_delay(
+                row["attempts"], retry_after_s=rules.parse_retry_after(answer.retry_after, now=now), rng=self.rng
+            )
+            if wait is not None:
+                state, next_attempt_at = "pending", now + dt.timedelta(seconds=wait)
+        attempt = q.Attempt(row["id"], row["lease_token"], row["attempts"], started_at, answer.latency_ms,
+                            answer.status_code, answer.error)
+        async with self.pool.acquire() as conn, conn.transaction():
+            held = await q.record_attempt(conn, attempt, state=state, next_attempt_at=next_attempt_at, now=now)
+            if verdict == "gone" and held:
+                await q.disable_subscription(conn, row["subscription_id"], reason="the receiver answered 410 Gone",
+                                             now=now)
