@@ -3,8 +3,9 @@ checks every request with the ``standardwebhooks`` package (signature and timest
 and answers as the test scripted it: a status (with headers), or a hang until released.
 
 Scripted answers are used in order, one per request; once they run out every request gets
-``default``. ``on_request`` runs in the handler thread before the answer is written (the crash
-test stops and kills the server from there).
+``default``. ``on_request`` runs in the handler thread before the answer is written and
+``after_reply`` once it has been sent (the crash test freezes the server in the first and kills it
+in the second, so that the answer is on the wire and the server cannot have recorded it).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Receiver:
         self.script: list[Reply] = []
         self.received: list[Received] = []
         self.on_request: Callable[[Received], None] | None = None
+        self.after_reply: Callable[[Received], None] | None = None
         self.release = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -148,6 +150,8 @@ class Receiver:
         handler.end_headers()
         handler.wfile.write(payload)
         handler.wfile.flush()
+        if self.after_reply is not None:
+            self.after_reply(record)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         receiver = self

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -27,8 +28,12 @@ from fieldsync.api.schemas.reports import ReportWrite
 from fieldsync.app import create_app
 from fieldsync.db import webhooks as webhooks_q
 from fieldsync.db.constraints import transaction
-from fieldsync.db.pool import connect
+from fieldsync.db.pool import connect, create_pool
+from fieldsync.domain.webhooks import RetryPolicy
+from fieldsync.outbound import WebhookSender
+from fieldsync.ports import SystemClock
 from fieldsync.services import events, reports
+from fieldsync.services.delivery import DeliveryWorker, WorkerConfig
 from fieldsync.settings import Settings
 from tests.conftest import running
 from tests.support import Actor, MutableClock, disaster_report, hazard_report, make_user, principal_of, problem
@@ -531,3 +536,69 @@ async def test_overdue_hazards_and_missed_initial_reports_are_announced_exactly_
     assert overdue["data"]["status"] == "rectifying"
     assert missed["subject"] == update and missed["data"]["incident_id"] == incident
     assert missed["data"]["met_at"] is None and missed["data"]["deadline_stage"] == "initial"
+
+
+# --- several workers ----------------------------------------------------------------------------
+
+
+class CountingSender:
+    """The real sender, counting the calls one worker makes."""
+
+    def __init__(self, inner: WebhookSender) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    async def post(self, target: Any, headers: dict[str, str], body: bytes) -> Any:
+        self.calls += 1
+        return await self.inner.post(target, headers, body)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_two_workers_deliver_each_reports_events_in_order_through_random_failures(
+    database_url: str, tmp_path: Path, conn: asyncpg.Connection, clock: MutableClock, receiver: Receiver
+) -> None:
+    app = create_app(webhook_settings(database_url, tmp_path, webhook_concurrency=0), clock=SystemClock())
+    admin = await make_user(conn, role="admin", jurisdiction="110000", now=clock.now())
+    inspector = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
+    rng = random.Random(15)
+    receiver.answer(*[Reply(500) if rng.random() < 0.3 else Reply(200) for _ in range(300)])
+    ids = [str(uuid.uuid4()) for _ in range(10)]
+    mutations = [
+        {"mutation_id": str(uuid.uuid4()), "op": "upsert_report",
+         "report": recent(clock, id=report_id, title=f"隐患 {n} 第{version}版"),
+         **({"base_version": version - 1} if version > 1 else {})}
+        for version in (1, 2, 3, 4) for n, report_id in enumerate(ids)
+    ]
+    async with running(app), _client(app) as client:
+        await subscribe(client, admin, receiver)
+        response = await client.post("/v1/sync/push", json={"mutations": mutations}, headers=inspector.headers)
+        assert {r["status"] for r in response.json()["results"]} == {"applied"}, response.text
+    assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'") == 40
+
+    config = WorkerConfig(concurrency=8, per_subscription=8, timeout_s=2, poll_s=0.05, deadline_check_s=3600,
+                          policy=RetryPolicy(delays_s=(0.05,) * 20, jitter=0.5))
+    pool = await create_pool(database_url, min_size=1, max_size=6)
+    senders = [CountingSender(WebhookSender(timeout_s=2, allow_private=True, max_connections=8)) for _ in range(2)]
+    try:
+        workers = [DeliveryWorker(pool, SystemClock(), sender, config) for sender in senders]
+        async with workers[0].running(), workers[1].running():
+            async def all_delivered() -> bool:
+                left = await conn.fetchval("SELECT count(*) FROM webhook_deliveries WHERE state <> 'delivered'")
+                return left == 0
+
+            await wait_until(all_delivered, timeout_s=20)
+    finally:
+        await pool.close()
+
+    assert all(sender.calls > 0 for sender in senders), [sender.calls for sender in senders]
+    assert any(r.answered == 500 for r in receiver.received), "the script failed no request"
+    arrivals: dict[str, list[int]] = {}
+    for received in receiver.received:
+        assert received.verified, received.verify_error
+        arrivals.setdefault(received.event["subject"], []).append(received.event["data"]["version"])
+    for report_id in ids:
+        versions = arrivals[report_id]
+        assert versions == sorted(versions), f"{report_id} arrived out of order: {versions}"
+        assert sorted(set(versions)) == [1, 2, 3, 4]
