@@ -49,6 +49,12 @@ class Received:
         return parsed
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of parallel deliveries would see SYNs
+    # dropped and retried a second later, which is the receiver's fault, not the sender's
+    request_queue_size = 128
+
+
 class Receiver:
     def __init__(self, default: Reply = Reply()) -> None:
         self.secret: str | None = None
@@ -59,7 +65,7 @@ class Receiver:
         self.after_reply: Callable[[Received], None] | None = None
         self.release = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="webhook-receiver", daemon=True)
         self._thread.start()

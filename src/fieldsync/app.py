@@ -119,7 +119,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 worker = background_worker(settings, clock, pool, store)
                 app.state.runtime = Runtime(settings=settings, clock=clock, pool=pool, media=store, spool=spool,
                                             worker=worker)
-                delivery = DeliveryWorker.for_settings(pool, clock, settings)
+                delivery = DeliveryWorker.create(
+                    pool, clock, concurrency=settings.webhook_concurrency, timeout_s=settings.webhook_timeout_s,
+                    allow_private=settings.webhook_allow_private,
+                )
                 async with worker.running(settings.derivative_workers), delivery.running():
                     yield
             finally:

@@ -7,7 +7,9 @@ because its row is also the mark that makes it happen once (``webhook_events_ded
 
 ``claim`` takes due deliveries for one worker in a short transaction of its own: per subscription
 at most ``room`` (so one slow receiver cannot take every slot), never one whose report has an
-earlier event still pending for the same subscription (per-report order), each leased by moving
+earlier event still pending for the same subscription (per-report order: it walks the due index
+in order and keeps a row only if it is its report's earliest pending one, a per-row index probe,
+so a claim reads a few rows however long the backlog), each leased by moving
 ``next_attempt_at`` to the end of the lease under a fresh ``lease_token``. The outcome is written
 only if the token still matches, so a worker whose lease ran out cannot overwrite the next one.
 """
@@ -289,10 +291,10 @@ async def claim(
             FROM subs CROSS JOIN LATERAL (
                 SELECT d.id FROM webhook_deliveries d
                 WHERE d.subscription_id = subs.id AND d.state = 'pending' AND d.next_attempt_at <= $1
-                  AND NOT EXISTS (
-                      SELECT 1 FROM webhook_deliveries e
+                  AND d.seq = (
+                      SELECT min(e.seq) FROM webhook_deliveries e
                       WHERE e.subscription_id = d.subscription_id AND e.report_id = d.report_id
-                        AND e.state = 'pending' AND e.seq < d.seq)
+                        AND e.state = 'pending')
                 ORDER BY d.next_attempt_at, d.seq
                 LIMIT subs.room
                 FOR UPDATE SKIP LOCKED
@@ -329,27 +331,28 @@ async def record_attempt(
     conn: asyncpg.Connection, attempt: Attempt, *, state: str, next_attempt_at: dt.datetime | None, now: dt.datetime
 ) -> bool:
     """Log the attempt and, if this worker still holds the lease, move the delivery to ``state``
-    (due again at ``next_attempt_at`` when pending). False when the lease was lost."""
-    await conn.execute(
+    (due again at ``next_attempt_at`` when pending), in one statement. False when the lease was
+    lost (the attempt is logged all the same: it happened)."""
+    held: bool = await conn.fetchval(
         """
-        INSERT INTO webhook_attempts (delivery_id, attempt, started_at, latency_ms, status_code, error)
-        SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1)
-        """,
-        attempt.delivery_id, attempt.attempt, attempt.started_at, attempt.latency_ms, attempt.status_code,
-        attempt.error,
-    )
-    status = await conn.execute(
-        """
-        UPDATE webhook_deliveries
-        SET state = $3::text, next_attempt_at = coalesce($4::timestamptz, next_attempt_at), lease_token = NULL,
-            last_status = $5, last_error = $6,
-            delivered_at = CASE WHEN $3::text = 'delivered' THEN $7::timestamptz END,
-            dead_at = CASE WHEN $3::text = 'dead' THEN $7::timestamptz END
-        WHERE id = $1 AND lease_token = $2
+        WITH logged AS (
+            INSERT INTO webhook_attempts (delivery_id, attempt, started_at, latency_ms, status_code, error)
+            SELECT $1, $8, $9, $10, $5, $6 WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1)
+        ), moved AS (
+            UPDATE webhook_deliveries
+            SET state = $3::text, next_attempt_at = coalesce($4::timestamptz, next_attempt_at), lease_token = NULL,
+                last_status = $5, last_error = $6,
+                delivered_at = CASE WHEN $3::text = 'delivered' THEN $7::timestamptz END,
+                dead_at = CASE WHEN $3::text = 'dead' THEN $7::timestamptz END
+            WHERE id = $1 AND lease_token = $2
+            RETURNING 1
+        )
+        SELECT EXISTS (SELECT 1 FROM moved)
         """,
         attempt.delivery_id, attempt.lease_token, state, next_attempt_at, attempt.status_code, attempt.error, now,
+        attempt.attempt, attempt.started_at, attempt.latency_ms,
     )
-    return status.endswith(" 1")
+    return held
 
 
 async def disable_subscription(

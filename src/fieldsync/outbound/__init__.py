@@ -57,14 +57,16 @@ class Answer:
 class WebhookSender:
     """An httpx client for webhook deliveries; ``aclose`` when done."""
 
-    def __init__(self, *, timeout_s: float, allow_private: bool, max_connections: int) -> None:
+    def __init__(self, *, timeout_s: float, allow_private: bool, max_keepalive: int) -> None:
         self.timeout_s = timeout_s
         self.allow_private = allow_private
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
             follow_redirects=False,
             trust_env=False,
-            limits=httpx.Limits(max_connections=max(max_connections, 1), max_keepalive_connections=max_connections),
+            # the worker's slots bound the calls in flight; a pool limit on top would make a call
+            # wait for a connection a hanging receiver's cancelled call has not given back yet
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=max_keepalive),
             headers={"user-agent": f"fieldsync-webhooks/{__version__}"},
         )
 

@@ -6,9 +6,11 @@ turn of its loop, in this order:
 1. every ``deadline_check_s``: ``services.events.check_deadlines`` in a transaction of its own;
 2. claim as many due deliveries as it has free slots (``db.webhooks.claim``: a short transaction,
    ``FOR UPDATE SKIP LOCKED``, each delivery leased until ``now + lease_s``), at most
-   ``per_subscription`` in flight per subscription, only the earliest pending event per report;
+   ``per_subscription`` in flight per subscription (half the slots by default, so one slow or
+   hanging receiver leaves the other half to everyone else), only the earliest pending event per
+   report;
 3. send each in a task of its own, holding no database connection during the HTTP call; then
-   record the attempt and the outcome in one short transaction (only if the lease still holds);
+   record the attempt and the outcome in one statement (the outcome only if the lease still holds);
 4. sleep until a slot frees, a committed change created deliveries (``LISTEN``: the statement that
    writes them sends ``NOTIFY``, delivered at commit to every replica) or ``poll_s`` passes (work
    that falls due by time: retries, expired leases).
@@ -44,7 +46,6 @@ from fieldsync.domain import webhooks as rules
 from fieldsync.outbound import Answer, WebhookSender
 from fieldsync.ports import Clock
 from fieldsync.services import events
-from fieldsync.settings import Settings
 
 log = logging.getLogger("fieldsync.webhooks")
 
@@ -58,7 +59,7 @@ class Sender(Protocol):
 @dataclasses.dataclass(frozen=True, slots=True)
 class WorkerConfig:
     concurrency: int = 16
-    per_subscription: int = 4
+    per_subscription: int = 8
     timeout_s: float = 15.0
     poll_s: float = 2.0
     deadline_check_s: float = 60.0
@@ -67,15 +68,6 @@ class WorkerConfig:
     @property
     def lease_s(self) -> float:
         return 2 * self.timeout_s + 1
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: object) -> WorkerConfig:
-        concurrency = settings.webhook_concurrency
-        values: dict[str, object] = dict(
-            concurrency=concurrency, per_subscription=max(1, concurrency // 4), timeout_s=float(settings.webhook_timeout_s)
-        )
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
 
 
 class DeliveryWorker:
@@ -94,10 +86,13 @@ class DeliveryWorker:
         self._listener: asyncpg.Connection | None = None
 
     @classmethod
-    def for_settings(cls, pool: asyncpg.Pool, clock: Clock, settings: Settings) -> DeliveryWorker:
-        config = WorkerConfig.from_settings(settings)
-        sender = WebhookSender(timeout_s=config.timeout_s, allow_private=settings.webhook_allow_private,
-                               max_connections=config.concurrency)
+    def create(
+        cls, pool: asyncpg.Pool, clock: Clock, *, concurrency: int, timeout_s: float, allow_private: bool
+    ) -> DeliveryWorker:
+        """The worker a server runs: ``concurrency`` calls in flight, half of them at most to one
+        subscription, each bounded by ``timeout_s``, sent with httpx."""
+        config = WorkerConfig(concurrency=concurrency, per_subscription=max(1, concurrency // 2), timeout_s=timeout_s)
+        sender = WebhookSender(timeout_s=timeout_s, allow_private=allow_private, max_keepalive=concurrency)
         return cls(pool, clock, sender, config)
 
     @contextlib.asynccontextmanager
@@ -143,19 +138,19 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         while True:
-            claimed = 0
+            claimed, wanted = 0, 0
             self._wake.clear()
             try:
                 await self._listen()
                 await self._check_deadlines()
+                wanted = self.config.concurrency - len(self._tasks)
                 claimed = await self.deliver_due()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - survive a database blip; deliveries stay pending
                 log.exception("webhook delivery turn failed")
-            free = self.config.concurrency - len(self._tasks)
-            if claimed and free > 0:
-                continue
+            if claimed and claimed == wanted:
+                continue  # every slot it asked for was filled: there may be more due
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.config.poll_s)
 
@@ -173,7 +168,7 @@ class DeliveryWorker:
         if free <= 0:
             return 0
         now = self.clock.now()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:  # one statement: its own transaction
             rows = await q.claim(
                 conn, now=now, lease_until=now + dt.timedelta(seconds=self.config.lease_s), limit=free,
                 per_subscription=self.config.per_subscription, busy=self._busy,
@@ -226,8 +221,9 @@ class DeliveryWorker:
                 state, next_attempt_at = "pending", now + dt.timedelta(seconds=wait)
         attempt = q.Attempt(row["id"], row["lease_token"], row["attempts"], started_at, answer.latency_ms,
                             answer.status_code, answer.error)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
             held = await q.record_attempt(conn, attempt, state=state, next_attempt_at=next_attempt_at, now=now)
             if verdict == "gone" and held:
-                await q.disable_subscription(conn, row["subscription_id"], reason="the receiver answered 410 Gone",
-                                             now=now)
+                async with conn.transaction():
+                    await q.disable_subscription(conn, row["subscription_id"],
+                                                 reason="the receiver answered 410 Gone", now=now)

@@ -68,10 +68,10 @@ CREATE TABLE webhook_deliveries (
     CONSTRAINT webhook_deliveries_event_subscription_key UNIQUE (event_id, subscription_id),
     CONSTRAINT webhook_deliveries_state_check CHECK (state IN ('pending', 'delivered', 'dead'))
 );
--- due work, per subscription (the claim walks subscriptions and takes each one's oldest due)
-CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (subscription_id, next_attempt_at)
+-- due work, per subscription, in the order the claim takes it (it stops after a few rows)
+CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (subscription_id, next_attempt_at, seq)
     WHERE state = 'pending';
--- "is an earlier event of this report still pending for this subscription?"
+-- "which is the earliest pending event of this report for this subscription?"
 CREATE INDEX webhook_deliveries_order_idx ON webhook_deliveries (subscription_id, report_id, seq)
     WHERE state = 'pending';
 -- the deliveries list of a subscription, newest first
