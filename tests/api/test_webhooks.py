@@ -245,7 +245,7 @@ async def test_a_new_report_is_delivered_as_a_signed_cloud_event(
 async def test_every_change_through_every_entry_point_emits_its_events_in_order(
     client: httpx.AsyncClient, people: dict[str, Actor], receiver: Receiver, clock: MutableClock
 ) -> None:
-    await subscribe(client, people["admin"], receiver)
+    hook = await subscribe(client, people["admin"], receiver)
     inspector, city = people["inspector"], people["city"]
     first = await put_report(client, inspector, recent(clock, title="主斜井皮带机保护装置失效", grade="major"))
     await act(client, city, first, "request_info", note="请补充照片")
@@ -290,6 +290,19 @@ async def test_every_change_through_every_entry_point_emits_its_events_in_order(
             assert fields.items() <= event["data"].items(), (event["type"], event["data"])
     await asyncio.sleep(0.2)
     assert len(receiver.received) == len(expected), "a replayed or unchanged request sent an event"
+
+    paged: list[str] = []
+    cursor: str | None = None
+    while True:
+        response = await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=people["admin"].headers,
+                                    params={"limit": 4, **({"cursor": cursor} if cursor else {})})
+        page = response.json()
+        paged += [d["event_id"] for d in page["items"]]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert len(paged) == len(set(paged)) and set(paged) == {r.webhook_id for r in got}, "each once across pages"
+    newest = next(r for r in got if r.event["type"] == "incident.report_added")
+    assert (paged[0], paged[-1]) == (newest.webhook_id, got[0].webhook_id), "newest event first, oldest last"
 
 
 async def test_a_subscription_for_one_county_never_receives_another_countys_report(

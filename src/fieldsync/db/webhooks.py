@@ -93,7 +93,7 @@ async def emit(conn: asyncpg.Connection, events: list[NewEvent], *, now: dt.date
         [e.id for e in events], [e.type for e in events], [e.report_id for e in events],
         [e.extra for e in events], [e.dedupe_key for e in events], [e.occurred_at for e in events], now,
     )
-    return int(created)
+    return int(created or 0)
 
 
 # --- deadline checks ----------------------------------------------------------------------------
@@ -333,7 +333,7 @@ async def record_attempt(
     """Log the attempt and, if this worker still holds the lease, move the delivery to ``state``
     (due again at ``next_attempt_at`` when pending), in one statement. False when the lease was
     lost (the attempt is logged all the same: it happened)."""
-    held: bool = await conn.fetchval(
+    held = await conn.fetchval(
         """
         WITH logged AS (
             INSERT INTO webhook_attempts (delivery_id, attempt, started_at, latency_ms, status_code, error)
@@ -352,7 +352,7 @@ async def record_attempt(
         attempt.delivery_id, attempt.lease_token, state, next_attempt_at, attempt.status_code, attempt.error, now,
         attempt.attempt, attempt.started_at, attempt.latency_ms,
     )
-    return held
+    return bool(held)
 
 
 async def disable_subscription(

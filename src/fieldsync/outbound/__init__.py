@@ -34,10 +34,10 @@ async def resolve(host: str, port: int, *, timeout_s: float) -> list[str]:
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout_s)
+    except TimeoutError:  # before OSError, of which it is a subclass
+        raise errors.WebhookTargetUnresolved(f"{host} did not resolve within {timeout_s:g} s") from None
     except (OSError, UnicodeError, ValueError) as exc:
         raise errors.WebhookTargetUnresolved(f"{host} does not resolve ({exc})") from None
-    except TimeoutError:
-        raise errors.WebhookTargetUnresolved(f"{host} did not resolve within {timeout_s:g} s") from None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise errors.WebhookTargetUnresolved(f"{host} has no address")

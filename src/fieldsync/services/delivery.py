@@ -36,7 +36,7 @@ import logging
 import random
 import uuid
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Protocol, cast
 
 import asyncpg
 
@@ -116,7 +116,7 @@ class DeliveryWorker:
         if self._listener is not None and not self._listener.is_closed():
             return
         await self._drop_listener()
-        conn = await self.pool.acquire()
+        conn = cast(asyncpg.Connection, await self.pool.acquire())
         try:
             await conn.add_listener(q.CHANNEL, self._notified)
         except BaseException:
@@ -135,6 +135,11 @@ class DeliveryWorker:
 
     def _notified(self, *_: object) -> None:
         self._wake.set()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.pool.acquire() as conn:
+            yield cast(asyncpg.Connection, conn)  # the pool's proxy behaves as a connection
 
     async def run(self) -> None:
         while True:
@@ -159,7 +164,7 @@ class DeliveryWorker:
         if loop_now < self._next_check:
             return
         self._next_check = loop_now + self.config.deadline_check_s
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             await events.check_deadlines(conn, now=self.clock.now())
 
     async def deliver_due(self) -> int:
@@ -168,7 +173,7 @@ class DeliveryWorker:
         if free <= 0:
             return 0
         now = self.clock.now()
-        async with self.pool.acquire() as conn:  # one statement: its own transaction
+        async with self._connection() as conn:  # one statement: its own transaction
             rows = await q.claim(
                 conn, now=now, lease_until=now + dt.timedelta(seconds=self.config.lease_s), limit=free,
                 per_subscription=self.config.per_subscription, busy=self._busy,
@@ -221,7 +226,7 @@ class DeliveryWorker:
                 state, next_attempt_at = "pending", now + dt.timedelta(seconds=wait)
         attempt = q.Attempt(row["id"], row["lease_token"], row["attempts"], started_at, answer.latency_ms,
                             answer.status_code, answer.error)
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             held = await q.record_attempt(conn, attempt, state=state, next_attempt_at=next_attempt_at, now=now)
             if verdict == "gone" and held:
                 async with conn.transaction():
