@@ -1,7 +1,8 @@
 """The webhook delivery worker: one per server process, any number of replicas side by side.
 
-``DeliveryWorker.running()`` starts it for the duration of a block (the app's lifespan). Each
-turn of its loop, in this order:
+``delivering(dsn, …)`` runs it for the duration of a block (the app's lifespan), on a small pool
+of its own; ``DeliveryWorker.running()`` is the same on a given pool. Each turn of its loop, in
+this order:
 
 1. every ``deadline_check_s``: ``services.events.check_deadlines`` in a transaction of its own;
 2. claim as many due deliveries as it has free slots (``db.webhooks.claim``: a short transaction,
@@ -42,12 +43,14 @@ import asyncpg
 
 from fieldsync import errors
 from fieldsync.db import webhooks as q
+from fieldsync.db.pool import create_pool
 from fieldsync.domain import webhooks as rules
 from fieldsync.outbound import Answer, WebhookSender
 from fieldsync.ports import Clock
 from fieldsync.services import events
 
 log = logging.getLogger("fieldsync.webhooks")
+POOL_SIZE = 4
 
 
 class Sender(Protocol):
@@ -84,16 +87,6 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._next_check = 0.0
         self._listener: asyncpg.Connection | None = None
-
-    @classmethod
-    def create(
-        cls, pool: asyncpg.Pool, clock: Clock, *, concurrency: int, timeout_s: float, allow_private: bool
-    ) -> DeliveryWorker:
-        """The worker a server runs: ``concurrency`` calls in flight, half of them at most to one
-        subscription, each bounded by ``timeout_s``, sent with httpx."""
-        config = WorkerConfig(concurrency=concurrency, per_subscription=max(1, concurrency // 2), timeout_s=timeout_s)
-        sender = WebhookSender(timeout_s=timeout_s, allow_private=allow_private, max_keepalive=concurrency)
-        return cls(pool, clock, sender, config)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -232,3 +225,29 @@ class DeliveryWorker:
                 async with conn.transaction():
                     await q.disable_subscription(conn, row["subscription_id"],
                                                  reason="the receiver answered 410 Gone", now=now)
+
+
+@contextlib.asynccontextmanager
+async def delivering(
+    dsn: str, clock: Clock, *, concurrency: int, timeout_s: float, allow_private: bool
+) -> AsyncIterator[DeliveryWorker | None]:
+    """Run the server's worker for the duration of the block: ``concurrency`` calls in flight (none
+    when 0), at most half of them to one subscription, each bounded by ``timeout_s``.
+
+    It has a small pool of its own (the LISTEN connection, claims, outcomes), so that deliveries
+    and requests never wait for each other's connections."""
+    if concurrency <= 0:
+        yield None
+        return
+    pool = await create_pool(dsn, min_size=1, max_size=POOL_SIZE)
+    try:
+        config = WorkerConfig(concurrency=concurrency, per_subscription=max(1, concurrency // 2), timeout_s=timeout_s)
+        sender = WebhookSender(timeout_s=timeout_s, allow_private=allow_private, max_keepalive=concurrency)
+        worker = DeliveryWorker(pool, clock, sender, config)
+        async with worker.running():
+            yield worker
+    finally:
+        try:
+            await asyncio.wait_for(pool.close(), timeout=10)
+        except TimeoutError:
+            pool.terminate()
