@@ -620,3 +620,28 @@ async def test_two_workers_deliver_each_reports_events_in_order_through_random_f
         versions = arrivals[report_id]
         assert versions == sorted(versions), f"{report_id} arrived out of order: {versions}"
         assert sorted(set(versions)) == [1, 2, 3, 4]
+
+
+async def test_a_backlog_drains_at_once_without_waiting_for_the_poll(
+    database_url: str, tmp_path: Path, conn: asyncpg.Connection, clock: MutableClock, receiver: Receiver
+) -> None:
+    """Freed slots are refilled as calls finish; the idle poll (a minute here) never paces a backlog."""
+    app = create_app(webhook_settings(database_url, tmp_path, webhook_concurrency=0), clock=clock)
+    admin = await make_user(conn, role="admin", jurisdiction="110000", now=clock.now())
+    inspector = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
+    mutations = [{"mutation_id": str(uuid.uuid4()), "op": "upsert_report",
+                  "report": recent(clock, id=str(uuid.uuid4()), title=f"隐患 {n}")} for n in range(60)]
+    async with running(app), _client(app) as client:
+        await subscribe(client, admin, receiver, events=["report.created"])
+        response = await client.post("/v1/sync/push", json={"mutations": mutations}, headers=inspector.headers)
+        assert {r["status"] for r in response.json()["results"]} == {"applied"}
+
+    config = WorkerConfig(concurrency=4, per_subscription=2, timeout_s=2, poll_s=60, deadline_check_s=3600)
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    try:
+        worker = DeliveryWorker(pool, clock, WebhookSender(timeout_s=2, allow_private=True, max_keepalive=4), config)
+        async with worker.running():
+            await receiver.wait_for(60, timeout_s=10)
+    finally:
+        await pool.close()
+    assert len({r.webhook_id for r in receiver.received}) == 60 and all(r.verified for r in receiver.received)

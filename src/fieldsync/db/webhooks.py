@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -319,6 +319,8 @@ async def claim(
 @dataclasses.dataclass(frozen=True, slots=True)
 class Attempt:
     delivery_id: uuid.UUID
+    subscription_id: uuid.UUID
+    report_id: uuid.UUID
     lease_token: uuid.UUID
     attempt: int
     started_at: dt.datetime
@@ -327,13 +329,18 @@ class Attempt:
     error: str | None
 
 
+class Recorded(NamedTuple):
+    held: bool  # the lease still held: the outcome was written
+    unblocked: bool  # the delivery left `pending` and a later event of its report now may go
+
+
 async def record_attempt(
     conn: asyncpg.Connection, attempt: Attempt, *, state: str, next_attempt_at: dt.datetime | None, now: dt.datetime
-) -> bool:
+) -> Recorded:
     """Log the attempt and, if this worker still holds the lease, move the delivery to ``state``
-    (due again at ``next_attempt_at`` when pending), in one statement. False when the lease was
-    lost (the attempt is logged all the same: it happened)."""
-    held = await conn.fetchval(
+    (due again at ``next_attempt_at`` when pending), in one statement. The attempt is logged even
+    when the lease was lost: it happened."""
+    row = await conn.fetchrow(
         """
         WITH logged AS (
             INSERT INTO webhook_attempts (delivery_id, attempt, started_at, latency_ms, status_code, error)
@@ -347,12 +354,17 @@ async def record_attempt(
             WHERE id = $1 AND lease_token = $2
             RETURNING 1
         )
-        SELECT EXISTS (SELECT 1 FROM moved)
+        SELECT EXISTS (SELECT 1 FROM moved) AS held,
+               $3::text <> 'pending' AND EXISTS (
+                   SELECT 1 FROM webhook_deliveries n
+                   WHERE n.subscription_id = $11 AND n.report_id = $12 AND n.state = 'pending' AND n.id <> $1
+               ) AS unblocked
         """,
         attempt.delivery_id, attempt.lease_token, state, next_attempt_at, attempt.status_code, attempt.error, now,
-        attempt.attempt, attempt.started_at, attempt.latency_ms,
+        attempt.attempt, attempt.started_at, attempt.latency_ms, attempt.subscription_id, attempt.report_id,
     )
-    return bool(held)
+    assert row is not None
+    return Recorded(bool(row["held"]), bool(row["held"] and row["unblocked"]))
 
 
 async def disable_subscription(

@@ -30,6 +30,7 @@ policy's next wait (or the receiver's ``Retry-After`` if longer), dead once the 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -83,7 +84,8 @@ class DeliveryWorker:
         self.config = config
         self.rng = rng or random.Random()
         self._busy: dict[uuid.UUID, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self._maybe_more = False
         self._wake = asyncio.Event()
         self._next_check = 0.0
         self._listener: asyncpg.Connection | None = None
@@ -165,12 +167,19 @@ class DeliveryWorker:
         free = self.config.concurrency - len(self._tasks)
         if free <= 0:
             return 0
-        now = self.clock.now()
+        now, busy, share = self.clock.now(), dict(self._busy), self.config.per_subscription
         async with self._connection() as conn:  # one statement: its own transaction
             rows = await q.claim(
                 conn, now=now, lease_until=now + dt.timedelta(seconds=self.config.lease_s), limit=free,
-                per_subscription=self.config.per_subscription, busy=self._busy,
+                per_subscription=share, busy=busy,
             )
+        taken = collections.Counter(row["subscription_id"] for row in rows)
+        # more may be due if the claim took all it was allowed to, overall or for a subscription
+        self._maybe_more = (
+            len(rows) == free
+            or any(n >= share for n in busy.values())
+            or any(n == share - busy.get(sid, 0) for sid, n in taken.items())
+        )
         for row in rows:
             subscription_id = row["subscription_id"]
             self._busy[subscription_id] = self._busy.get(subscription_id, 0) + 1
@@ -179,18 +188,24 @@ class DeliveryWorker:
             task.add_done_callback(lambda done, sid=subscription_id: self._done(done, sid))
         return len(rows)
 
-    def _done(self, task: asyncio.Task[None], subscription_id: uuid.UUID) -> None:
+    def _done(self, task: asyncio.Task[bool], subscription_id: uuid.UUID) -> None:
+        """A slot is free: claim again at once only if something may be waiting for it."""
         self._tasks.discard(task)
         left = self._busy.get(subscription_id, 1) - 1
         if left > 0:
             self._busy[subscription_id] = left
         else:
             self._busy.pop(subscription_id, None)
-        self._wake.set()
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
             log.error("webhook delivery failed", exc_info=task.exception())
+            self._wake.set()
+        elif self._maybe_more or task.result():
+            self._wake.set()
 
-    async def _deliver(self, row: asyncpg.Record) -> None:
+    async def _deliver(self, row: asyncpg.Record) -> bool:
+        """Send one claimed delivery and record the outcome; True if it let a later event go."""
         started_at = self.clock.now()
         body = rules.cloud_event(
             event_id=row["event_id"], event_type=row["type"], report_id=row["report_id"],
@@ -204,9 +219,9 @@ class DeliveryWorker:
             answer = Answer(None, None, exc.detail, 0)
         else:
             answer = await self.sender.post(target, headers, body)
-        await self._record(row, answer, started_at=started_at)
+        return await self._record(row, answer, started_at=started_at)
 
-    async def _record(self, row: asyncpg.Record, answer: Answer, *, started_at: dt.datetime) -> None:
+    async def _record(self, row: asyncpg.Record, answer: Answer, *, started_at: dt.datetime) -> bool:
         now = self.clock.now()
         verdict = rules.verdict(answer.status_code) if answer.status_code is not None else "retry"
         next_attempt_at: dt.datetime | None = None
@@ -217,14 +232,15 @@ class DeliveryWorker:
             )
             if wait is not None:
                 state, next_attempt_at = "pending", now + dt.timedelta(seconds=wait)
-        attempt = q.Attempt(row["id"], row["lease_token"], row["attempts"], started_at, answer.latency_ms,
-                            answer.status_code, answer.error)
+        attempt = q.Attempt(row["id"], row["subscription_id"], row["report_id"], row["lease_token"], row["attempts"],
+                            started_at, answer.latency_ms, answer.status_code, answer.error)
         async with self._connection() as conn:
-            held = await q.record_attempt(conn, attempt, state=state, next_attempt_at=next_attempt_at, now=now)
-            if verdict == "gone" and held:
+            recorded = await q.record_attempt(conn, attempt, state=state, next_attempt_at=next_attempt_at, now=now)
+            if verdict == "gone" and recorded.held:
                 async with conn.transaction():
                     await q.disable_subscription(conn, row["subscription_id"],
                                                  reason="the receiver answered 410 Gone", now=now)
+        return recorded.unblocked
 
 
 @contextlib.asynccontextmanager
