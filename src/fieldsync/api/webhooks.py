@@ -66,10 +66,10 @@ class WebhookController(Controller):
         self, data: WebhookCreate, principal: Principal, conn: asyncpg.Connection, runtime: Runtime,
         now: dt.datetime,
     ) -> WebhookCreated:
+        await webhooks.check_target(principal, data.url, allow_private=runtime.settings.webhook_allow_private)
         async with transaction(conn):
             row, secret = await webhooks.create_subscription(
-                conn, principal, url=data.url, events=list(data.events), jurisdiction=data.jurisdiction,
-                allow_private=runtime.settings.webhook_allow_private, now=now,
+                conn, principal, url=data.url, events=list(data.events), jurisdiction=data.jurisdiction, now=now
             )
         return WebhookCreated(
             id=row["id"], url=row["url"], events=list(row["events"]), jurisdiction=row["jurisdiction"],

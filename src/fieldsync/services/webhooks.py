@@ -37,8 +37,10 @@ class DeliveryPage:
     next_before: int | None
 
 
-async def check_target(url: str, *, allow_private: bool) -> rules.Target:
-    """The parsed URL, or why this server will not call it."""
+async def check_target(actor: Principal, url: str, *, allow_private: bool) -> rules.Target:
+    """The parsed URL, or why this server will not call it. It may ask DNS (up to 2 s): call it
+    before opening the transaction that creates the subscription."""
+    require_role(actor, Role.ADMIN)
     target = rules.parse_target(url)
     if allow_private:
         return target
@@ -67,18 +69,17 @@ async def create_subscription(
     url: str,
     events: list[str],
     jurisdiction: str | None,
-    allow_private: bool,
     now: dt.datetime,
 ) -> tuple[asyncpg.Record, str]:
-    """The new subscription and its secret (shown this once)."""
+    """The new subscription and its secret (shown this once); ``url`` passed ``check_target``."""
     require_role(actor, Role.ADMIN)
+    rules.parse_target(url)
     path: str | None = None
     if jurisdiction is not None:
         place = await reference.get_jurisdiction(conn, jurisdiction)
         if place is None:
             raise errors.JurisdictionUnknown(f"no jurisdiction with code {jurisdiction}", field="jurisdiction")
         path = place["path"]
-    await check_target(url, allow_private=allow_private)
     secret = rules.new_secret()
     row = await q.insert_subscription(
         conn, url=url, events=list(dict.fromkeys(events)), jurisdiction=jurisdiction, jurisdiction_path=path,
