@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 app.state.runtime = Runtime(settings=settings, clock=clock, pool=pool, media=store, spool=spool,
                                             worker=worker)
                 webhooks = delivering(
-                    dsn, clock, concurrency=settings.webhook_concurrency, timeout_s=settings.webhook_timeout_s,
+                    pool_dsn, clock, concurrency=settings.webhook_concurrency, timeout_s=settings.webhook_timeout_s,
                     allow_private=settings.webhook_allow_private,
                 )
                 async with worker.running(settings.derivative_workers), webhooks:
