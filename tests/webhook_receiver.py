@@ -53,6 +53,10 @@ class _Server(ThreadingHTTPServer):
     # socketserver's default listen backlog is 5: a burst of parallel deliveries would see SYNs
     # dropped and retried a second later, which is the receiver's fault, not the sender's
     request_queue_size = 128
+    # closing must not wait for handler threads: one may sit on an idle keep-alive connection that
+    # the sender (still running) has no reason to close
+    block_on_close = False
+    daemon_threads = True
 
 
 class Receiver:
@@ -66,7 +70,6 @@ class Receiver:
         self.release = threading.Event()
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="webhook-receiver", daemon=True)
         self._thread.start()
 
@@ -164,6 +167,7 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = 10  # an idle keep-alive connection is dropped after this many seconds
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 receiver._handle(self)

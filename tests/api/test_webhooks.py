@@ -645,3 +645,30 @@ async def test_a_backlog_drains_at_once_without_waiting_for_the_poll(
     finally:
         await pool.close()
     assert len({r.webhook_id for r in receiver.received}) == 60 and all(r.verified for r in receiver.received)
+
+
+async def test_a_change_racing_the_deletion_of_its_subscription_commits_without_a_delivery(
+    client: httpx.AsyncClient, conn: asyncpg.Connection, database_url: str, people: dict[str, Actor],
+    receiver: Receiver, clock: MutableClock
+) -> None:
+    hook = await subscribe(client, people["admin"], receiver, events=["report.updated"])
+    report_id = uuid.UUID(await put_report(client, people["inspector"], recent(clock)))
+    deleter = await connect(database_url)
+    try:
+        deleting = deleter.transaction()
+        await deleting.start()
+        await deleter.execute("DELETE FROM webhook_subscriptions WHERE id = $1", uuid.UUID(hook["id"]))
+
+        async def change() -> int:
+            async with transaction(conn):
+                return await webhooks_q.emit(conn, [webhooks_q.NewEvent("report.updated", report_id, clock.now())],
+                                             now=clock.now())
+
+        racing = asyncio.create_task(change())
+        await asyncio.sleep(0.3)
+        assert not racing.done(), "the change waits for the deletion to settle"
+        await deleting.commit()
+        assert await racing == 0
+    finally:
+        await deleter.close()
+    assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries") == 0

@@ -85,6 +85,7 @@ async def emit(conn: asyncpg.Connection, events: list[NewEvent], *, now: dt.date
             INSERT INTO webhook_deliveries (id, event_id, subscription_id, report_id, seq, next_attempt_at, created_at)
             SELECT gen_random_uuid(), w.id, s.id, w.report_id, w.seq, $7, $7
             FROM written w JOIN webhook_subscriptions s ON {_MATCHES.format(x="w")}
+            FOR KEY SHARE OF s  -- a subscription deleted meanwhile is skipped, not a foreign key error
             RETURNING 1
         )
         SELECT (SELECT count(*) FROM delivered)
