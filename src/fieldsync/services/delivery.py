@@ -38,7 +38,7 @@ import logging
 import random
 import uuid
 from collections.abc import AsyncIterator
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import asyncpg
 
@@ -52,6 +52,8 @@ from fieldsync.services import events
 
 log = logging.getLogger("fieldsync.webhooks")
 POOL_SIZE = 4
+STOP_WAIT_S = 5.0
+DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
 
 
 class Sender(Protocol):
@@ -93,18 +95,22 @@ class DeliveryWorker:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Deliver for the duration of the block; in-flight calls are cancelled at its end (their
-        leases run out and another worker sends them again)."""
+        leases run out and another worker sends them again). Stopping takes at most a few seconds
+        whatever a receiver or the HTTP client does: a shutdown never waits on a webhook."""
         loop = asyncio.create_task(self.run(), name="webhook-delivery") if self.config.concurrency > 0 else None
         try:
             yield
         finally:
-            if loop is not None:
-                loop.cancel()
-            for task in list(self._tasks):
+            tasks: set[asyncio.Task[Any]] = {*self._tasks, *([loop] if loop else [])}
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*([loop] if loop else []), *self._tasks, return_exceptions=True)
+            if tasks:
+                _, stuck = await asyncio.wait(tasks, timeout=STOP_WAIT_S)
+                if stuck:
+                    log.warning("%d webhook deliveries did not stop within %g s; left behind", len(stuck), STOP_WAIT_S)
             await self._drop_listener()
-            await self.sender.aclose()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.sender.aclose(), timeout=STOP_WAIT_S)
 
     async def _listen(self) -> None:
         """Hold a connection that LISTENs for new deliveries (re-made when it was lost)."""
@@ -124,9 +130,11 @@ class DeliveryWorker:
         if conn is None:
             return
         with contextlib.suppress(Exception):
-            await conn.remove_listener(q.CHANNEL, self._notified)
-        with contextlib.suppress(Exception):
-            await self.pool.release(conn)
+            await asyncio.wait_for(conn.remove_listener(q.CHANNEL, self._notified), timeout=STOP_WAIT_S)
+        try:
+            await asyncio.wait_for(self.pool.release(conn), timeout=STOP_WAIT_S)
+        except Exception:  # noqa: BLE001 - a lost or hung connection is dropped, not given back
+            conn.terminate()
 
     def _notified(self, *_: object) -> None:
         self._wake.set()
@@ -147,7 +155,9 @@ class DeliveryWorker:
                 claimed = await self.deliver_due()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - survive a database blip; deliveries stay pending
+            except DATABASE_DOWN as exc:  # deliveries stay pending; the next turn tries again
+                log.warning("webhook delivery paused, the database is unreachable: %s", exc.__class__.__name__)
+            except Exception:  # noqa: BLE001 - a bug must not stop delivery for good
                 log.exception("webhook delivery turn failed")
             if claimed and claimed == wanted:
                 continue  # every slot it asked for was filled: there may be more due
