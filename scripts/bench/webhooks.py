@@ -11,7 +11,7 @@ fast receiver the rates are about. Phases, back to back:
    reports in a closed loop (8 devices) with no subscription; (b) the same with one subscription
    to every event type; (a) and (b) alternate ``rounds`` times (the subscription deleted between). The difference of server + PostgreSQL CPU per PUT is what writing the
    outbox (event row, delivery row, NOTIFY) costs; the deliveries pile up undelivered.
-2. More backlog through ``POST /v1/sync/push`` (40 reports a batch), then server A stops.
+2. More backlog through ``POST /v1/sync/push`` (1000 reports a batch), then server A stops.
 3. Server B on the same data with delivery on (defaults: 16 in flight, 8 per subscription): the
    backlog drains to the receiver; events per second from its first to its last request, and the
    server + PostgreSQL CPU per delivered event.
@@ -188,10 +188,7 @@ def merged(runs: list[PutRun]) -> PutRun:
     return PutRun(runs[0].name, result, cpu, {k: v for r in runs for k, v in r.acked_at.items()})  # type: ignore[arg-type]
 
 
-# Pushes of 40 reports (~50 KB): the server's connection guard (api/connections.py) counts every
-# byte of a read that starts a request as header bytes, so a larger body arriving in the same read
-# as its headers is refused 431 (noted for the owner; not what this benchmark measures).
-PUSH_BATCH = 40
+PUSH_BATCH = 1000
 
 
 async def push_backlog(server: Server, device: Device, reports: Reports, batches: int) -> int:

@@ -102,6 +102,7 @@ BY_STATE: frozenset[str] = frozenset({
     "openrosa_instances_deprecated_fkey", "openrosa_instances_user_fkey", "openrosa_instances_device_fkey",
     "openrosa_instances_form_check", "openrosa_instances_completed_check", "openrosa_attachments_instance_fkey",
     "openrosa_attachments_sha256_format",
+    # webhooks (migration 0011): rows the server fills from its own reads
     "webhook_subscriptions_created_by_fkey", "webhook_subscriptions_path_check", "webhook_events_report_fkey",
     "webhook_deliveries_event_fkey", "webhook_deliveries_state_check",
 })
