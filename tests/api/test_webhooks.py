@@ -27,8 +27,8 @@ from fieldsync.api.reports import to_submission
 from fieldsync.api.schemas.reports import ReportWrite
 from fieldsync.app import create_app
 from fieldsync.db import webhooks as webhooks_q
-from fieldsync.db.constraints import transaction
 from fieldsync.db.pool import connect, create_pool
+from fieldsync.db.transactions import transaction
 from fieldsync.domain.webhooks import RetryPolicy
 from fieldsync.outbound import WebhookSender
 from fieldsync.ports import SystemClock

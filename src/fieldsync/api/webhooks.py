@@ -7,10 +7,10 @@ import datetime as dt
 import uuid
 from typing import Annotated
 
-import asyncpg
 from litestar import Controller, delete, get, post
 from litestar.params import Parameter
 
+from fieldsync.api.deps import Connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
 from fieldsync.api.schemas.common import Limit
@@ -19,35 +19,41 @@ from fieldsync.api.schemas.webhooks import (
     DeliveryPage,
     DeliveryRead,
     DeliveryState,
+    EventType,
     WebhookCreate,
     WebhookCreated,
     WebhookList,
     WebhookRead,
 )
-from fieldsync.db.constraints import transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal
+from fieldsync.domain.webhooks import DeliveryView, SubscriptionView
 from fieldsync.services import webhooks
 
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
-def _webhook(row: asyncpg.Record) -> WebhookRead:
+def _events(view: SubscriptionView) -> list[EventType]:
+    return list(view.events)  # type: ignore[arg-type]  # the table's check keeps them to EventType
+
+
+def _webhook(view: SubscriptionView) -> WebhookRead:
     return WebhookRead(
-        id=row["id"], url=row["url"], events=list(row["events"]), jurisdiction=row["jurisdiction"],
-        created_at=row["created_at"], disabled_at=row["disabled_at"], disabled_reason=row["disabled_reason"],
+        id=view.id, url=view.url, events=_events(view), jurisdiction=view.jurisdiction, created_at=view.created_at,
+        disabled_at=view.disabled_at, disabled_reason=view.disabled_reason,
     )
 
 
-def _delivery(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> DeliveryRead:
+def _delivery(view: DeliveryView) -> DeliveryRead:
     return DeliveryRead(
-        id=row["id"], event_id=row["event_id"], type=row["type"], report_id=row["report_id"], state=row["state"],
-        attempts=row["attempts"], next_attempt_at=row["next_attempt_at"] if row["state"] == "pending" else None,
-        in_flight=row["leased"], last_status=row["last_status"], last_error=row["last_error"],
-        created_at=row["created_at"], delivered_at=row["delivered_at"], dead_at=row["dead_at"],
+        id=view.id, event_id=view.event_id, type=view.type, report_id=view.report_id,  # type: ignore[arg-type]
+        state=view.state, attempts=view.attempts, next_attempt_at=view.next_attempt_at, in_flight=view.in_flight,
+        last_status=view.last_status, last_error=view.last_error, created_at=view.created_at,
+        delivered_at=view.delivered_at, dead_at=view.dead_at,
         attempt_log=[
-            AttemptRead(attempt=a["attempt"], started_at=a["started_at"], latency_ms=a["latency_ms"],
-                        status_code=a["status_code"], error=a["error"])
-            for a in attempts
+            AttemptRead(attempt=a.attempt, started_at=a.started_at, latency_ms=a.latency_ms,
+                        status_code=a.status_code, error=a.error)
+            for a in view.attempt_log
         ],
     )
 
@@ -63,22 +69,22 @@ class WebhookController(Controller):
         responses=problem_responses(400, 401, 403),
     )
     async def create_webhook(
-        self, data: WebhookCreate, principal: Principal, conn: asyncpg.Connection, runtime: Runtime,
+        self, data: WebhookCreate, principal: Principal, conn: Connection, runtime: Runtime,
         now: dt.datetime,
     ) -> WebhookCreated:
         await webhooks.check_target(principal, data.url, allow_private=runtime.settings.webhook_allow_private)
         async with transaction(conn):
-            row, secret = await webhooks.create_subscription(
+            view, secret = await webhooks.create_subscription(
                 conn, principal, url=data.url, events=list(data.events), jurisdiction=data.jurisdiction, now=now
             )
         return WebhookCreated(
-            id=row["id"], url=row["url"], events=list(row["events"]), jurisdiction=row["jurisdiction"],
-            secret=secret, created_at=row["created_at"],
+            id=view.id, url=view.url, events=_events(view), jurisdiction=view.jurisdiction, secret=secret,
+            created_at=view.created_at,
         )
 
     @get("/", summary="Every webhook subscription (without secrets)", responses=problem_responses(401, 403))
-    async def list_webhooks(self, principal: Principal, conn: asyncpg.Connection) -> WebhookList:
-        return WebhookList(items=[_webhook(row) for row in await webhooks.list_subscriptions(conn, principal)])
+    async def list_webhooks(self, principal: Principal, conn: Connection) -> WebhookList:
+        return WebhookList(items=[_webhook(view) for view in await webhooks.list_subscriptions(conn, principal)])
 
     @delete(
         "/{webhook_id:uuid}",
@@ -86,10 +92,10 @@ class WebhookController(Controller):
         summary="Delete a subscription with its deliveries; nothing more is sent to it",
         responses=problem_responses(401, 403, 404),
     )
-    async def delete_webhook(self, webhook_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection) -> WebhookRead:
+    async def delete_webhook(self, webhook_id: uuid.UUID, principal: Principal, conn: Connection) -> WebhookRead:
         async with transaction(conn):
-            row = await webhooks.delete_subscription(conn, principal, webhook_id)
-        return _webhook(row)
+            view = await webhooks.delete_subscription(conn, principal, webhook_id)
+        return _webhook(view)
 
     @get(
         "/{webhook_id:uuid}/deliveries",
@@ -100,7 +106,7 @@ class WebhookController(Controller):
         self,
         webhook_id: uuid.UUID,
         principal: Principal,
-        conn: asyncpg.Connection,
+        conn: Connection,
         delivery_state: Annotated[
             DeliveryState | None, Parameter(query="state", description="only deliveries in this state")
         ] = None,
@@ -111,7 +117,7 @@ class WebhookController(Controller):
             conn, principal, webhook_id, state=delivery_state, before=int(cursor) if cursor else None, limit=limit
         )
         return DeliveryPage(
-            items=[_delivery(row, page.attempts[row["id"]]) for row in page.rows],
+            items=[_delivery(view) for view in page.items],
             next_cursor=str(page.next_before) if page.next_before is not None else None,
         )
 
@@ -122,9 +128,9 @@ class WebhookController(Controller):
         responses=problem_responses(401, 403, 404),
     )
     async def retry_delivery(
-        self, webhook_id: uuid.UUID, delivery_id: uuid.UUID, principal: Principal, conn: asyncpg.Connection,
+        self, webhook_id: uuid.UUID, delivery_id: uuid.UUID, principal: Principal, conn: Connection,
         now: dt.datetime,
     ) -> DeliveryRead:
         async with transaction(conn):
-            row, attempts = await webhooks.retry_delivery(conn, principal, webhook_id, delivery_id, now=now)
-        return _delivery(row, attempts)
+            view = await webhooks.retry_delivery(conn, principal, webhook_id, delivery_id, now=now)
+        return _delivery(view)

@@ -254,3 +254,52 @@ class RetryPolicy:
             return None
         base = self.delays_s[attempt - 1] * (1 + self.jitter * (rng or random).random())
         return max(base, retry_after_s or 0.0)
+
+
+# --- read models ----------------------------------------------------------------------------------
+
+DeliveryState = Literal["pending", "delivered", "dead"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubscriptionView:
+    id: uuid.UUID
+    url: str
+    events: tuple[str, ...]
+    jurisdiction: str | None
+    created_at: dt.datetime
+    disabled_at: dt.datetime | None
+    disabled_reason: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AttemptView:
+    attempt: int
+    started_at: dt.datetime
+    latency_ms: int
+    status_code: int | None
+    error: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeliveryView:
+    id: uuid.UUID
+    event_id: uuid.UUID
+    type: str
+    report_id: uuid.UUID
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: dt.datetime | None  # pending only; while in flight, the end of the lease
+    in_flight: bool
+    last_status: int | None
+    last_error: str | None
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+    dead_at: dt.datetime | None
+    attempt_log: tuple[AttemptView, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeliveryPageView:
+    items: tuple[DeliveryView, ...]
+    next_before: int | None  # the cursor of the next (older) page

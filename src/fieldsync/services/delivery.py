@@ -34,6 +34,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import random
 import uuid
@@ -195,7 +196,7 @@ class DeliveryWorker:
             self._busy[subscription_id] = self._busy.get(subscription_id, 0) + 1
             task = asyncio.create_task(self._deliver(row), name=f"webhook-{row['id']}")
             self._tasks.add(task)
-            task.add_done_callback(lambda done, sid=subscription_id: self._done(done, sid))
+            task.add_done_callback(functools.partial(self._done, subscription_id=subscription_id))
         return len(rows)
 
     def _done(self, task: asyncio.Task[bool], subscription_id: uuid.UUID) -> None:

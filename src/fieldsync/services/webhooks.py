@@ -14,7 +14,6 @@ if it has come to point inside (DNS rebinding), so this check is an early answer
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import uuid
 
@@ -30,11 +29,25 @@ from fieldsync.outbound import resolve
 REGISTRATION_RESOLVE_TIMEOUT_S = 2.0
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class DeliveryPage:
-    rows: list[asyncpg.Record]
-    attempts: dict[uuid.UUID, list[asyncpg.Record]]
-    next_before: int | None
+def _subscription(row: asyncpg.Record) -> rules.SubscriptionView:
+    return rules.SubscriptionView(
+        id=row["id"], url=row["url"], events=tuple(row["events"]), jurisdiction=row["jurisdiction"],
+        created_at=row["created_at"], disabled_at=row["disabled_at"], disabled_reason=row["disabled_reason"],
+    )
+
+
+def _delivery(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> rules.DeliveryView:
+    return rules.DeliveryView(
+        id=row["id"], event_id=row["event_id"], type=row["type"], report_id=row["report_id"], state=row["state"],
+        attempts=row["attempts"], next_attempt_at=row["next_attempt_at"] if row["state"] == "pending" else None,
+        in_flight=row["leased"], last_status=row["last_status"], last_error=row["last_error"],
+        created_at=row["created_at"], delivered_at=row["delivered_at"], dead_at=row["dead_at"],
+        attempt_log=tuple(
+            rules.AttemptView(attempt=a["attempt"], started_at=a["started_at"], latency_ms=a["latency_ms"],
+                              status_code=a["status_code"], error=a["error"])
+            for a in attempts
+        ),
+    )
 
 
 async def check_target(actor: Principal, url: str, *, allow_private: bool) -> rules.Target:
@@ -70,7 +83,7 @@ async def create_subscription(
     events: list[str],
     jurisdiction: str | None,
     now: dt.datetime,
-) -> tuple[asyncpg.Record, str]:
+) -> tuple[rules.SubscriptionView, str]:
     """The new subscription and its secret (shown this once); ``url`` passed ``check_target``."""
     require_role(actor, Role.ADMIN)
     rules.parse_target(url)
@@ -85,21 +98,23 @@ async def create_subscription(
         conn, url=url, events=list(dict.fromkeys(events)), jurisdiction=jurisdiction, jurisdiction_path=path,
         secret=secret, created_by=actor.user_id, now=now,
     )
-    return row, secret
+    return _subscription(row), secret
 
 
-async def list_subscriptions(conn: asyncpg.Connection, actor: Principal) -> list[asyncpg.Record]:
+async def list_subscriptions(conn: asyncpg.Connection, actor: Principal) -> list[rules.SubscriptionView]:
     require_role(actor, Role.ADMIN)
-    return await q.list_subscriptions(conn)
+    return [_subscription(row) for row in await q.list_subscriptions(conn)]
 
 
-async def delete_subscription(conn: asyncpg.Connection, actor: Principal, subscription_id: uuid.UUID) -> asyncpg.Record:
+async def delete_subscription(
+    conn: asyncpg.Connection, actor: Principal, subscription_id: uuid.UUID
+) -> rules.SubscriptionView:
     """Stop and forget a subscription, its deliveries and their attempts."""
     require_role(actor, Role.ADMIN)
     row = await q.delete_subscription(conn, subscription_id)
     if row is None:
         raise errors.WebhookNotFound()
-    return row
+    return _subscription(row)
 
 
 async def list_deliveries(
@@ -110,7 +125,7 @@ async def list_deliveries(
     state: str | None,
     before: int | None,
     limit: int,
-) -> DeliveryPage:
+) -> rules.DeliveryPageView:
     """A page of the subscription's deliveries, newest event first, each with its attempts."""
     require_role(actor, Role.ADMIN)
     if await q.get_subscription(conn, subscription_id) is None:
@@ -118,12 +133,15 @@ async def list_deliveries(
     rows = await q.list_deliveries(conn, subscription_id, state=state, before_seq=before, limit=limit + 1)
     page = rows[:limit]
     attempts = await q.list_attempts(conn, [row["id"] for row in page])
-    return DeliveryPage(page, attempts, page[-1]["seq"] if len(rows) > limit else None)
+    return rules.DeliveryPageView(
+        items=tuple(_delivery(row, attempts[row["id"]]) for row in page),
+        next_before=page[-1]["seq"] if len(rows) > limit else None,
+    )
 
 
 async def retry_delivery(
     conn: asyncpg.Connection, actor: Principal, subscription_id: uuid.UUID, delivery_id: uuid.UUID, *, now: dt.datetime
-) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+) -> rules.DeliveryView:
     """Send a delivery again, due now with a fresh schedule and the same ``webhook-id``: a dead
     letter, or a delivered event a receiver lost. Re-enables a subscription a 410 disabled."""
     require_role(actor, Role.ADMIN)
@@ -134,4 +152,4 @@ async def retry_delivery(
         raise errors.WebhookDeliveryNotFound()
     await q.wake_workers(conn)
     attempts = await q.list_attempts(conn, [row["id"]])
-    return row, attempts[row["id"]]
+    return _delivery(row, attempts[row["id"]])
