@@ -39,11 +39,13 @@ from fieldsync.api.runtime import Runtime
 from fieldsync.api.stats import StatsController
 from fieldsync.api.sync import SyncController
 from fieldsync.api.uploads import UploadController
+from fieldsync.api.webhooks import WebhookController
 from fieldsync.db import embedded, roles
 from fieldsync.db.migrate import migrate
 from fieldsync.db.pool import connect, create_pool
 from fieldsync.ports import Clock, MediaStore, SystemClock
 from fieldsync.services import duplicates, feed, media
+from fieldsync.services.delivery import delivering
 from fieldsync.services.worker import Worker
 from fieldsync.settings import Settings
 from fieldsync.storage import open_media_store, open_spool
@@ -66,6 +68,7 @@ ROUTE_HANDLERS = [
     UploadController,
     CollectController,
     OpenRosaController,
+    WebhookController,
 ]
 
 
@@ -116,7 +119,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 worker = background_worker(settings, clock, pool, store)
                 app.state.runtime = Runtime(settings=settings, clock=clock, pool=pool, media=store, spool=spool,
                                             worker=worker)
-                async with worker.running(settings.derivative_workers):
+                webhooks = delivering(
+                    pool_dsn, clock, concurrency=settings.webhook_concurrency, timeout_s=settings.webhook_timeout_s,
+                    allow_private=settings.webhook_allow_private,
+                )
+                async with worker.running(settings.derivative_workers), webhooks:
                     yield
             finally:
                 try:

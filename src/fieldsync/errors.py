@@ -7,10 +7,11 @@ to an HTTP status and renders RFC 9457 problem+json. Nothing below ``api/`` know
     FieldsyncError
     ├── ConfigurationInvalid                 (startup only, never rendered)
     ├── MigrationError                       (startup only)
-    ├── InvalidInput          400  request.invalid, request.too_deep, report.invalid, media.hash_mismatch, openrosa.*, ...
+    ├── InvalidInput          400  request.invalid, request.too_deep, report.invalid, media.hash_mismatch, openrosa.*,
+    │                              webhook.url_invalid, webhook.target_forbidden, ...
     ├── Unauthenticated       401  auth.required, auth.invalid_token, auth.expired, auth.revoked, ...
     ├── Forbidden             403  auth.forbidden, jurisdiction.out_of_scope, report.not_author, openrosa.key_*
-    ├── NotFound              404  not_found, report.not_found, media.not_found, ...
+    ├── NotFound              404  not_found, report.not_found, media.not_found, webhook.not_found, ...
     ├── Conflict              409  report.conflict, report.version_conflict, user.exists, request.retry, openrosa.instance_conflict, ...
     ├── Gone                  410  upload.expired
     ├── PreconditionFailed    412  upload.version_unsupported
@@ -495,3 +496,33 @@ class InstanceConflict(Conflict):
 class DeprecatedInstanceUnknown(NotFound):
     code = "openrosa.deprecated_unknown"
     title = "The submission this one edits (meta/deprecatedID) was never received"
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+class WebhookNotFound(NotFound):
+    code = "webhook.not_found"
+    title = "No such webhook subscription"
+
+
+class WebhookDeliveryNotFound(NotFound):
+    code = "webhook.delivery_not_found"
+    title = "No such delivery of this webhook subscription"
+
+
+class WebhookUrlInvalid(InvalidInput):
+    code = "webhook.url_invalid"
+    title = "The webhook URL is not an http(s) URL this server can call"
+
+
+class WebhookTargetForbidden(InvalidInput):
+    code = "webhook.target_forbidden"
+    title = "The webhook URL points at a loopback, private or link-local address"
+
+
+class WebhookTargetUnresolved(InvalidInput):
+    """The target's name did not resolve (in time): a delivery attempt's error, never a refusal."""
+
+    code = "webhook.target_unresolved"
+    title = "The webhook URL's host name does not resolve"

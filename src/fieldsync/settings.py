@@ -65,6 +65,9 @@ class Settings:
     idle_timeout_s: int
     request_timeout_s: int
     max_connections: int
+    webhook_allow_private: bool
+    webhook_timeout_s: int
+    webhook_concurrency: int
     log_json: bool
     log_level: str
     public_url: str = ""
@@ -108,6 +111,9 @@ class Settings:
             idle_timeout_s=read.number("IDLE_TIMEOUT_S", 60, 1),
             request_timeout_s=read.number("REQUEST_TIMEOUT_S", 3600, 1),
             max_connections=read.number("MAX_CONNECTIONS", 1000, 1),
+            webhook_allow_private=read.flag("WEBHOOK_ALLOW_PRIVATE", False),
+            webhook_timeout_s=read.number("WEBHOOK_TIMEOUT_S", 15, 1),
+            webhook_concurrency=read.number("WEBHOOK_CONCURRENCY", 16),
             log_json=read.flag("LOG_JSON", True),
             log_level=read.text("LOG_LEVEL", "info").upper(),
             public_url=read.url("PUBLIC_URL", ("http://", "https://"), "an http:// or https:// URL").strip(),

@@ -126,6 +126,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                              "responsible_person": "张三", "measures": "停用", "funds_cny": 1000,
                              "deadline": "2026-07-01T00:00:00+08:00", "contingency_plan": "预案", "level": "140400",
                              "media": [{"sha256": "ab" * 32, "role": "after"}]}),
+        Operation("POST", "/v1/webhooks", "admin", lambda w: "/v1/webhooks",
+                  lambda w: {"url": "https://hooks.example.invalid/in", "events": ["report.created", "hazard.overdue"],
+                             "jurisdiction": "140431"}),
     ]
 }
 PUSH = ("POST", "/v1/sync/push")

@@ -130,6 +130,16 @@ class World:
         assert response.status_code == 201, response.text
         return report_id
 
+    async def fresh_webhook(self) -> str:
+        """A new subscription (admins only) to a name that does not resolve: nothing is ever sent."""
+        response = await self.client.post(
+            "/v1/webhooks", json={"url": "https://hooks.example.invalid/fieldsync", "events": ["report.created"]},
+            headers=self.headers(Caller.ADMIN),
+        )
+        assert response.status_code == 201, response.text
+        webhook_id: str = response.json()["id"]
+        return webhook_id
+
     def fresh_photo(self) -> bytes:
         return images.jpeg(width=64, height=48, seed=uuid.uuid4().int & 0xFFFF_FFFF)
 
@@ -279,6 +289,35 @@ def _photo(suffix: str = "") -> Callable[[World], Awaitable[Call]]:
 
 async def _missing(world: World) -> Call:
     return Call("/v1/media/missing", {"sha256": [world.photo_sha256, "0" * 64]})
+
+
+async def _new_webhook(world: World) -> Call:
+    return Call("/v1/webhooks", {"url": "https://hooks.example.invalid/in", "events": ["report.created"]})
+
+
+async def _webhook(world: World) -> Call:
+    return Call(f"/v1/webhooks/{await world.fresh_webhook()}")
+
+
+async def _deliveries(world: World) -> Call:
+    return Call(f"/v1/webhooks/{await world.fresh_webhook()}/deliveries")
+
+
+async def _retry_delivery(world: World) -> Call:
+    webhook_id = await world.fresh_webhook()
+    await world.fresh_report()
+    listed = await world.client.get(f"/v1/webhooks/{webhook_id}/deliveries", headers=world.headers(Caller.ADMIN))
+    (delivery,) = listed.json()["items"]
+    return Call(f"/v1/webhooks/{webhook_id}/deliveries/{delivery['id']}/retry")
+
+
+async def _listed_webhooks(world: World) -> Call:
+    await world.fresh_webhook()
+    return Call("/v1/webhooks")
+
+
+def _lists_webhook(world: World, body: Any) -> bool:
+    return len(body["items"]) > 0
 
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -532,6 +571,22 @@ MATRIX: list[Row] = [
         at("/v1/sync/pull"),
         check=_pulls_report,
     ),
+    # --- webhooks: admins only, whatever the supervisor's scope ------------------------------------
+    Row("POST", "/v1/webhooks", authed(admin=201, sup_in=FORBIDDEN, sup_out=FORBIDDEN, inspector=FORBIDDEN),
+        _new_webhook),
+    Row(
+        "GET",
+        "/v1/webhooks",
+        authed(admin=Expect(200, check=True), sup_in=FORBIDDEN, sup_out=FORBIDDEN, inspector=FORBIDDEN),
+        _listed_webhooks,
+        check=_lists_webhook,
+    ),
+    Row("DELETE", "/v1/webhooks/{webhook_id:uuid}",
+        authed(admin=200, sup_in=FORBIDDEN, sup_out=FORBIDDEN, inspector=FORBIDDEN), _webhook),
+    Row("GET", "/v1/webhooks/{webhook_id:uuid}/deliveries",
+        authed(admin=200, sup_in=FORBIDDEN, sup_out=FORBIDDEN, inspector=FORBIDDEN), _deliveries),
+    Row("POST", "/v1/webhooks/{webhook_id:uuid}/deliveries/{delivery_id:uuid}/retry",
+        authed(admin=202, sup_in=FORBIDDEN, sup_out=FORBIDDEN, inspector=FORBIDDEN), _retry_delivery),
     # --- tus uploads: discovery is public; an upload is its creator's alone (anyone else: 404) ------
     Row("OPTIONS", "/v1/uploads", public(204), at("/v1/uploads")),
     Row("POST", "/v1/uploads", authed(admin=201, sup_in=201, sup_out=201, inspector=201), _create_upload),

@@ -67,6 +67,9 @@ BY_INPUT: dict[str, Factory] = {
     "jurisdictions_code_format": _invalid("a code has 6 or 12 digits", "code"),
     "jurisdictions_level_check": _invalid("level must be province, city, county or township", "level"),
     "jurisdictions_path_check": _invalid("the jurisdiction's path does not end in its code", "code"),
+    "webhook_subscriptions_jurisdiction_fkey": lambda: errors.JurisdictionUnknown(field="jurisdiction"),
+    "webhook_subscriptions_events_check": _invalid("events must name at least one known event type", "events"),
+    "webhook_subscriptions_url_check": lambda: errors.WebhookUrlInvalid(field="url"),
 }
 
 BY_RACE: frozenset[str] = frozenset({
@@ -75,6 +78,11 @@ BY_RACE: frozenset[str] = frozenset({
     "media_uploads_pkey", "jobs_pkey", "jobs_kind_key", "uploads_pkey", "sync_mutations_pkey", "comments_pkey",
     "events_pkey", "events_chain_position_key", "audit_heads_pkey", "report_duplicates_pkey", "categories_pkey",
     "schema_migrations_pkey", "openrosa_instances_pkey", "openrosa_attachments_pkey",
+    # webhooks: a subscription (or delivery) deleted while a change writes deliveries for it (or
+    # a worker logs an attempt of it) is a concurrent change: retrying finds it gone
+    "webhook_subscriptions_pkey", "webhook_events_pkey", "webhook_events_seq_key", "webhook_events_dedupe_key",
+    "webhook_deliveries_pkey", "webhook_deliveries_event_subscription_key", "webhook_deliveries_subscription_fkey",
+    "webhook_attempts_pkey", "webhook_attempts_delivery_fkey",
 })
 
 BY_STATE: frozenset[str] = frozenset({
@@ -94,6 +102,9 @@ BY_STATE: frozenset[str] = frozenset({
     "openrosa_instances_deprecated_fkey", "openrosa_instances_user_fkey", "openrosa_instances_device_fkey",
     "openrosa_instances_form_check", "openrosa_instances_completed_check", "openrosa_attachments_instance_fkey",
     "openrosa_attachments_sha256_format",
+    # webhooks (migration 0011): rows the server fills from its own reads
+    "webhook_subscriptions_created_by_fkey", "webhook_subscriptions_path_check", "webhook_events_report_fkey",
+    "webhook_deliveries_event_fkey", "webhook_deliveries_state_check",
 })
 
 

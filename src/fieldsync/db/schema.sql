@@ -305,6 +305,74 @@ CREATE TABLE public.users (
     CONSTRAINT users_role_check CHECK ((role = ANY (ARRAY['admin'::text, 'supervisor'::text, 'inspector'::text]))),
     CONSTRAINT users_username_format CHECK ((username ~ '^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$'::text))
 );
+CREATE TABLE public.webhook_attempts (
+    id bigint NOT NULL,
+    delivery_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    latency_ms integer NOT NULL,
+    status_code integer,
+    error text
+);
+ALTER TABLE public.webhook_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.webhook_attempts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+CREATE TABLE public.webhook_deliveries (
+    id uuid NOT NULL,
+    event_id uuid NOT NULL,
+    subscription_id uuid NOT NULL,
+    report_id uuid NOT NULL,
+    seq bigint NOT NULL,
+    state text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone NOT NULL,
+    lease_token uuid,
+    last_status integer,
+    last_error text,
+    created_at timestamp with time zone NOT NULL,
+    delivered_at timestamp with time zone,
+    dead_at timestamp with time zone,
+    CONSTRAINT webhook_deliveries_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'delivered'::text, 'dead'::text])))
+);
+CREATE TABLE public.webhook_events (
+    id uuid NOT NULL,
+    seq bigint NOT NULL,
+    type text NOT NULL,
+    report_id uuid NOT NULL,
+    jurisdiction_path text NOT NULL,
+    occurred_at timestamp with time zone NOT NULL,
+    data jsonb NOT NULL,
+    dedupe_key text,
+    created_at timestamp with time zone NOT NULL
+);
+ALTER TABLE public.webhook_events ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.webhook_events_seq_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+CREATE TABLE public.webhook_subscriptions (
+    id uuid NOT NULL,
+    url text NOT NULL,
+    events text[] NOT NULL,
+    jurisdiction text,
+    jurisdiction_path text,
+    secret text NOT NULL,
+    created_by uuid,
+    created_at timestamp with time zone NOT NULL,
+    disabled_at timestamp with time zone,
+    disabled_reason text,
+    CONSTRAINT webhook_subscriptions_events_check CHECK (((cardinality(events) >= 1) AND (events <@ ARRAY['report.created'::text, 'report.updated'::text, 'report.status_changed'::text, 'report.merged'::text, 'incident.report_added'::text, 'incident.deadline_missed'::text, 'hazard.overdue'::text]))),
+    CONSTRAINT webhook_subscriptions_path_check CHECK (((jurisdiction IS NULL) = (jurisdiction_path IS NULL))),
+    CONSTRAINT webhook_subscriptions_url_check CHECK (((url ~ '^https?://'::text) AND (length(url) <= 2048)))
+);
 ALTER TABLE ONLY public.audit_heads
     ADD CONSTRAINT audit_heads_pkey PRIMARY KEY (chain);
 ALTER TABLE ONLY public.auth_failures
@@ -355,6 +423,20 @@ ALTER TABLE ONLY public.uploads
     ADD CONSTRAINT uploads_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY public.users
     ADD CONSTRAINT users_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY public.webhook_attempts
+    ADD CONSTRAINT webhook_attempts_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_event_subscription_key UNIQUE (event_id, subscription_id);
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY public.webhook_events
+    ADD CONSTRAINT webhook_events_dedupe_key UNIQUE (dedupe_key);
+ALTER TABLE ONLY public.webhook_events
+    ADD CONSTRAINT webhook_events_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY public.webhook_events
+    ADD CONSTRAINT webhook_events_seq_key UNIQUE (seq);
+ALTER TABLE ONLY public.webhook_subscriptions
+    ADD CONSTRAINT webhook_subscriptions_pkey PRIMARY KEY (id);
 CREATE INDEX comments_report_idx ON public.comments USING btree (report_id, created_at);
 CREATE INDEX devices_user_idx ON public.devices USING btree (user_id);
 CREATE INDEX events_report_idx ON public.events USING btree (report_id, id) WHERE (report_id IS NOT NULL);
@@ -392,6 +474,11 @@ CREATE INDEX uploads_expires_at_idx ON public.uploads USING btree (expires_at);
 CREATE INDEX uploads_user_idx ON public.uploads USING btree (user_id);
 CREATE INDEX users_jurisdiction_idx ON public.users USING btree (jurisdiction);
 CREATE UNIQUE INDEX users_username_key ON public.users USING btree (lower(username));
+CREATE INDEX webhook_attempts_delivery_idx ON public.webhook_attempts USING btree (delivery_id, id);
+CREATE INDEX webhook_deliveries_due_idx ON public.webhook_deliveries USING btree (subscription_id, next_attempt_at, seq) WHERE (state = 'pending'::text);
+CREATE INDEX webhook_deliveries_list_idx ON public.webhook_deliveries USING btree (subscription_id, seq DESC);
+CREATE INDEX webhook_deliveries_order_idx ON public.webhook_deliveries USING btree (subscription_id, report_id, seq) WHERE (state = 'pending'::text);
+CREATE INDEX webhook_events_created_idx ON public.webhook_events USING btree (created_at);
 CREATE TRIGGER events_append_only BEFORE DELETE OR UPDATE ON public.events FOR EACH ROW EXECUTE FUNCTION public.events_append_only();
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON public.events FOR EACH STATEMENT EXECUTE FUNCTION public.events_append_only();
 CREATE TRIGGER reports_stamp_change BEFORE UPDATE ON public.reports FOR EACH ROW EXECUTE FUNCTION public.reports_stamp_change();
@@ -477,3 +564,15 @@ ALTER TABLE ONLY public.users
     ADD CONSTRAINT users_created_by_fkey FOREIGN KEY (created_by) REFERENCES public.users(id);
 ALTER TABLE ONLY public.users
     ADD CONSTRAINT users_jurisdiction_fkey FOREIGN KEY (jurisdiction) REFERENCES public.jurisdictions(code);
+ALTER TABLE ONLY public.webhook_attempts
+    ADD CONSTRAINT webhook_attempts_delivery_fkey FOREIGN KEY (delivery_id) REFERENCES public.webhook_deliveries(id) ON DELETE CASCADE;
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_event_fkey FOREIGN KEY (event_id) REFERENCES public.webhook_events(id);
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_subscription_fkey FOREIGN KEY (subscription_id) REFERENCES public.webhook_subscriptions(id) ON DELETE CASCADE;
+ALTER TABLE ONLY public.webhook_events
+    ADD CONSTRAINT webhook_events_report_fkey FOREIGN KEY (report_id) REFERENCES public.reports(id);
+ALTER TABLE ONLY public.webhook_subscriptions
+    ADD CONSTRAINT webhook_subscriptions_created_by_fkey FOREIGN KEY (created_by) REFERENCES public.users(id);
+ALTER TABLE ONLY public.webhook_subscriptions
+    ADD CONSTRAINT webhook_subscriptions_jurisdiction_fkey FOREIGN KEY (jurisdiction) REFERENCES public.jurisdictions(code);

@@ -34,7 +34,7 @@ from fieldsync.db import reports as q
 from fieldsync.db.transactions import transaction
 from fieldsync.domain import reports as rules
 from fieldsync.domain.principals import Principal, Role
-from fieldsync.services import audit, duplicates
+from fieldsync.services import audit, duplicates, events
 
 OutcomeStatus = Literal["applied", "duplicate", "conflict", "rejected"]
 
@@ -213,6 +213,7 @@ async def _revise_existing(
         outcomes[index] = Outcome("applied", rules.ReceiptData(reports[index].id, got["version"], got["status"],
                                                                [], False, False))
         written.append((index, got["version"]))
+    await events.reports_revised(conn, [(reports[i], current[reports[i].id]["status"]) for i in to_revise], now=now)
     return written
 
 
@@ -248,6 +249,7 @@ async def _record_written(
         ],
         now=now,
     )
+    await events.reports_created(conn, [reports[i] for i, version in written if version == 1], now=now)
     written_ids = [reports[i].id for i, _ in written]
     if detect_now:
         await duplicates.detect(conn, written_ids, now=now)

@@ -22,7 +22,7 @@ from fieldsync.domain import workflow as rules
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.domain.reports import MediaReference
 from fieldsync.domain.views import CommentView, PersonView
-from fieldsync.services import audit, feed
+from fieldsync.services import audit, events, feed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -84,6 +84,8 @@ async def apply_transition(
         )],
         now=now,
     )
+    await events.transition_applied(conn, report_id, action=request.action, from_status=state["status"],
+                                    to_status=target, into=request.into, now=now)
     return new_version
 
 
