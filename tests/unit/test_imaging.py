@@ -3,6 +3,7 @@ Every image is generated here with Pillow; nothing is mocked."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import os
@@ -12,13 +13,22 @@ import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageCms, ImageOps, TiffImagePlugin
+from PIL import Image, ImageChops, ImageCms, ImageFile, ImageOps, TiffImagePlugin
 
 from fieldsync.errors import MediaTooManyPixels, MediaUndecodable, MediaUnsupportedType
-from fieldsync.imaging import ImageInfo, probe, render_derivatives
+from fieldsync.imaging import ImageInfo, hamming, probe, render_derivatives
+from fieldsync.imaging.jpeg import strip_metadata
+from fieldsync.imaging.likeness import best_likeness
+from fieldsync.imaging.process import process
 
 LIMIT = 64_000_000
 Rational = TiffImagePlugin.IFDRational
+
+
+def noisy(size: tuple[int, int]) -> Image.Image:
+    """A photo-like picture: a gradient, noise and detail in three channels."""
+    return Image.merge("RGB", (Image.linear_gradient("L").resize(size), Image.effect_noise(size, 40),
+                               Image.effect_mandelbrot(size, (-2, -1.5, 1, 1.5), 60)))
 
 
 def quadrants(size: tuple[int, int] = (800, 600)) -> Image.Image:
@@ -401,6 +411,95 @@ def test_derivatives_of_broken_or_foreign_files_raise_catalogue_errors(tmp_path:
         render_derivatives(text)
     with pytest.raises(MediaUndecodable):
         render_derivatives(truncated)
+
+
+# --- process: one decode for everything ----------------------------------------------------------
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Counts pixel decodes (``ImageFile.load`` of a file not yet loaded), by file name."""
+    seen: list[str] = []
+    original = ImageFile.ImageFile.load
+
+    def counting(self: ImageFile.ImageFile):  # type: ignore[no-untyped-def]
+        if self.tile:
+            seen.append(Path(getattr(self, "filename", "") or "?").name)
+        return original(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counting)
+    return seen
+
+
+def test_process_decodes_once_and_agrees_with_probe_and_render(tmp_path: Path, decodes: list[str]) -> None:
+    path = save(tmp_path, noisy((2400, 1800)), "photo.jpg", "JPEG", quality=88, exif=exif_block(orientation=6))
+
+    checked = process(path, max_pixels=LIMIT)
+
+    assert decodes == ["photo.jpg"], "validation, EXIF, fingerprints and both derivatives from one decode"
+    probed = probe(path, max_pixels=LIMIT)
+    assert checked.info == dataclasses.replace(probed, dhash=checked.info.dhash, thumbprint=checked.info.thumbprint)
+    assert (checked.info.width, checked.info.height, checked.info.orientation) == (2400, 1800, 6)
+    assert checked.info.dhash is not None and checked.info.thumbprint is not None
+    assert probed.dhash is not None and probed.thumbprint is not None
+    assert hamming(checked.info.dhash, probed.dhash) <= 4
+    assert best_likeness([([checked.info.thumbprint], [probed.thumbprint])])[0] >= 0.98
+    assert checked.derivatives is not None
+    assert assert_clean_jpeg(checked.derivatives.preview).size == (960, 1280)
+    assert assert_clean_jpeg(checked.derivatives.thumbnail).size == (240, 320)
+
+
+def test_an_upright_photo_that_fits_keeps_its_own_scan_as_its_preview(tmp_path: Path) -> None:
+    """No new pixels: the original's scan, every metadata segment and what follows EOI removed."""
+    path = save(tmp_path, noisy((1280, 960)), "phone.jpg", "JPEG", quality=85, exif=exif_block(),
+                comment=b"secret comment", xmp=b"<x:xmpmeta>secret GPS</x:xmpmeta>")
+    path.write_bytes(path.read_bytes() + b"\xff\xd8 a second picture, secret")
+
+    checked = process(path, max_pixels=LIMIT)
+
+    assert checked.derivatives is not None
+    preview = checked.derivatives.preview
+    shown = assert_clean_jpeg(preview)
+    assert b"second picture" not in preview and preview.endswith(b"\xff\xd9")
+    assert ImageChops.difference(shown.convert("RGB"), Image.open(path).convert("RGB")).getbbox() is None
+    assert assert_clean_jpeg(checked.derivatives.thumbnail).size == (320, 240)
+
+
+def _with_adobe_marker(data: bytes) -> bytes:
+    segment = b"Adobe" + bytes([0, 100, 0, 0, 0, 0, 1])
+    return data[:2] + b"\xff\xee" + (len(segment) + 2).to_bytes(2, "big") + segment + data[2:]
+
+
+@pytest.mark.parametrize("layout", ["progressive", "adobe", "rotated", "too-big"])
+def test_other_layouts_are_re_encoded_clean(tmp_path: Path, layout: str) -> None:
+    size = (1600, 1200) if layout == "too-big" else (800, 600)
+    params: dict[str, object] = {"quality": 85, "exif": exif_block(orientation=6 if layout == "rotated" else None)}
+    if layout == "progressive":
+        params["progressive"] = True
+    path = save(tmp_path, quadrants(size), "photo.jpg", "JPEG", **params)
+    if layout == "adobe":
+        path.write_bytes(_with_adobe_marker(path.read_bytes()))
+    if layout in ("progressive", "adobe"):
+        assert strip_metadata(path.read_bytes()) is None
+
+    checked = process(path, max_pixels=LIMIT)
+
+    assert checked.derivatives is not None
+    shown = assert_clean_jpeg(checked.derivatives.preview)
+    assert 0xC0 in jpeg_markers(checked.derivatives.preview), "re-encoded as baseline"
+    expected = ImageOps.exif_transpose(Image.open(path))
+    assert corner_colours(shown) == corner_colours(expected.resize(shown.size))
+
+
+def test_strip_refuses_what_is_not_a_whole_baseline_jpeg() -> None:
+    buffer = io.BytesIO()
+    quadrants((64, 48)).save(buffer, "JPEG")
+    whole = buffer.getvalue()
+
+    assert strip_metadata(whole) is not None
+    assert strip_metadata(b"not a jpeg") is None
+    assert strip_metadata(whole[: len(whole) - 2]) is None, "no end marker"
+    assert strip_metadata(whole[:20]) is None
 
 
 def test_twelve_megapixel_jpeg_timing_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

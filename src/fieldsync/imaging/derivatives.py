@@ -1,4 +1,4 @@
-"""``render_derivatives``: a ≤1280 px preview and a ≤320 px thumbnail, as clean JPEGs.
+"""``render``/``render_derivatives``: a ≤1280 px preview and a ≤320 px thumbnail, as clean JPEGs.
 
 The pipeline, cheapest order first:
 
@@ -16,8 +16,13 @@ The pipeline, cheapest order first:
    profile LittleCMS cannot use is ignored.
 6. Orientation: the EXIF orientation is applied with the same transposition table as
    ``ImageOps.exif_transpose``, after the downscale, so it moves a quarter of the pixels.
-7. The thumbnail is downscaled from the finished preview.
-8. Both are saved as baseline JPEG (quality 85 / 80) from images whose ``info`` is emptied and
+7. The thumbnail is downscaled from the finished preview: box-averaged by the largest whole
+   factor (``reducing_gap`` 1.0), then LANCZOS the rest of the way. Fingerprints for
+   near-duplicate search are taken from it (``imaging.process``).
+8. A preview that needs no new pixels (an upright RGB JPEG without a colour profile that already
+   fits the box, decoded at full size) is not re-encoded: it is the original's own scan with every
+   metadata segment removed (``imaging.jpeg``), lossless and a JPEG encode cheaper.
+9. Otherwise both are saved as baseline JPEG (quality 85 / 80) from images whose ``info`` is emptied and
    with ``exif=b""``: no EXIF (so no GPS), no XMP, no ICC, no comment. Pillow carries some
    ``info`` keys (the JPEG comment) into a save unless they are cleared, hence the explicit
    reset. The output holds only SOI, APP0/JFIF, DQT, SOF, DHT, SOS and EOI segments.
@@ -34,6 +39,7 @@ from typing import NamedTuple
 from PIL import Image, ImageCms
 
 from fieldsync.errors import MediaTooManyPixels, MediaUndecodable
+from fieldsync.imaging.jpeg import strip_metadata
 from fieldsync.imaging.probe import open_image
 
 PREVIEW_PX = 1280
@@ -71,35 +77,72 @@ def render_derivatives(
 ) -> Derivatives:
     """Preview and thumbnail JPEG bytes for the image at ``path``; ``draft=False`` only to benchmark."""
     with open_image(path) as image:
-        orientation = _orientation(image)
-        icc = image.info.get("icc_profile")
+        orientation = orientation_of(image)
         target = fit(image.size, preview_px)
-        try:
-            if draft and image.format == "JPEG" and target != image.size:
-                image.draft("RGB", target)
-            image.load()
-            flat = _flatten(image)
-        except Image.DecompressionBombError as exc:
-            raise MediaTooManyPixels(str(exc)) from None
-        except MemoryError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is broken
-            raise MediaUndecodable(f"the image cannot be decoded: {exc}") from exc
-        preview = _to_srgb(_resize(flat, fit(flat.size, preview_px)), icc)
-        if preview is image:
-            preview = image.copy()
-    if orientation in _TRANSPOSE:
-        preview = preview.transpose(_TRANSPOSE[orientation])
-    thumbnail = _resize(preview, fit(preview.size, thumbnail_px))
-    return Derivatives(_jpeg(preview, PREVIEW_QUALITY), _jpeg(thumbnail, THUMBNAIL_QUALITY))
+        full_size = decode_for_preview(image, target if draft else image.size)
+        rendered, _ = render(image, orientation=orientation, original=path if full_size else None,
+                             preview_px=preview_px, thumbnail_px=thumbnail_px)
+    return rendered
 
 
-def _orientation(image: Image.Image) -> int:
+def decode_for_preview(image: Image.Image, target: tuple[int, int]) -> bool:
+    """Decode ``image`` (a JPEG through DCT scaling to the smallest size still covering
+    ``target``); True if it decoded at its stored size. A decoder failure is ``MediaUndecodable``,
+    a bomb ``MediaTooManyPixels``."""
+    stored = image.size
+    try:
+        if image.format == "JPEG" and target != image.size:
+            image.draft("RGB", target)
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise MediaTooManyPixels(str(exc)) from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is broken
+        raise MediaUndecodable(f"the image cannot be decoded: {exc}") from exc
+    return image.size == stored
+
+
+def render(
+    image: Image.Image, *, orientation: int, original: Path | None = None, preview_px: int = PREVIEW_PX,
+    thumbnail_px: int = THUMBNAIL_PX,
+) -> tuple[Derivatives, Image.Image]:
+    """Both derivatives of a decoded ``image``, and the thumbnail as an image (fingerprints are
+    taken from it). With ``original`` (the file ``image`` was opened from and decoded at full size),
+    a photo that needs no new pixels keeps its own scan as the preview (``imaging.jpeg``)."""
+    icc = image.info.get("icc_profile")
+    flat = _flatten(image)
+    lossless = _lossless_preview(image, flat, orientation, icc, original, preview_px)
+    if lossless is not None:
+        preview_image, preview_bytes = flat, lossless
+    else:
+        preview_image = _to_srgb(_resize(flat, fit(flat.size, preview_px)), icc)
+        if orientation in _TRANSPOSE:
+            preview_image = preview_image.transpose(_TRANSPOSE[orientation])
+        preview_bytes = _jpeg(preview_image if preview_image is not image else image.copy(), PREVIEW_QUALITY)
+    thumbnail = _shrink(preview_image, fit(preview_image.size, thumbnail_px))
+    if thumbnail is image:
+        thumbnail = image.copy()
+    return Derivatives(preview_bytes, _jpeg(thumbnail, THUMBNAIL_QUALITY)), thumbnail
+
+
+def _lossless_preview(
+    image: Image.Image, flat: Image.Image, orientation: int, icc: object, original: Path | None, preview_px: int
+) -> bytes | None:
+    """The original's own scan without metadata, when it is an upright RGB JPEG without a colour
+    profile that already fits the preview box; else None."""
+    if (original is None or image.format != "JPEG" or flat is not image or image.mode != "RGB" or icc
+            or orientation != 1 or fit(image.size, preview_px) != image.size):
+        return None
+    return strip_metadata(original.read_bytes())
+
+
+def orientation_of(image: Image.Image) -> int:
     try:
         value = image.getexif().get(0x0112, 1)
     except Exception:  # noqa: BLE001 - malformed EXIF: show the raster as stored
         return 1
-    return value if isinstance(value, int) else 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _flatten(image: Image.Image) -> Image.Image:
@@ -122,6 +165,14 @@ def _resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     if image.size == size:
         return image
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _shrink(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """For the thumbnail: box-average by the largest whole factor that stays at or above ``size``
+    (an exact area filter, a tenth of a full LANCZOS pass), then LANCZOS the rest of the way."""
+    if image.size == size:
+        return image
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=1.0)
 
 
 def _to_srgb(image: Image.Image, icc: object) -> Image.Image:

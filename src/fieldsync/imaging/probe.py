@@ -114,9 +114,11 @@ def open_image(path: Path) -> Image.Image:
         raise MediaUndecodable(f"starts like {claimed.upper()} but its header cannot be read") from exc
 
 
-def probe(path: Path, *, max_pixels: int) -> ImageInfo:
-    """Identify, size-check and fully decode the image at ``path``; report its metadata."""
-    with open_image(path) as image:
+def open_checked(path: Path, *, max_pixels: int) -> tuple[Image.Image, str, str]:
+    """Open with the allowed plugins and check the pixel count from the header, before any pixel
+    is decoded; returns the open image, its format name and MIME type (the caller closes it)."""
+    image = open_image(path)
+    try:
         name, mime_type = FORMATS[image.format or ""]
         width, height = image.size
         if width <= 0 or height <= 0:
@@ -127,6 +129,17 @@ def probe(path: Path, *, max_pixels: int) -> ImageInfo:
                 width=width,
                 height=height,
             )
+    except BaseException:
+        image.close()
+        raise
+    return image, name, mime_type
+
+
+def probe(path: Path, *, max_pixels: int) -> ImageInfo:
+    """Identify, size-check and fully decode the image at ``path``; report its metadata."""
+    image, name, mime_type = open_checked(path, max_pixels=max_pixels)
+    with image:
+        width, height = image.size
         try:
             if image.format == "JPEG":
                 image.draft(None, (1, 1))
@@ -137,14 +150,14 @@ def probe(path: Path, *, max_pixels: int) -> ImageInfo:
             raise
         except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is broken
             raise MediaUndecodable(f"the {name.upper()} data is truncated or corrupt: {exc}") from exc
-        photo_hash, photo_print = _fingerprints(image, path, stored_size=(width, height))
+        photo_hash, photo_print = fingerprints_of(image, path, stored_size=(width, height))
         return ImageInfo(
             format=name, mime_type=mime_type, width=width, height=height, dhash=photo_hash,
             thumbprint=photo_print, **exif_fields(image),
         )
 
 
-def _fingerprints(image: Image.Image, path: Path, *, stored_size: tuple[int, int]) -> tuple[int | None, bytes | None]:
+def fingerprints_of(image: Image.Image, path: Path, *, stored_size: tuple[int, int]) -> tuple[int | None, bytes | None]:
     """dHash and thumbprint of the decoded image. A small JPEG drafted at 1/8 scale is decoded
     again at the scale that keeps 64 px per side (cheap: it is small), so both see real pixels."""
     try:
