@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import io
 import uuid
+from pathlib import Path
 
+import asyncpg
 import pytest
 from PIL import Image
 
+from fieldsync.services import media
+from fieldsync.storage import FilesystemMediaStore, keys, open_spool
 from tests import images
-from tests.support import Actor, hazard_report, make_user, problem
+from tests.support import Actor, hazard_report, make_user, principal_of, problem
 
 
 @pytest.fixture
@@ -206,20 +210,51 @@ async def test_report_detail_flags_a_photo_taken_far_away(client, inspector, con
     assert near_item["url"] == f"/v1/media/{images.sha256(near)}"
 
 
-async def test_derivatives_are_generated_in_the_background(client, inspector, app, conn, settings):
-    photo = images.jpeg(seed=41)
+async def test_derivatives_are_stored_with_the_upload_from_its_one_decode(client, inspector, conn, settings):
+    photo = images.jpeg(seed=41, gps=(36.5, 112.3))
     sha = images.sha256(photo)
-    await upload(client, inspector, photo)
-    for _ in range(100):
-        if await conn.fetchval("SELECT derivatives_at IS NOT NULL FROM media WHERE sha256 = $1", sha):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("derivatives were not generated")
-    assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
+    answer = await upload(client, inspector, photo)
+    assert answer.status_code == 201
+    assert await conn.fetchval("SELECT derivatives_at IS NOT NULL FROM media WHERE sha256 = $1", sha)
+    assert await conn.fetchval("SELECT count(*) FROM jobs") == 0, "no background job for a photo rendered at once"
     names = stored_objects(settings)
     assert any(n.endswith(f"{sha}/preview.jpg") for n in names)
     assert any(n.endswith(f"{sha}/thumbnail.jpg") for n in names)
+    preview = await client.get(f"/v1/media/{sha}/preview", headers=inspector.headers)
+    assert preview.status_code == 200
+    assert b"Exif" not in preview.content and b"GPS" not in preview.content
+
+
+async def test_a_photo_kept_without_derivatives_gets_them_from_the_background_job(
+    conn, database_url, settings, clock, inspector
+):
+    """The fallback when rendering failed after a clean decode: the row is kept, the job queued,
+    and the worker renders them from the stored original."""
+    store = FilesystemMediaStore(Path(settings.media_url.removeprefix("file://")))
+    await store.ensure_root()
+    spool = await open_spool(settings)
+    actor = principal_of(inspector, "/140000/140400/140431/")
+    async with spool.staged() as staged:
+        await staged.write(images.jpeg(seed=42))
+        await staged.finish()
+        checked = await media.check_media(staged, expected_sha256=staged.sha256, declared_type="image/jpeg",
+                                          max_pixels=10_000_000)
+        kept = await media.keep_media(media.holding(conn), actor, staged=staged,
+                                      checked=dataclasses.replace(checked, derivatives=None), store=store,
+                                      now=clock.now())
+    assert kept.created and kept.queued
+    sha = kept.record.sha256
+    assert await conn.fetchval("SELECT derivatives_at IS NULL FROM media WHERE sha256 = $1", sha)
+    assert not await store.exists(keys.derivative_key(sha, "preview"))
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        assert await media.run_one_derivative_job(pool, store, clock)
+    finally:
+        await pool.close()
+    assert await store.exists(keys.derivative_key(sha, "preview"))
+    assert await store.exists(keys.derivative_key(sha, "thumbnail"))
+    assert await conn.fetchval("SELECT derivatives_at IS NOT NULL FROM media WHERE sha256 = $1", sha)
+    assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
 
 
 async def test_every_download_of_an_original_and_a_supervisors_look_are_audit_events(client, inspector, conn, clock):

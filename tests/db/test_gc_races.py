@@ -103,14 +103,17 @@ async def test_an_upload_whose_object_gc_removed_before_its_commit_stores_it_aga
         async with spool.staged() as staged:
             await staged.write(data)
             await staged.finish()
-            record, created = await media.store_media(
+            kept = await media.store_media(
                 media.holding(conn), actor, staged=staged, expected_sha256=staged.sha256,
                 declared_type="image/jpeg", store=store, max_pixels=10_000_000, now=clock.now(),
             )
     finally:
         await sweeper.close()
-    assert created and store.swept and store.swept[0].orphan_objects == [keys.original_key(record.sha256)]
+    record, created = kept.record, kept.created
+    assert created and store.swept and keys.original_key(record.sha256) in store.swept[0].orphan_objects
     assert await store.exists(keys.original_key(record.sha256)), "a row without its object"
+    for kind in ("preview", "thumbnail"):
+        assert await store.exists(keys.derivative_key(record.sha256, kind)), f"derivatives_at set without a {kind}"
     assert await conn.fetchval("SELECT count(*) FROM media WHERE sha256 = $1", record.sha256) == 1
 
 

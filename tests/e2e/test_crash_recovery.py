@@ -1,5 +1,6 @@
-"""Kill the server between an upload and its derivative generation: after a restart the
-derivatives appear with no client action, and the acknowledged photo is intact."""
+"""Kill the server right after an acknowledged upload: its preview and thumbnail were stored
+before the 201 (one decode, ADR 0012), the photo is intact after a restart, and a derivative lost
+from the store is rendered again when it is asked for."""
 
 from __future__ import annotations
 
@@ -35,16 +36,17 @@ def test_derivatives_are_repaired_after_a_crash() -> None:
     finally:
         first.kill()
 
-    thumbnail = data_dir / "media" / "derivatives" / sha[:2] / sha[2:4] / sha / "thumbnail.jpg"
-    assert not thumbnail.exists(), "no worker ran before the crash"
+    folder = data_dir / "media" / "derivatives" / sha[:2] / sha[2:4] / sha
+    assert (folder / "thumbnail.jpg").stat().st_size > 0, "the 201 came before the thumbnail was stored"
+    assert (folder / "preview.jpg").stat().st_size > 0, "the 201 came before the preview was stored"
+    (folder / "preview.jpg").unlink()
 
     second = ServerProcess(data_dir)
     try:
         second.wait_ready()
-        deadline = time.monotonic() + 30
-        while not thumbnail.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert thumbnail.exists(), "the queued derivative job was not picked up after the restart"
+        preview = httpx.get(f"{second.base_url}/v1/media/{sha}/preview", headers=headers, timeout=30)
+        assert preview.status_code == 200 and preview.content[:2] == b"\xff\xd8"
+        assert (folder / "preview.jpg").exists(), "the lost preview was not rendered again"
         original = httpx.get(f"{second.base_url}/v1/media/{sha}", headers=headers, timeout=30)
         assert original.status_code == 200
         assert hashlib.sha256(original.content).hexdigest() == sha

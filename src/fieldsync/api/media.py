@@ -95,17 +95,17 @@ class MediaController(Controller):
         await release_connection(request)
         async with runtime.spool.staged() as staged:
             await _spool_body(request, staged, runtime.settings.max_media_bytes)
-            info = await media.check_media(
+            checked = await media.check_media(
                 staged, expected_sha256=sha256, declared_type=declared,
                 max_pixels=runtime.settings.max_media_pixels,
             )
-            record, created = await media.keep_media(
-                lambda: request_connection(request, runtime.pool), principal, staged=staged, info=info,
+            kept = await media.keep_media(
+                lambda: request_connection(request, runtime.pool), principal, staged=staged, checked=checked,
                 store=runtime.media, now=now,
             )
-        if created:
+        if kept.queued:
             runtime.wake_workers()
-        return Response(to_read(record), status_code=201 if created else 200)
+        return Response(to_read(kept.record), status_code=201 if kept.created else 200)
 
     @head(
         "/{sha256:str}",

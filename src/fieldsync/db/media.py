@@ -27,15 +27,12 @@ async def hold_references(conn: asyncpg.Connection, hashes: list[str]) -> None:
         )
 
 
+_MEDIA_COLUMNS = """sha256, bytes, content_type, width, height, taken_at, taken_at_local, lat, lon, make, model,
+    created_at, derivatives_at"""
+
+
 async def get_media(conn: asyncpg.Connection, sha256: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        """
-        SELECT sha256, bytes, content_type, width, height, taken_at, taken_at_local, lat, lon, make, model,
-               created_at, derivatives_at
-        FROM media WHERE sha256 = $1
-        """,
-        sha256,
-    )
+    return await conn.fetchrow(f"SELECT {_MEDIA_COLUMNS} FROM media WHERE sha256 = $1", sha256)
 
 
 async def insert_media(
@@ -52,49 +49,52 @@ async def insert_media(
     lon: float | None,
     make: str | None,
     model: str | None,
+    dhash: int | None,
+    thumbprint: bytes | None,
+    derivatives_at: dt.datetime | None,
     now: dt.datetime,
-) -> bool:
-    """Record an object once per sha256 and restart its gc grace; False when it was known already."""
-    inserted = await conn.fetchval(
-        """
+) -> asyncpg.Record:
+    """Record an object once per sha256 (with its fingerprints, and when its derivatives were
+    stored) and restart its gc grace; returns the row as stored and ``created``, False when it was
+    known already (a known row keeps what it had, and gains ``derivatives_at`` if it had none)."""
+    row = await conn.fetchrow(
+        f"""
         INSERT INTO media (sha256, bytes, content_type, width, height, taken_at, taken_at_local, lat, lon,
-                           make, model, created_at, touched_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
-        ON CONFLICT ON CONSTRAINT media_pkey DO UPDATE SET touched_at = greatest(media.touched_at, excluded.touched_at)
-        RETURNING xmax = 0
+                           make, model, dhash, thumbprint, derivatives_at, created_at, touched_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
+        ON CONFLICT ON CONSTRAINT media_pkey DO UPDATE SET touched_at = greatest(media.touched_at, excluded.touched_at),
+            derivatives_at = coalesce(media.derivatives_at, excluded.derivatives_at)
+        RETURNING {_MEDIA_COLUMNS}, xmax = 0 AS created
         """,
-        sha256, size, content_type, width, height, taken_at, taken_at_local, lat, lon, make, model, now,
+        sha256, size, content_type, width, height, taken_at, taken_at_local, lat, lon, make, model, dhash,
+        thumbprint, derivatives_at, now,
     )
-    return bool(inserted)
+    assert row is not None
+    return row
 
 
 async def record_uploader(
     conn: asyncpg.Connection, *, sha256: str, user_id: uuid.UUID, device_id: uuid.UUID | None, now: dt.datetime
-) -> bool:
-    """Record that this user holds the bytes; True the first time (their references now count)."""
-    inserted = await conn.fetchval(
+) -> tuple[bool, list[uuid.UUID]]:
+    """Record that this user holds the bytes. The first time, their references now count: returns
+    True and the reports referencing ``sha256`` that this user authored or attached it to."""
+    rows = await conn.fetch(
         """
-        INSERT INTO media_uploads (sha256, user_id, device_id, uploaded_at) VALUES ($1, $2, $3, $4)
-        ON CONFLICT ON CONSTRAINT media_uploads_pkey DO NOTHING
-        RETURNING true
+        WITH up AS (
+            INSERT INTO media_uploads (sha256, user_id, device_id, uploaded_at) VALUES ($1, $2, $3, $4)
+            ON CONFLICT ON CONSTRAINT media_uploads_pkey DO NOTHING
+            RETURNING sha256, user_id
+        )
+        SELECT true AS first, NULL::uuid AS report_id FROM up
+        UNION ALL
+        SELECT DISTINCT true, rm.report_id FROM up
+        JOIN report_media rm ON rm.sha256 = up.sha256
+        JOIN reports r ON r.id = rm.report_id
+        WHERE rm.attached_by = up.user_id OR r.author_id = up.user_id
         """,
         sha256, user_id, device_id, now,
     )
-    return bool(inserted)
-
-
-async def references_completed_by(conn: asyncpg.Connection, *, sha256: str, user_id: uuid.UUID) -> list[uuid.UUID]:
-    """Reports referencing ``sha256`` that this user authored or attached it to: their upload
-    makes the reference count."""
-    rows = await conn.fetch(
-        """
-        SELECT DISTINCT rm.report_id FROM report_media rm JOIN reports r ON r.id = rm.report_id
-        WHERE rm.sha256 = $1 AND (rm.attached_by = $2 OR r.author_id = $2)
-        ORDER BY rm.report_id
-        """,
-        sha256, user_id,
-    )
-    return [row["report_id"] for row in rows]
+    return bool(rows), sorted(row["report_id"] for row in rows if row["report_id"] is not None)
 
 
 async def readable_hashes(

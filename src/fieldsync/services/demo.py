@@ -533,12 +533,12 @@ class _Loader:
         async with self.spool.staged() as staged:
             await staged.write(data)
             await staged.finish()
-            record, created = await media.store_media(
+            kept = await media.store_media(
                 media.holding(self.conn), device, staged=staged, expected_sha256=staged.sha256, declared_type="image/jpeg",
                 store=self.store, max_pixels=self.max_pixels, now=photo.taken_at + dt.timedelta(minutes=1),
             )
-        self.summary.photos_stored += created
-        return record.sha256
+        self.summary.photos_stored += kept.created
+        return kept.record.sha256
 
     async def load(self, item: Item) -> None:
         prefix = item.county.slug

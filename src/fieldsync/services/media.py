@@ -22,6 +22,7 @@ or an unreferenced photo past its grace) finds it missing under the lock and put
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import tempfile
@@ -39,7 +40,8 @@ from fieldsync.db import jobs
 from fieldsync.db import media as q
 from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal, Role
-from fieldsync.imaging import ImageInfo, probe, render_derivatives
+from fieldsync.imaging import probe, render_derivatives
+from fieldsync.imaging.process import Processed, process
 from fieldsync.ports import Clock, MediaStore
 from fieldsync.services import audit, duplicates, worker
 from fieldsync.storage import keys
@@ -129,6 +131,13 @@ def holding(conn: asyncpg.Connection) -> Acquire:
     return acquire
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Kept:
+    record: MediaRecord
+    created: bool  # a new photo (201), not one the server held already (200)
+    queued: bool  # background work was queued: wake the worker
+
+
 async def store_media(
     acquire: Acquire,
     actor: Principal,
@@ -139,16 +148,17 @@ async def store_media(
     store: MediaStore,
     max_pixels: int,
     now: dt.datetime,
-) -> tuple[MediaRecord, bool]:
-    """Check a finished spool file and keep it; returns the record and whether it was new."""
-    info = await check_media(
+) -> Kept:
+    """Check a finished spool file and keep it."""
+    checked = await check_media(
         staged, expected_sha256=expected_sha256, declared_type=declared_type, max_pixels=max_pixels
     )
-    return await keep_media(acquire, actor, staged=staged, info=info, store=store, now=now)
+    return await keep_media(acquire, actor, staged=staged, checked=checked, store=store, now=now)
 
 
-async def check_media(staged: Staged, *, expected_sha256: str, declared_type: str, max_pixels: int) -> ImageInfo:
-    """The checks of a finished spool file, none of which needs the database: hash, image, type.
+async def check_media(staged: Staged, *, expected_sha256: str, declared_type: str, max_pixels: int) -> Processed:
+    """The checks of a finished spool file, none of which needs the database: hash, image, type;
+    the one decode they need also yields the fingerprints and derivatives (``imaging.process``).
 
     Split from ``keep_media`` so that an upload can run them (a decode, maybe queued behind other
     decodes) without holding a pooled connection.
@@ -157,12 +167,12 @@ async def check_media(staged: Staged, *, expected_sha256: str, declared_type: st
         raise errors.MediaHashMismatch(
             f"the body hashes to {staged.sha256}, not {expected_sha256}; nothing was kept", actual=staged.sha256
         )
-    info = await anyio.to_thread.run_sync(
-        lambda: probe(staged.path, max_pixels=max_pixels), limiter=imaging_limiter()
+    checked = await anyio.to_thread.run_sync(
+        lambda: process(staged.path, max_pixels=max_pixels), limiter=imaging_limiter()
     )
-    if info.mime_type != declared_type:
-        raise errors.MediaTypeMismatch(f"declared {declared_type} but the content is {info.mime_type}")
-    return info
+    if checked.info.mime_type != declared_type:
+        raise errors.MediaTypeMismatch(f"declared {declared_type} but the content is {checked.info.mime_type}")
+    return checked
 
 
 async def keep_media(
@@ -170,58 +180,64 @@ async def keep_media(
     actor: Principal,
     *,
     staged: Staged,
-    info: ImageInfo,
+    checked: Processed,
     store: MediaStore,
     now: dt.datetime,
-) -> tuple[MediaRecord, bool]:
-    """Put a checked spool file in the store, then commit its row (in that order, see above);
-    ``acquire`` is called only once the object is in the store."""
-    key = keys.original_key(staged.sha256)
+) -> Kept:
+    """Put a checked spool file and its derivatives in the store, then commit its row (in that
+    order, see above); ``acquire`` is called only once the objects are in the store."""
     for _ in range(STORE_ATTEMPTS):
-        await store.put_file(key, staged.path, sha256=staged.sha256, size=staged.size, content_type=info.mime_type)
-        kept = await _record_media(await acquire(), actor, staged=staged, info=info, store=store, now=now)
+        await _put_objects(store, staged, checked)
+        kept = await _record_media(await acquire(), actor, staged=staged, checked=checked, store=store, now=now)
         if kept is not None:
             return kept
         log.warning("media_collected_while_stored", sha256=staged.sha256, detail="storing it again")
     raise errors.DependencyUnavailable("the media store keeps losing this object; try again", dependency="media_store")
 
 
+async def _put_objects(store: MediaStore, staged: Staged, checked: Processed) -> None:
+    """The original and, when rendered, its preview and thumbnail, side by side."""
+    puts = [store.put_file(keys.original_key(staged.sha256), staged.path, sha256=staged.sha256, size=staged.size,
+                           content_type=checked.info.mime_type)]
+    if checked.derivatives is not None:
+        puts += [
+            store.put_bytes(keys.derivative_key(staged.sha256, "preview"), checked.derivatives.preview,
+                            content_type="image/jpeg"),
+            store.put_bytes(keys.derivative_key(staged.sha256, "thumbnail"), checked.derivatives.thumbnail,
+                            content_type="image/jpeg"),
+        ]
+    await asyncio.gather(*puts)
+
+
 async def _record_media(
-    conn: asyncpg.Connection, actor: Principal, *, staged: Staged, info: ImageInfo, store: MediaStore,
+    conn: asyncpg.Connection, actor: Principal, *, staged: Staged, checked: Processed, store: MediaStore,
     now: dt.datetime,
-) -> tuple[MediaRecord, bool] | None:
+) -> Kept | None:
     """Commit the row of an object just put, under the photo's lock; None if gc removed the
     object since (the caller puts it again)."""
+    info = checked.info
     async with transaction(conn):
         await q.lock_object(conn, staged.sha256)
         if not await store.exists(keys.original_key(staged.sha256)):
             return None
-        created = await q.insert_media(
-            conn,
-            sha256=staged.sha256,
-            size=staged.size,
-            content_type=info.mime_type,
-            width=info.width,
-            height=info.height,
-            taken_at=info.taken_at if info.taken_at and info.taken_at.tzinfo else None,
+        row = await q.insert_media(
+            conn, sha256=staged.sha256, size=staged.size, content_type=info.mime_type, width=info.width,
+            height=info.height, taken_at=info.taken_at if info.taken_at and info.taken_at.tzinfo else None,
             taken_at_local=info.taken_at if info.taken_at and not info.taken_at.tzinfo else None,
-            lat=info.lat,
-            lon=info.lon,
-            make=info.make,
-            model=info.model,
-            now=now,
+            lat=info.lat, lon=info.lon, make=info.make, model=info.model, dhash=info.dhash,
+            thumbprint=info.thumbprint, derivatives_at=now if checked.derivatives is not None else None, now=now,
         )
-        first_upload = await q.record_uploader(
+        created = bool(row["created"])
+        queued = created and checked.derivatives is None
+        if queued:
+            await jobs.enqueue(conn, kind=DERIVATIVE_JOB, keys=[staged.sha256], now=now)
+        _, completed = await q.record_uploader(
             conn, sha256=staged.sha256, user_id=actor.user_id, device_id=actor.device_id, now=now
         )
-        if created:
-            await jobs.enqueue(conn, kind=DERIVATIVE_JOB, keys=[staged.sha256], now=now)
-        if first_upload:
-            await duplicates.photo_arrived(conn, staged.sha256, uploader=actor.user_id, created=created,
-                                           dhash=info.dhash, thumbprint=info.thumbprint, now=now)
-        row = await q.get_media(conn, staged.sha256)
-    assert row is not None
-    return record_of(row), created
+        if completed:
+            await duplicates.references_completed(conn, completed, now=now)
+            queued = True
+    return Kept(record_of(row), created, queued)
 
 
 async def get_readable(

@@ -275,7 +275,7 @@ async def _finish(
     await db.release()
     finished = _FinishedPart(area.path(state.id), state.length, await area.sha256(state.id))
     try:
-        record, created = await media.store_media(
+        kept = await media.store_media(
             db.acquire, actor, staged=finished, expected_sha256=state.sha256, declared_type=state.content_type,
             store=store, max_pixels=max_pixels, now=now,
         )
@@ -289,7 +289,7 @@ async def _finish(
     row = await q.mark_completed(conn, upload_id=state.id, now=now)
     await area.remove(state.id)
     assert row is not None
-    return Appended(state_of(row), record, created)
+    return Appended(state_of(row), kept.record, kept.created or kept.queued)
 
 
 async def terminate_upload(

@@ -232,12 +232,14 @@ async def store_photo(
             if staged.size > runtime.settings.max_media_bytes:
                 raise errors.MediaTooLarge(limit=runtime.settings.max_media_bytes)
         await staged.finish()
-        info = await media.check_media(
+        checked = await media.check_media(
             staged, expected_sha256=staged.sha256, declared_type=declared, max_pixels=runtime.settings.max_media_pixels
         )
         # the request's connection: a form post is small, nothing to give back meanwhile
-        _, created = await media.keep_media(media.holding(conn), principal, staged=staged, info=info, store=runtime.media, now=now)
-    if created:
+        kept = await media.keep_media(
+            media.holding(conn), principal, staged=staged, checked=checked, store=runtime.media, now=now
+        )
+    if kept.queued:
         runtime.wake_workers()
     return staged.sha256
 

@@ -78,15 +78,15 @@ async def _keep_attachments(
     kept: dict[str, str] = {}
     for name, attachment in sorted(attachments.items()):
         staged = attachment.staged
-        info = await media.check_media(
+        checked = await media.check_media(
             staged, expected_sha256=staged.sha256, declared_type=_declared_type(attachment),
             max_pixels=runtime.settings.max_media_pixels,
         )
-        _, created = await media.keep_media(
-            lambda: request_connection(request, runtime.pool), device, staged=staged, info=info,
+        stored = await media.keep_media(
+            lambda: request_connection(request, runtime.pool), device, staged=staged, checked=checked,
             store=runtime.media, now=now,
         )
-        if created:
+        if stored.queued:
             runtime.wake_workers()
         kept[name] = staged.sha256
     return kept
@@ -176,5 +176,7 @@ class OpenRosaController(Controller):
                 conn, device, post_, lambda report_id, known: instances.to_report(parsed, report_id, known),
                 now=now, clock_skew_s=settings.clock_skew_s,
             )
+        if outcome.receipt is not None:
+            runtime.wake_workers()  # the report's near-duplicate search was queued
         message = _message(outcome, parsed, len(files))
         return responses.xml_response(responses.message_document(message, nature="submit_success"), status=201)
