@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import uuid
@@ -139,3 +140,13 @@ def disaster_report(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+async def settled(conn: asyncpg.Connection, *, timeout_s: float = 20.0) -> None:
+    """Wait until the app's background worker has run every due job (near-duplicate detection,
+    derivatives, restamps): what a device sees a few seconds after its PUT."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while await conn.fetchval("SELECT count(*) FROM jobs WHERE attempts = 0"):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"background jobs still queued after {timeout_s} s")
+        await asyncio.sleep(0.02)

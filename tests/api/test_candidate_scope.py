@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.api.test_sync import pull_all
-from tests.support import Actor, hazard_report, make_user, problem
+from tests.support import Actor, hazard_report, make_user, problem, settled
 
 QINYUAN, LUZHOU = "140431", "140403"
 
@@ -38,11 +38,12 @@ async def put(client, actor: Actor, **overrides: Any) -> tuple[str, dict[str, An
 
 
 @pytest.fixture
-async def twins(client, people) -> tuple[str, str]:
+async def twins(client, conn, people) -> tuple[str, str]:
     """The 潞州区 report first, then the same hazard from 沁源县; returns (luzhou, qinyuan) ids."""
     luzhou, _ = await put(client, people["luzhou_inspector"], jurisdiction=LUZHOU)
     qinyuan, receipt = await put(client, people["qinyuan_inspector"])
     assert receipt["possible_duplicates"] == [] and receipt["duplicate_candidates"] == []
+    await settled(conn)
     city_view = (await client.get(f"/v1/reports/{qinyuan}", headers=people["city"].headers)).json()
     assert city_view["possible_duplicates"] == [luzhou], "the pair must exist for the test to mean anything"
     return luzhou, qinyuan

@@ -1,17 +1,21 @@
-"""Near-duplicate detection through the API: the receipt names candidates with reasons, a photo
-arriving later recomputes them, GET /duplicates ranks them, and a supervisor's merge shows in the
-detail, the list, the stats and the pull. Nothing is merged automatically."""
+"""Near-duplicate detection through the API: it runs in the background a moment after each PUT
+(candidates with reasons reach detail, list and pull within seconds), the receipt names at once
+what is certain (the very same photo), a photo arriving later recomputes them, GET /duplicates
+ranks them, and a supervisor's merge shows in the detail, the list, the stats and the pull.
+Nothing is merged automatically."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import pytest
 
+from fieldsync.services.worker import IDLE_POLL_S
 from tests import images
 from tests.api.test_sync import pull_all
-from tests.support import Actor, hazard_report, make_device, make_user, principal_of
+from tests.support import Actor, hazard_report, make_device, make_user, principal_of, settled
 
 QINYUAN = "140431"
 CREDIT = "91350100M000100Y43"
@@ -62,7 +66,20 @@ def rephotographed(scene_seed: int) -> bytes:
     return images.encode(images.rephotographed(images.scene(scene_seed), seed=3).resize((480, 352)), quality=65)
 
 
-async def test_the_same_scene_sent_again_by_its_author_is_named_in_the_receipt_with_reasons(client, people, conn, clock):
+async def candidates_within(client, actor: Actor, report_id: str, *, seconds: float) -> list[str]:
+    """The report's ``possible_duplicates`` once it names any, polled without waking anything:
+    the PUT itself must have set detection going."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        found = (await client.get(f"/v1/reports/{report_id}", headers=actor.headers)).json()["possible_duplicates"]
+        if found or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.05)
+
+
+async def test_the_same_scene_sent_again_by_its_author_is_found_within_seconds_with_reasons(
+    client, people, conn, clock
+):
     first_photo = await upload(client, people["phone_a"], images.encode(images.scene(7), quality=90))
     first, receipt = await put(client, people["phone_a"], belt_report(first_photo))
     assert receipt["possible_duplicates"] == []
@@ -71,17 +88,40 @@ async def test_the_same_scene_sent_again_by_its_author_is_named_in_the_receipt_w
     tablet = await make_device(conn, inspector, principal_of(admin, "/14/1404/"), now=clock.now())
 
     second_photo = await upload(client, tablet, rephotographed(7))
-    _, receipt = await put(client, tablet, belt_report(second_photo, **SECOND_LOOK))
+    second, receipt = await put(client, tablet, belt_report(second_photo, **SECOND_LOOK))
+    # another framing of the scene is no exact signal: the receipt does not wait for the search
+    assert receipt["possible_duplicates"] == []
 
-    assert receipt["possible_duplicates"] == [first]
-    [candidate] = receipt["duplicate_candidates"]
+    assert await candidates_within(client, tablet, second, seconds=IDLE_POLL_S - 1) == [first]
+    [candidate] = (await client.get(f"/v1/reports/{second}/duplicates", headers=tablet.headers)).json()
     assert candidate["id"] == first and 0.5 <= candidate["score"] <= 1
     signals = {reason["signal"] for reason in candidate["reasons"]}
     assert {"similar_photo", "nearby", "same_enterprise", "similar_text"} <= signals
     assert all(reason["detail"] for reason in candidate["reasons"])
+    replay = await client.put(f"/v1/reports/{second}", json=belt_report(second_photo, **SECOND_LOOK),
+                              headers=tablet.headers)
+    assert replay.status_code == 200 and replay.json()["possible_duplicates"] == [first]
 
 
-async def test_same_scene_from_two_inspectors_is_a_candidate_only_for_the_county_that_sees_both(client, people):
+async def test_the_very_same_photo_in_another_report_is_named_in_the_receipt_at_once(client, people, conn):
+    """The exact signal needs no search: another report the sender may see holds these bytes."""
+    photo = images.encode(images.scene(8), quality=90)
+    first, _ = await put(client, people["phone_a"], belt_report(await upload(client, people["phone_a"], photo)))
+    second, receipt = await put(client, people["phone_a"], belt_report(images.sha256(photo), **SECOND_LOOK))
+
+    assert receipt["possible_duplicates"] == [first]
+    [candidate] = receipt["duplicate_candidates"]
+    assert candidate["id"] == first and "same_photo" in {reason["signal"] for reason in candidate["reasons"]}
+    # the other inspector of the county holds the same bytes but may not see either report
+    other, receipt = await put(client, people["phone_b"], belt_report(await upload(client, people["phone_b"], photo)))
+    assert receipt["possible_duplicates"] == [] and receipt["duplicate_candidates"] == []
+    await settled(conn)
+    county = people["county"]
+    detail = (await client.get(f"/v1/reports/{second}", headers=county.headers)).json()
+    assert set(detail["possible_duplicates"]) == {first, other}
+
+
+async def test_same_scene_from_two_inspectors_is_a_candidate_only_for_the_county_that_sees_both(client, people, conn):
     scene = images.scene(7)
     first_photo = await upload(client, people["phone_a"], images.encode(scene, quality=90))
     first, receipt = await put(client, people["phone_a"], belt_report(first_photo))
@@ -92,6 +132,7 @@ async def test_same_scene_from_two_inspectors_is_a_candidate_only_for_the_county
     second_photo = await upload(client, people["phone_b"], rephotographed(7))
     second, receipt = await put(client, people["phone_b"], belt_report(second_photo, **SECOND_LOOK))
     assert receipt["possible_duplicates"] == [] and receipt["duplicate_candidates"] == []
+    await settled(conn)
     assert (await client.get(f"/v1/reports/{second}", headers=people["phone_b"].headers)).json()[
         "possible_duplicates"] == []
 
@@ -102,6 +143,7 @@ async def test_same_scene_from_two_inspectors_is_a_candidate_only_for_the_county
         location={"lat": 36.50002, "lon": 112.29998, "accuracy_m": 8.0},
     ))
     assert receipt["possible_duplicates"] == []
+    await settled(conn)
 
     county = people["county"]
     ranked = (await client.get(f"/v1/reports/{first}/duplicates", headers=county.headers)).json()
@@ -112,7 +154,7 @@ async def test_same_scene_from_two_inspectors_is_a_candidate_only_for_the_county
     assert (await client.get(f"/v1/reports/{other}/duplicates", headers=county.headers)).json() == []
 
 
-async def test_a_photo_arriving_after_its_report_recomputes_and_is_pulled(client, people):
+async def test_a_photo_arriving_after_its_report_recomputes_and_is_pulled(client, people, conn):
     scene = images.scene(11)
     first_photo = await upload(client, people["phone_a"], images.encode(scene, quality=85))
     first, _ = await put(client, people["phone_a"], belt_report(
@@ -129,9 +171,11 @@ async def test_a_photo_arriving_after_its_report_recomputes_and_is_pulled(client
         location={"lat": 36.5004, "lon": 112.3004, "accuracy_m": 30.0},
     ))
     assert receipt["missing_media"] == [images.sha256(late)] and receipt["possible_duplicates"] == []
+    await settled(conn)
     _, cursor = await pull_all(client, people["county"], cursor)
 
     await upload(client, people["phone_b"], late)
+    await settled(conn)
     detail = (await client.get(f"/v1/reports/{second}", headers=people["county"].headers)).json()
     assert detail["possible_duplicates"] == [first]
     changes, _ = await pull_all(client, people["county"], cursor)
@@ -140,12 +184,13 @@ async def test_a_photo_arriving_after_its_report_recomputes_and_is_pulled(client
     assert pulled[first]["possible_duplicates"] == [second]
 
 
-async def test_merge_shows_in_detail_list_stats_and_pull(client, people):
+async def test_merge_shows_in_detail_list_stats_and_pull(client, people, conn):
     scene = images.scene(21)
     survivor, _ = await put(client, people["phone_a"], belt_report(
         await upload(client, people["phone_a"], images.encode(scene))))
     twin_photo = await upload(client, people["phone_b"], images.encode(images.rephotographed(scene, seed=1), quality=70))
     twin, _ = await put(client, people["phone_b"], belt_report(twin_photo, title="皮带机保护装置失效"))
+    await settled(conn)
     county, phone_b = people["county"], people["phone_b"]
     candidates = (await client.get(f"/v1/reports/{twin}", headers=county.headers)).json()["possible_duplicates"]
     assert candidates == [survivor]
@@ -216,6 +261,7 @@ async def test_photos_stored_before_fingerprints_existed_are_fingerprinted_in_th
     other_photo = await upload(client, people["phone_a"], images.encode(images.scene(77)))
     other, _ = await put(client, people["phone_a"], belt_report(
         other_photo, location={"lat": 36.9, "lon": 112.9, "accuracy_m": 10.0}))
+    await settled(conn)
     county = people["county"]
     assert (await client.get(f"/v1/reports/{second}", headers=county.headers)).json()["possible_duplicates"] == [first]
 

@@ -16,7 +16,7 @@ from fieldsync.db import listing as q
 from fieldsync.domain.filters import BBox, Near, ReportFilter
 from fieldsync.domain.principals import Visibility
 from tests import images
-from tests.support import Actor, MutableClock, disaster_report, hazard_report, make_user, problem
+from tests.support import Actor, MutableClock, disaster_report, hazard_report, make_user, problem, settled
 
 FIVE = {
     "responsible_person": "张三", "measures": "更换燃气管道", "funds_cny": 80000,
@@ -191,7 +191,8 @@ async def test_every_filter_narrows_the_list_as_documented(
 
 
 async def test_has_duplicates_is_exactly_a_non_empty_possible_duplicates(
-    client: httpx.AsyncClient, people: dict[str, Actor], world: dict[str, str], clock: MutableClock
+    client: httpx.AsyncClient, conn: asyncpg.Connection, people: dict[str, Actor], world: dict[str, str],
+    clock: MutableClock,
 ) -> None:
     county = people["county"]
     assert await listed(client, county, has_duplicates="true") == []  # world's only pair is merged
@@ -200,6 +201,7 @@ async def test_has_duplicates_is_exactly_a_non_empty_possible_duplicates(
         title="主斜井皮带机保护装置失效", description="煤矿主斜井皮带机跑偏保护失效, 未停机",
         location={"lat": 36.5001, "lon": 112.3001, "accuracy_m": 8.0},
     ))
+    await settled(conn)
     items = []
     cursor = None
     while True:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.console.conftest import FIVE, api_step, create, form_csrf, report, upload_photo
-from tests.support import hazard_report
+from tests.support import hazard_report, settled
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -138,6 +138,7 @@ async def test_general_hazards_offer_no_listing_form(client, browsers, people, h
 
 async def test_the_merge_button_merges_into_the_candidate_shown_beside_it(client, browsers, people, hazard, conn):
     twin = await create(client, people["inspector"], hazard_report())
+    await settled(conn)
     page = await browsers["city"].get(f"/console/reports/{twin}")
     assert "疑似重复报告" in page.text
     assert re.search(rf'name="into" value="{hazard}"', page.text), "the candidate has no merge button"

@@ -179,24 +179,56 @@ async def candidates_of(
 ) -> dict[uuid.UUID, list[asyncpg.Record]]:
     """For each report, its stored candidates that are not merged and that ``viewer`` may see:
     (report_id, id, score, reasons), best first."""
+    return await candidates_for(conn, [(report_id, viewer) for report_id in ids])
+
+
+async def candidates_for(
+    conn: asyncpg.Connection, viewed: list[tuple[uuid.UUID, Visibility]]
+) -> dict[uuid.UUID, list[asyncpg.Record]]:
+    """``candidates_of`` with a viewer per report (a group commit mixes senders): for each
+    (distinct) report, its stored candidates that are not merged and that its viewer may see."""
     rows = await conn.fetch(
         f"""
+        WITH v AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS v(report_id, author, prefix))
         SELECT d.report_id, d.other AS id, d.score, d.reasons FROM (
-            SELECT report_id, candidate_id AS other, score, reasons FROM report_duplicates
-            WHERE report_id = ANY($1::uuid[])
+            SELECT v.report_id, v.author, v.prefix, rd.candidate_id AS other, rd.score, rd.reasons
+            FROM v JOIN report_duplicates rd ON rd.report_id = v.report_id
             UNION ALL
-            SELECT candidate_id, report_id, score, reasons FROM report_duplicates
-            WHERE candidate_id = ANY($1::uuid[])
+            SELECT v.report_id, v.author, v.prefix, rd.report_id, rd.score, rd.reasons
+            FROM v JOIN report_duplicates rd ON rd.candidate_id = v.report_id
         ) d JOIN reports r ON r.id = d.other JOIN jurisdictions j ON j.code = r.jurisdiction
-        WHERE r.status <> 'merged' AND {visible_sql("r", "j.path", "$2", "$3")}
+        WHERE r.status <> 'merged' AND {visible_sql("r", "j.path", "d.author", "d.prefix")}
         ORDER BY d.report_id, d.score DESC, d.other
         """,
-        ids, viewer.author_id, viewer.path_prefix,
+        [report_id for report_id, _ in viewed], [v.author_id for _, v in viewed],
+        [v.path_prefix for _, v in viewed],
     )
-    found: dict[uuid.UUID, list[asyncpg.Record]] = {i: [] for i in ids}
+    found: dict[uuid.UUID, list[asyncpg.Record]] = {report_id: [] for report_id, _ in viewed}
     for row in rows:
         found[row["report_id"]].append(row)
     return found
+
+
+async def sharing_a_photo(
+    conn: asyncpg.Connection, viewed: list[tuple[uuid.UUID, Visibility]]
+) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """(report, other) pairs where both hold the same photo or 'before' bytes as a counted
+    reference, the other is not merged and the report's viewer may see it: the exact signal a
+    receipt can name before detection has run. Index lookups only."""
+    rows = await conn.fetch(
+        f"""
+        SELECT DISTINCT v.report_id, o.report_id AS other
+        FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS v(report_id, author, prefix)
+        JOIN report_media rm ON rm.report_id = v.report_id AND rm.role IN ('photo', 'before')
+        JOIN report_media o ON o.sha256 = rm.sha256 AND o.report_id <> v.report_id
+        JOIN reports r ON r.id = o.report_id AND r.status <> 'merged'
+        JOIN jurisdictions j ON j.code = r.jurisdiction
+        WHERE {possessed_sql("rm")} AND {possessed_sql("o")} AND {visible_sql("r", "j.path", "v.author", "v.prefix")}
+        """,
+        [report_id for report_id, _ in viewed], [v.author_id for _, v in viewed],
+        [v.path_prefix for _, v in viewed],
+    )
+    return {(row["report_id"], row["other"]) for row in rows}
 
 
 async def reports_using(conn: asyncpg.Connection, sha256: str) -> list[uuid.UUID]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import math
 import unicodedata
 from typing import Any
@@ -77,14 +78,16 @@ def search_radius_m(kind: str, category: str, accuracy_m: float | None) -> float
     return window(kind, category).radius_m + min(accuracy_m or 0.0, MAX_ACCURACY_M) + MAX_ACCURACY_M
 
 
-def _normalized(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
-    return "".join(ch for ch in text if ch.isalnum())
+@functools.lru_cache(maxsize=8192)
+def _characters(text: str) -> frozenset[str]:
+    """The letters and digits of ``text`` after NFKC and case folding; cached, because a batch
+    scores each report against dozens of candidates that are themselves candidates of others."""
+    return frozenset(ch for ch in unicodedata.normalize("NFKC", text).lower() if ch.isalnum())
 
 
 def text_similarity(a: str, b: str) -> float:
     """Dice coefficient of the characters: 1 for the same text, ~0 for unrelated text."""
-    x, y = set(_normalized(a)), set(_normalized(b))
+    x, y = _characters(a), _characters(b)
     if not x or not y:
         return 0.0
     return 2 * len(x & y) / (len(x) + len(y))

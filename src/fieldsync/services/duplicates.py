@@ -1,8 +1,9 @@
 """Near-duplicate detection: find, score and store candidates for a batch of reports, inside the
 caller's transaction, with a constant number of statements whatever the batch size.
 
-Called by report ingest (new and revised reports: the receipt names the candidates found) and by
-media upload (a photo that arrives after its report recomputes that report). A pair whose
+Detection runs in the background worker (``run_duplicates_jobs``), a batch of queued reports at a
+time: report ingest queues every new or revised report, and a photo that arrives after its report
+queues that report again. A receipt names the candidates known at once (``receipt_candidates``). A pair whose
 membership changes re-stamps both reports, so devices and supervisors pull the new
 ``possible_duplicates``. Nothing is ever merged here: a supervisor merges with the ``merge``
 transition. Rules and weights: ``domain.duplicates``; storage and indexes: ``db.duplicates``.
@@ -21,7 +22,6 @@ import asyncpg
 from fieldsync import errors
 from fieldsync.db import duplicates as q
 from fieldsync.db import jobs
-from fieldsync.db import media as media_q
 from fieldsync.db import reports as reports_q
 from fieldsync.domain import duplicates as rules
 from fieldsync.domain.principals import Principal, Visibility
@@ -95,35 +95,33 @@ async def detect(
 
 
 async def detect_later(conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: dt.datetime) -> None:
-    """Queue detection for a bulk push: a durable job per report, run by the background worker,
-    which re-stamps the reports so that devices and supervisors pull the candidates."""
+    """Queue detection: a durable job per report, run by the background worker a moment later,
+    which re-stamps the reports whose candidates changed so that devices and supervisors pull them."""
     await jobs.enqueue(conn, kind=DUPLICATES_JOB, keys=[str(i) for i in ids], now=now)
 
 
 async def run_duplicates_jobs(pool: asyncpg.Pool, clock: Clock, *, batch: int = 500) -> bool:
     """Claim up to ``batch`` queued detections and run them together; False when none is due."""
     async with pool.acquire() as conn, conn.transaction():
-        claimed = await jobs.claim(conn, kind=DUPLICATES_JOB, now=clock.now(), limit=batch)
-        if not claimed:
-            return False
-        await detect(conn, [uuid.UUID(job.key) for job in claimed], now=clock.now())
-        await jobs.delete(conn, [job.id for job in claimed])
+        return await detect_queued(conn, now=clock.now(), batch=batch)
+
+
+async def detect_queued(conn: asyncpg.Connection, *, now: dt.datetime, batch: int = 500) -> bool:
+    """``run_duplicates_jobs`` inside the caller's transaction (``scripts/eval_dedupe`` drives it)."""
+    claimed = await jobs.claim(conn, kind=DUPLICATES_JOB, now=now, limit=batch)
+    if not claimed:
+        return False
+    await detect(conn, [uuid.UUID(job.key) for job in claimed], now=now)
+    await jobs.delete(conn, [job.id for job in claimed])
     return True
 
 
-async def photo_arrived(
-    conn: asyncpg.Connection, sha256: str, *, uploader: uuid.UUID, created: bool, dhash: int | None,
-    thumbprint: bytes | None, now: dt.datetime,
-) -> None:
-    """A user uploaded these bytes for the first time, so the references they attached now count:
-    record a new photo's fingerprints, put those reports back on the sync feed (their
-    ``missing_media`` shrank) and recompute their candidates."""
-    if created and (dhash is not None or thumbprint is not None):
-        await q.set_fingerprints(conn, sha256=sha256, dhash=dhash, thumbprint=thumbprint)
-    completed = await media_q.references_completed_by(conn, sha256=sha256, user_id=uploader)
-    if completed:
-        await feed.restamp(conn, completed, now=now)
-        await detect(conn, completed, now=now)
+async def references_completed(conn: asyncpg.Connection, report_ids: list[uuid.UUID], *, now: dt.datetime) -> None:
+    """Their author's or attacher's upload made these reports' references to a photo count: put
+    them back on the sync feed (their ``missing_media`` shrank) and queue their candidates'
+    recomputation (the photo is new evidence)."""
+    await feed.restamp(conn, report_ids, now=now)
+    await detect_later(conn, report_ids, now=now)
 
 
 async def fingerprinted(
@@ -153,6 +151,27 @@ async def stored_candidates(
         report_id: [Candidate(row["id"], float(row["score"]), row["reasons"]) for row in rows]
         for report_id, rows in (await q.candidates_of(conn, ids, viewer)).items()
     }
+
+
+async def receipt_candidates(
+    conn: asyncpg.Connection, viewed: list[tuple[uuid.UUID, Visibility]]
+) -> dict[uuid.UUID, list[Candidate]]:
+    """What a receipt names before detection has run, for each (report, its sender's view): the
+    stored candidates, and reports holding the very same photo scored now (at or above the
+    threshold). Two statements when no photo is shared, which is nearly always."""
+    found = {
+        report_id: [Candidate(row["id"], float(row["score"]), row["reasons"]) for row in rows]
+        for report_id, rows in (await q.candidates_for(conn, viewed)).items()
+    }
+    shared = await q.sharing_a_photo(conn, viewed)
+    if shared:
+        scored = await score_candidates(conn, sorted({report_id for report_id, _ in shared}))
+        for report_id, candidates in scored.items():
+            known = {c.id for c in found[report_id]}
+            found[report_id] += [c for c in candidates if (report_id, c.id) in shared and c.id not in known
+                                 and c.score >= rules.THRESHOLD]
+            found[report_id].sort(key=lambda c: (-c.score, str(c.id)))
+    return found
 
 
 async def list_duplicates(conn: asyncpg.Connection, actor: Principal, report_id: uuid.UUID) -> list[CandidateView]:

@@ -108,7 +108,7 @@ async def push(
 
     outcomes = await reports.submit_reports(
         conn, actor, [report for i in to_submit if (report := items[i].report) is not None], now=now,
-        clock_skew_s=clock_skew_s, detect_now=False,
+        clock_skew_s=clock_skew_s,
     )
     for index, outcome in zip(to_submit, outcomes, strict=True):
         report = items[index].report

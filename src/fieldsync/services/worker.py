@@ -1,9 +1,11 @@
 """The background worker: tasks in the server process that run due jobs of the durable queue
-(``db.jobs``) until none is due, then sleep until woken or ``IDLE_POLL_S`` passes.
+(``db.jobs``) until none is due, then sleep until woken or ``IDLE_POLL_S`` passes. Woken, it
+waits ``GATHER_S`` first, so that a burst of requests' jobs runs as one batch.
 
 Each kind of job has a runner owned by its domain that claims, runs and deletes its jobs in one
-transaction and answers whether it found one: previews and thumbnails (``services.media``),
-duplicate detection queued by pushes (``services.duplicates``), restamps of reports another
+transaction and answers whether it found one: previews and thumbnails whose rendering failed at
+upload (``services.media``), the near-duplicate search every written report queues
+(``services.duplicates``), restamps of reports another
 transaction held (``services.feed``), and the fingerprint backfill of photos stored before
 migration 0009. Fresh work comes first, so an upgrade's backlog never delays today's reports.
 A failing runner is logged and the loop goes on: its job stays queued (``retry_later``).
@@ -24,6 +26,7 @@ from fieldsync.ports import Clock
 
 log = structlog.get_logger("fieldsync.worker")
 IDLE_POLL_S = 5.0
+GATHER_S = 0.2  # after a wake: the near-duplicate search of 200 ms of PUTs runs as one batch
 MAX_BACKOFF_S = 3600
 
 Runner = Callable[[], Awaitable[bool]]
@@ -68,8 +71,11 @@ class Worker:
             except Exception:  # noqa: BLE001 - a worker must survive a database blip; jobs stay queued
                 log.exception("worker_iteration_failed")
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), timeout=IDLE_POLL_S)
+            except TimeoutError:
+                continue
+            await asyncio.sleep(GATHER_S)  # a burst's jobs gather into one batch (one search, one restamp)
 
     @contextlib.asynccontextmanager
     async def running(self, count: int) -> AsyncIterator[None]:
