@@ -32,7 +32,9 @@ import io
 import os
 import random
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -247,7 +249,7 @@ async def prepare(server: Server, data_dir: Path) -> list[str]:
     return tokens
 
 
-async def run(plan: Plan, work: Path) -> str:
+async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None) -> str:
     started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
     data_dir = work / "data"
     data_dir.mkdir()
@@ -255,8 +257,12 @@ async def run(plan: Plan, work: Path) -> str:
     server.start()
     results: list[Result] = []
     loads = [("start", os.getloadavg())]
+    spy = None
     try:
         tokens = await prepare(server, data_dir)
+        if profile is not None:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid),
+                                    "--output", str(profile), "--format", "speedscope", "--rate", "200", "--nonblocking"])
         async with embedded.database_url("", data_dir) as dsn:
             conn = await connect(dsn)
             try:
@@ -265,15 +271,21 @@ async def run(plan: Plan, work: Path) -> str:
                     for shape in ("distinct", "one_firm"):
                         for concurrency, count in plan.per_phase.items():
                             seed += 1
+                            if only and f"{kind}:{shape}:{concurrency}" not in only:
+                                continue
                             result = await phase(server, conn, tokens, shape, kind, concurrency, count, seed)
                             results.append(result)
                             print(line(result), flush=True)
-                results.append(await push_phase(server, conn, tokens[0], plan.push_batches))
-                print(line(results[-1]), flush=True)
+                if not only or "push" in only:
+                    results.append(await push_phase(server, conn, tokens[0], plan.push_batches))
+                    print(line(results[-1]), flush=True)
                 loads.append(("end", os.getloadavg()))
             finally:
                 await conn.close()
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         print(f"shutdown: {server.stop()}", flush=True)
     return markdown(plan, results, loads, started, time.perf_counter() - t0)
 
@@ -282,10 +294,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--markdown", type=Path, help="also write the results table here")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only these phases, e.g. photo:distinct:8 or push (repeatable)")
+    parser.add_argument("--profile", type=Path, help="record the server with py-spy into this speedscope file")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fieldsync-bench-ingest-", dir="/tmp"))
     try:
-        text = asyncio.run(run(QUICK if args.quick else FULL, work))
+        text = asyncio.run(run(QUICK if args.quick else FULL, work, only=set(args.only), profile=args.profile))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(text)

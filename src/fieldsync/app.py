@@ -46,6 +46,7 @@ from fieldsync.db.pool import connect, create_pool
 from fieldsync.ports import Clock, MediaStore, SystemClock
 from fieldsync.services import duplicates, feed, media
 from fieldsync.services.delivery import delivering
+from fieldsync.services.ingest import GroupCommit
 from fieldsync.services.worker import Worker
 from fieldsync.settings import Settings
 from fieldsync.storage import open_media_store, open_spool
@@ -114,11 +115,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 await conn.close()
             store = await open_media_store(settings)
             spool = await open_spool(settings)
-            pool = await create_pool(pool_dsn)
+            pool = await create_pool(pool_dsn, reset_session=False)
             try:
                 worker = background_worker(settings, clock, pool, store)
-                app.state.runtime = Runtime(settings=settings, clock=clock, pool=pool, media=store, spool=spool,
-                                            worker=worker)
+                app.state.runtime = Runtime(
+                    settings=settings, clock=clock, pool=pool, media=store, spool=spool, worker=worker,
+                    ingest=GroupCommit(pool, clock, clock_skew_s=settings.clock_skew_s),
+                )
                 webhooks = delivering(
                     pool_dsn, clock, concurrency=settings.webhook_concurrency, timeout_s=settings.webhook_timeout_s,
                     allow_private=settings.webhook_allow_private,

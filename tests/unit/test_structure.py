@@ -5,6 +5,7 @@ function in src/ longer than 60 lines."""
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -78,3 +79,32 @@ def test_the_line_count_sees_code_but_not_sql_or_parameters() -> None:
     function = ast.parse(source).body[0]
     assert isinstance(function, ast.AsyncFunctionDef)
     assert code_lines(function) == 6
+
+
+SESSION_STATE = re.compile(  # SQL here is written in capitals; prose in docstrings is not
+    r"pg_(try_)?advisory_lock(_shared)?\s*\(|(?<!UN)\bLISTEN\b|(?:^|;)\s*SET\s+(?!LOCAL\b)|"
+    r"set_config\s*\([^)]*false|\bWITH\s+HOLD\b",
+)
+# Not the request pool: migrations hold a session lock on a connection of their own, the webhook
+# worker LISTENs on a pool of its own (reset on release), the schema snapshot filters pg_dump's SETs.
+SESSION_STATE_ALLOWED = {"src/fieldsync/db/migrate.py", "src/fieldsync/services/delivery.py",
+                         "src/fieldsync/db/snapshot.py"}
+
+
+def test_request_connections_never_leave_session_state_behind() -> None:
+    """The request pool skips asyncpg's reset query (``db.pool._keep_session``): no SQL in src/ may
+    leave state on a session, and only the webhook worker (its own pool, reset on release) listens."""
+    found = []
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        relative = str(path.relative_to(ROOT))
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source, filename=relative)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and relative not in SESSION_STATE_ALLOWED:
+                if match := SESSION_STATE.search(node.value):
+                    found.append(f"{relative}:{node.lineno} {match.group(0)!r}")
+        if ".add_listener(" in source and relative != "src/fieldsync/services/delivery.py":
+            found.append(f"{relative}: add_listener")
+    assert not found, found
+    assert SESSION_STATE.search("SELECT pg_advisory_lock($1)") and SESSION_STATE.search("LISTEN deliveries")
+    assert SESSION_STATE.search("SET statement_timeout = 0") and SESSION_STATE.search("BEGIN; SET work_mem = 1")
+    assert not SESSION_STATE.search("SELECT pg_advisory_xact_lock($1); UNLISTEN *; UPDATE t\n  SET a = 1")

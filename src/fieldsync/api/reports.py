@@ -7,11 +7,11 @@ import uuid
 from typing import Any
 
 import msgspec
-from litestar import Controller, Response, get, put
+from litestar import Controller, Request, Response, get, put
 from litestar.openapi.datastructures import ResponseSpec
 
 from fieldsync import errors
-from fieldsync.api.deps import Connection
+from fieldsync.api.deps import Connection, release_connection
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
 from fieldsync.api.schemas.reports import (
@@ -30,7 +30,7 @@ from fieldsync.api.schemas.reports import (
     ReportWrite,
     WorkflowRead,
 )
-from fieldsync.db.transactions import snapshot, transaction
+from fieldsync.db.transactions import snapshot
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.reports import MediaReference, ReceiptData, ReportSubmission
 from fieldsync.domain.views import EventView, PersonView, PhotoView, ReportView, WorkflowView
@@ -173,15 +173,18 @@ class ReportController(Controller):
         status_code=201,
     )
     async def put_report(
-        self, report_id: uuid.UUID, data: ReportWrite, principal: Principal, conn: Connection,
-        runtime: Runtime, now: dt.datetime,
+        self, request: Request[Any, Any, Any], report_id: uuid.UUID, data: ReportWrite, principal: Principal,
+        runtime: Runtime,
     ) -> Response[Receipt]:
         submission = to_submission(report_id, data)
-        async with transaction(conn):
-            receipt = await reports.submit_report(
-                conn, principal, submission, now=now, clock_skew_s=runtime.settings.clock_skew_s
-            )
-        return Response(to_receipt(receipt), status_code=201 if receipt.created else 200)
+        # committed with the other PUTs in flight (services.ingest), on a connection of its own
+        await release_connection(request)
+        outcome = await runtime.ingest.submit(reports.Submission(principal, submission))
+        runtime.wake_workers()  # its near-duplicate search was queued
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.receipt is not None
+        return Response(to_receipt(outcome.receipt), status_code=201 if outcome.receipt.created else 200)
 
     @get(
         "/{report_id:uuid}",

@@ -1,5 +1,5 @@
-"""What a running app holds: settings, clock, database pool, media store, spool and the
-background worker. Built in the lifespan; handlers reach it through the ``runtime`` dependency."""
+"""What a running app holds: settings, clock, database pool, media store, spool, the
+background worker and the group commit of single-report PUTs. Built in the lifespan; handlers reach it through the ``runtime`` dependency."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import dataclasses
 import asyncpg
 
 from fieldsync.ports import Clock, MediaStore
+from fieldsync.services.ingest import GroupCommit
 from fieldsync.services.worker import Worker
 from fieldsync.settings import Settings
 from fieldsync.storage.spool import Spool
@@ -21,6 +22,7 @@ class Runtime:
     media: MediaStore
     spool: Spool
     worker: Worker
+    ingest: GroupCommit
 
     def wake_workers(self) -> None:
         """New work was queued: the background worker should look now, not at its next poll."""

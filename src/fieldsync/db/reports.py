@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from typing import Any
@@ -24,6 +25,14 @@ _ROW_TYPES = (
 )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Writer:
+    """Who wrote a row: its author and the device it came from."""
+
+    author_id: uuid.UUID
+    device_id: uuid.UUID | None
+
+
 def _columns(rows: list[ReportSubmission]) -> list[list[Any]]:
     return [[getattr(row, name) for row in rows] for name in _ROW_COLUMNS]
 
@@ -39,26 +48,28 @@ def _unnest(first_param: int, extra: tuple[tuple[str, str], ...] = ()) -> str:
 async def insert_reports(
     conn: asyncpg.Connection,
     rows: list[ReportSubmission],
+    writers: list[Writer],
     *,
-    author_id: uuid.UUID,
-    device_id: uuid.UUID | None,
     now: dt.datetime,
 ) -> set[uuid.UUID]:
     """Insert version 1 of every row whose id is new, in one statement; returns the ids inserted.
 
     Concurrent inserts of one id serialise on the primary key: exactly one wins, the others see
-    its committed row afterwards. A row that would give a disaster chain a second initial or final
-    report violates a partial unique index (``reports_incident_initial_key`` / ``…_final_key``),
-    which ``db.constraints`` names ``incident.stage_taken``.
+    its committed row afterwards. Rows go in id order, so two batches naming the same new ids wait
+    for each other instead of deadlocking. A row that would give a disaster chain a second initial
+    or final report violates a partial unique index (``reports_incident_initial_key`` /
+    ``…_final_key``), which ``db.constraints`` names ``incident.stage_taken``.
     """
     inserted = await conn.fetch(
         f"""
         INSERT INTO reports ({", ".join(_ROW_COLUMNS)}, author_id, device_id, received_at, updated_at)
-        SELECT v.*, $1::uuid, $2::uuid, $3::timestamptz, $3::timestamptz FROM {_unnest(4)}
+        SELECT v.*, $1::timestamptz, $1::timestamptz
+        FROM {_unnest(2, (("author_id", "uuid"), ("device_id", "uuid")))}
+        ORDER BY v.id
         ON CONFLICT ON CONSTRAINT reports_pkey DO NOTHING
         RETURNING id
         """,
-        author_id, device_id, now, *_columns(rows),
+        now, *_columns(rows), [w.author_id for w in writers], [w.device_id for w in writers],
     )
     return {row["id"] for row in inserted}
 
@@ -67,8 +78,8 @@ async def revise_reports(
     conn: asyncpg.Connection,
     rows: list[ReportSubmission],
     base_versions: list[int],
+    device_ids: list[uuid.UUID | None],
     *,
-    device_id: uuid.UUID | None,
     now: dt.datetime,
 ) -> dict[uuid.UUID, asyncpg.Record]:
     """Write a new version of each row whose ``base_version`` is current and that is editable."""
@@ -76,13 +87,13 @@ async def revise_reports(
     revised = await conn.fetch(
         f"""
         UPDATE reports r SET {assignments},
-            device_id = coalesce($1::uuid, r.device_id), updated_at = $2::timestamptz,
+            device_id = coalesce(v.device_id, r.device_id), updated_at = $1::timestamptz,
             version = r.version + 1, status = 'submitted'
-        FROM {_unnest(3, (("base_version", "int"),))}
+        FROM {_unnest(2, (("base_version", "int"), ("device_id", "uuid")))}
         WHERE r.id = v.id AND r.version = v.base_version AND r.status IN ('submitted', 'needs_info')
         RETURNING r.id, r.version, r.status
         """,
-        device_id, now, *_columns(rows), base_versions,
+        now, *_columns(rows), base_versions, device_ids,
     )
     return {row["id"]: row for row in revised}
 
@@ -91,19 +102,18 @@ async def insert_versions(
     conn: asyncpg.Connection,
     rows: list[ReportSubmission],
     versions: list[int],
+    writers: list[Writer],
     *,
-    author_id: uuid.UUID,
-    device_id: uuid.UUID | None,
     now: dt.datetime,
 ) -> None:
     await conn.execute(
         """
         INSERT INTO report_versions (report_id, version, body, content_hash, author_id, device_id, created_at)
-        SELECT v.id, v.version, v.body, v.content_hash, $1, $2, $3
-        FROM unnest($4::uuid[], $5::int[], $6::jsonb[], $7::bytea[]) AS v(id, version, body, content_hash)
+        SELECT v.*, $1 FROM unnest($2::uuid[], $3::int[], $4::jsonb[], $5::bytea[], $6::uuid[], $7::uuid[])
+            AS v(id, version, body, content_hash, author_id, device_id)
         """,
-        author_id, device_id, now,
-        [r.id for r in rows], versions, [r.body for r in rows], [r.content_hash for r in rows],
+        now, [r.id for r in rows], versions, [r.body for r in rows], [r.content_hash for r in rows],
+        [w.author_id for w in writers], [w.device_id for w in writers],
     )
 
 
@@ -111,11 +121,11 @@ async def replace_media(
     conn: asyncpg.Connection,
     media: dict[uuid.UUID, list[tuple[str, str, str | None]]],
     *,
-    attached_by: uuid.UUID,
+    attached_by: uuid.UUID | dict[uuid.UUID, uuid.UUID],
     created: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset(),
 ) -> None:
     """Set each report's photo list to the given [(sha256, role, caption)], in order, attached by
-    ``attached_by`` (the author).
+    ``attached_by`` (one user, or each report's author).
 
     ``created``: reports inserted by this transaction. They hold no photo rows yet (the foreign
     key needs the report row first), so there is nothing of theirs to delete.
@@ -126,15 +136,16 @@ async def replace_media(
     revised = [report_id for report_id in media if report_id not in created]
     if revised:
         await conn.execute("DELETE FROM report_media WHERE report_id = ANY($1::uuid[])", revised)
-    flat = [(report_id, n, sha, role, caption) for report_id, items in media.items()
+    by = attached_by if isinstance(attached_by, dict) else dict.fromkeys(media, attached_by)
+    flat = [(report_id, n, sha, role, caption, by[report_id]) for report_id, items in media.items()
             for n, (sha, role, caption) in enumerate(items, start=1)]
     if flat:
         await conn.execute(
             """
             INSERT INTO report_media (report_id, position, sha256, role, caption, attached_by)
-            SELECT v.*, $6::uuid FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[]) AS v
+            SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::uuid[])
             """,
-            *(list(column) for column in zip(*flat, strict=True)), attached_by,
+            *(list(column) for column in zip(*flat, strict=True)),
         )
 
 

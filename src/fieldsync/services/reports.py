@@ -12,11 +12,15 @@ else reads the committed row under ``FOR UPDATE`` and decides:
 - ``base_version`` not current → ``report.stale_version``;
 - current ``base_version`` by the author while ``submitted``/``needs_info`` → a new version.
 
-Every written report is searched for near-duplicate candidates in the same transaction, set-based
-(``services.duplicates``: a few statements per batch), so the receipt names them.
+Near-duplicate search is not part of the transaction: every written report gets a durable
+detection job (``services.duplicates``, run by the background worker a moment later, in batches),
+and the receipt names the candidates known at once: those stored already, and the cheap exact
+signal, another visible report holding the very same photo.
 
-One report's problem becomes that report's outcome; it never fails or reorders the others. A
-batch that names one id twice is applied in rounds, in input order, so the second sees the first.
+A batch may mix authors (``Submission``): the single-report PUTs of one process are committed
+together (``services.ingest``), and a push is a batch of one author. One report's problem becomes
+that report's outcome; it never fails or reorders the others. A batch that names one id twice is
+applied in rounds, in input order, so the second sees the first.
 """
 
 from __future__ import annotations
@@ -44,6 +48,14 @@ class Outcome:
     status: OutcomeStatus
     receipt: rules.ReceiptData | None = None
     error: errors.FieldsyncError | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Submission:
+    """One report and who sent it."""
+
+    actor: Principal
+    report: rules.ReportSubmission
 
 
 def _rejected(error: errors.FieldsyncError) -> Outcome:
@@ -84,22 +96,34 @@ async def submit_reports(
     *,
     now: dt.datetime,
     clock_skew_s: int,
-    detect_now: bool = True,
+    isolate: bool = True,
+) -> list[Outcome]:
+    """Create or revise each report of one author; one outcome per input, in input order."""
+    return await submit_many(conn, [Submission(actor, report) for report in reports], now=now,
+                             clock_skew_s=clock_skew_s, isolate=isolate)
+
+
+async def submit_many(
+    conn: asyncpg.Connection,
+    items: list[Submission],
+    *,
+    now: dt.datetime,
+    clock_skew_s: int,
     isolate: bool = True,
 ) -> list[Outcome]:
     """Create or revise each report; one outcome per input, in input order. With ``isolate``, a
     report the database refuses becomes its own ``rejected`` outcome; without, its error is raised."""
-    outcomes: list[Outcome | None] = [None] * len(reports)
-    if actor.role is not Role.INSPECTOR:
-        return [_rejected(errors.RoleForbidden("only inspectors author reports")) for _ in reports]
+    outcomes: list[Outcome | None] = [None] * len(items)
     categories, paths = await reference.lookup(
         conn,
-        categories=sorted({(r.kind, r.category) for r in reports}),
-        jurisdictions=sorted({r.jurisdiction for r in reports}),
+        categories=sorted({(i.report.kind, i.report.category) for i in items}),
+        jurisdictions=sorted({i.report.jurisdiction for i in items}),
     )
     pending: list[int] = []
-    for index, report in enumerate(reports):
-        problem = _check(actor, report, categories=categories, paths=paths, now=now, skew_s=clock_skew_s)
+    for index, item in enumerate(items):
+        problem = (errors.RoleForbidden("only inspectors author reports") if item.actor.role is not Role.INSPECTOR
+                   else _check(item.actor, item.report, categories=categories, paths=paths, now=now,
+                               skew_s=clock_skew_s))
         if problem is not None:
             outcomes[index] = _rejected(problem)
         else:
@@ -109,34 +133,28 @@ async def submit_reports(
         this_round: list[int] = []
         later: list[int] = []
         for index in pending:
-            (later if reports[index].id in seen else this_round).append(index)
-            seen.add(reports[index].id)
+            (later if items[index].report.id in seen else this_round).append(index)
+            seen.add(items[index].report.id)
         if isolate:
-            await _apply_round_isolated(conn, actor, reports, this_round, outcomes, now=now, detect_now=detect_now)
+            await _apply_round_isolated(conn, items, this_round, outcomes, now=now)
         else:
-            await _apply_round(conn, actor, reports, this_round, outcomes, now=now, detect_now=detect_now)
+            await _apply_round(conn, items, this_round, outcomes, now=now)
         pending = later
     decided = [outcome for outcome in outcomes if outcome is not None]
-    assert len(decided) == len(reports), "every report gets an outcome"
+    assert len(decided) == len(items), "every report gets an outcome"
     return decided
 
 
 async def _apply_round_isolated(
-    conn: asyncpg.Connection,
-    actor: Principal,
-    reports: list[rules.ReportSubmission],
-    indices: list[int],
-    outcomes: list[Outcome | None],
-    *,
-    now: dt.datetime,
-    detect_now: bool,
+    conn: asyncpg.Connection, items: list[Submission], indices: list[int], outcomes: list[Outcome | None],
+    *, now: dt.datetime,
 ) -> None:
     """Apply a round in a savepoint; if the database refuses it (a second initial report of an
     incident, a rule only the database knows), apply each half on its own, down to the report
     that breaks the rule, which alone is rejected."""
     try:
         async with transaction(conn):
-            await _apply_round(conn, actor, reports, indices, outcomes, now=now, detect_now=detect_now)
+            await _apply_round(conn, items, indices, outcomes, now=now)
     except errors.FieldsyncError as exc:
         for index in indices:
             outcomes[index] = None
@@ -145,58 +163,52 @@ async def _apply_round_isolated(
             return
         middle = len(indices) // 2
         for half in (indices[:middle], indices[middle:]):
-            await _apply_round_isolated(conn, actor, reports, half, outcomes, now=now, detect_now=detect_now)
+            await _apply_round_isolated(conn, items, half, outcomes, now=now)
 
 
 async def _apply_round(
-    conn: asyncpg.Connection,
-    actor: Principal,
-    reports: list[rules.ReportSubmission],
-    indices: list[int],
-    outcomes: list[Outcome | None],
-    *,
-    now: dt.datetime,
-    detect_now: bool,
+    conn: asyncpg.Connection, items: list[Submission], indices: list[int], outcomes: list[Outcome | None],
+    *, now: dt.datetime,
 ) -> None:
     """Apply reports with distinct ids: insert the new, decide the existing under row locks, then
-    record what was written (versions, photos, audit, near-duplicates) and fill the receipts."""
-    inserted = await q.insert_reports(
-        conn, [reports[i] for i in indices], author_id=actor.user_id, device_id=actor.device_id, now=now
-    )
+    record what was written (versions, photos, audit, events, detection job) and fill the receipts."""
+    batch = [items[i] for i in indices]
+    inserted = await q.insert_reports(conn, [i.report for i in batch], [_writer(i.actor) for i in batch], now=now)
     written: list[tuple[int, int]] = []
     for index in indices:
-        if reports[index].id in inserted:
-            outcomes[index] = Outcome("applied", rules.ReceiptData(reports[index].id, 1, "submitted", [], False, True))
+        if items[index].report.id in inserted:
+            outcomes[index] = Outcome("applied", rules.ReceiptData(items[index].report.id, 1, "submitted", [],
+                                                                   False, True))
             written.append((index, 1))
-    existing = [index for index in indices if reports[index].id not in inserted]
+    existing = [index for index in indices if items[index].report.id not in inserted]
     if existing:
-        written += await _revise_existing(conn, actor, reports, existing, outcomes, now=now)
+        written += await _revise_existing(conn, items, existing, outcomes, now=now)
     if written:
-        await _record_written(conn, actor, reports, written, inserted=inserted, now=now, detect_now=detect_now)
-    await _fill_receipts(conn, actor, reports, indices, outcomes)
+        await _record_written(conn, items, written, inserted=inserted, now=now)
+    await _fill_receipts(conn, items, indices, outcomes)
+
+
+def _writer(actor: Principal) -> q.Writer:
+    return q.Writer(author_id=actor.user_id, device_id=actor.device_id)
 
 
 async def _revise_existing(
-    conn: asyncpg.Connection,
-    actor: Principal,
-    reports: list[rules.ReportSubmission],
-    existing: list[int],
-    outcomes: list[Outcome | None],
-    *,
-    now: dt.datetime,
+    conn: asyncpg.Connection, items: list[Submission], existing: list[int], outcomes: list[Outcome | None],
+    *, now: dt.datetime,
 ) -> list[tuple[int, int]]:
     """Decide each report whose id exists (replay, conflict, stale, revision) under its row lock;
     write the valid revisions; returns (index, new version) of those."""
-    current = await q.lock_reports(conn, [reports[i].id for i in existing])
+    current = await q.lock_reports(conn, [items[i].report.id for i in existing])
     past = await q.versions_with_hashes(
         conn,
-        [(reports[i].id, reports[i].content_hash) for i in existing
-         if current[reports[i].id]["content_hash"] != reports[i].content_hash],
+        [(items[i].report.id, items[i].report.content_hash) for i in existing
+         if current[items[i].report.id]["content_hash"] != items[i].report.content_hash],
     )
     to_revise: list[int] = []
     for index in existing:
-        report = reports[index]
-        outcome = _decide(actor, report, current[report.id], past.get((report.id, report.content_hash)))
+        item = items[index]
+        report = item.report
+        outcome = _decide(item.actor, report, current[report.id], past.get((report.id, report.content_hash)))
         if outcome is None:
             to_revise.append(index)
         else:
@@ -204,77 +216,67 @@ async def _revise_existing(
     if not to_revise:
         return []
     revised = await q.revise_reports(
-        conn, [reports[i] for i in to_revise], [reports[i].base_version or 0 for i in to_revise],
-        device_id=actor.device_id, now=now,
+        conn, [items[i].report for i in to_revise], [items[i].report.base_version or 0 for i in to_revise],
+        [items[i].actor.device_id for i in to_revise], now=now,
     )
     written = []
     for index in to_revise:
-        got = revised[reports[index].id]
-        outcomes[index] = Outcome("applied", rules.ReceiptData(reports[index].id, got["version"], got["status"],
+        got = revised[items[index].report.id]
+        outcomes[index] = Outcome("applied", rules.ReceiptData(items[index].report.id, got["version"], got["status"],
                                                                [], False, False))
         written.append((index, got["version"]))
-    await events.reports_revised(conn, [(reports[i], current[reports[i].id]["status"]) for i in to_revise], now=now)
+    await events.reports_revised(
+        conn, [(items[i].report, current[items[i].report.id]["status"]) for i in to_revise], now=now
+    )
     return written
 
 
 async def _record_written(
-    conn: asyncpg.Connection,
-    actor: Principal,
-    reports: list[rules.ReportSubmission],
-    written: list[tuple[int, int]],
-    *,
-    inserted: set[uuid.UUID],
-    now: dt.datetime,
-    detect_now: bool,
+    conn: asyncpg.Connection, items: list[Submission], written: list[tuple[int, int]], *,
+    inserted: set[uuid.UUID], now: dt.datetime,
 ) -> None:
-    """What every written version carries: its stored copy, its photo list, its audit event and a
-    near-duplicate search (now, or queued for a push)."""
-    await q.insert_versions(
-        conn, [reports[i] for i, _ in written], [v for _, v in written],
-        author_id=actor.user_id, device_id=actor.device_id, now=now,
-    )
+    """What every written version carries: its stored copy, its photo list, its audit event, its
+    webhook events and a queued near-duplicate search."""
+    batch = [items[i] for i, _ in written]
+    await q.insert_versions(conn, [i.report for i in batch], [v for _, v in written],
+                            [_writer(i.actor) for i in batch], now=now)
     await q.replace_media(
-        conn, {reports[i].id: [(m.sha256, m.role, m.caption) for m in reports[i].media] for i, _ in written},
-        attached_by=actor.user_id, created=inserted,
+        conn,
+        {i.report.id: [(m.sha256, m.role, m.caption) for m in i.report.media] for i in batch},
+        attached_by={i.report.id: i.actor.user_id for i in batch},
+        created=inserted,
     )
     await audit.record(
         conn,
         [
             audit.NewEvent(
-                chain=audit.report_chain(reports[i].id), action="created" if version == 1 else "revised",
-                actor_id=actor.user_id, device_id=actor.device_id, report_id=reports[i].id,
+                chain=audit.report_chain(item.report.id), action="created" if version == 1 else "revised",
+                actor_id=item.actor.user_id, device_id=item.actor.device_id, report_id=item.report.id,
                 to_status="submitted", version=version,
             )
-            for i, version in written
+            for item, (_, version) in zip(batch, written, strict=True)
         ],
         now=now,
     )
-    await events.reports_created(conn, [reports[i] for i, version in written if version == 1], now=now)
-    written_ids = [reports[i].id for i, _ in written]
-    if detect_now:
-        await duplicates.detect(conn, written_ids, now=now)
-    else:
-        await duplicates.detect_later(conn, written_ids, now=now)
+    await events.reports_created(conn, [i.report for i, (_, v) in zip(batch, written, strict=True) if v == 1],
+                                 now=now)
+    await duplicates.detect_later(conn, [i.report.id for i in batch], now=now)
 
 
 async def _fill_receipts(
-    conn: asyncpg.Connection,
-    actor: Principal,
-    reports: list[rules.ReportSubmission],
-    indices: list[int],
-    outcomes: list[Outcome | None],
+    conn: asyncpg.Connection, items: list[Submission], indices: list[int], outcomes: list[Outcome | None]
 ) -> None:
-    """Each receipt's missing photos and the candidates its sender may see."""
-    ids = [reports[i].id for i in indices]
-    missing = await q.missing_media(conn, ids)
-    candidates = await duplicates.stored_candidates(conn, ids, actor.visibility)
+    """Each receipt's missing photos and the candidates its sender may see (stored, or sharing a
+    photo)."""
+    viewed = [(items[i].report.id, items[i].actor.visibility) for i in indices]
+    missing = await q.missing_media(conn, [report_id for report_id, _ in viewed])
+    candidates = await duplicates.receipt_candidates(conn, viewed)
     for index in indices:
         outcome = outcomes[index]
         if outcome is not None and outcome.receipt is not None:
-            outcome.receipt.missing_media = missing[reports[index].id]
-            outcome.receipt.possible_duplicates = [
-                (c.id, c.score, c.reasons) for c in candidates[reports[index].id]
-            ]
+            report_id = items[index].report.id
+            outcome.receipt.missing_media = missing[report_id]
+            outcome.receipt.possible_duplicates = [(c.id, c.score, c.reasons) for c in candidates[report_id]]
 
 
 def _decide(
@@ -307,7 +309,8 @@ async def submit_report(
     clock_skew_s: int,
 ) -> rules.ReceiptData:
     """One report, with the batch's semantics; its problem is raised rather than returned."""
-    outcome = (await submit_reports(conn, actor, [report], now=now, clock_skew_s=clock_skew_s, isolate=False))[0]
+    outcome = (await submit_many(conn, [Submission(actor, report)], now=now, clock_skew_s=clock_skew_s,
+                                 isolate=False))[0]
     if outcome.error is not None:
         raise outcome.error
     assert outcome.receipt is not None

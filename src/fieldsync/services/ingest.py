@@ -1,0 +1,88 @@
+"""Group commit: the single-report PUTs in flight in one process share a transaction.
+
+Each PUT is a batch of one to ``services.reports``, but a transaction per report pays its
+statements, its round trips and its commit for one row. Here concurrent PUTs queue their report,
+and one batch at a time (at most ``MAX_IN_FLIGHT``) takes everything queued (at most
+``MAX_BATCH``) into one transaction through ``reports.submit_many``, the very path of a push. The
+gathering window is the batch before it: a PUT that finds a free slot starts its batch at once
+(c=1 waits for nothing), and PUTs that arrive while the slots are busy ride together in the next.
+
+Each report still gets its own outcome and its own error: problems of one report are its outcome
+(``submit_many`` isolates a database refusal to the report that caused it, in savepoints), and a
+PUT learns its outcome only after the transaction committed, so a 2xx still means durable. If the
+transaction as a whole fails (the database went away), every report of the batch gets that error,
+as each would have alone. A PUT whose client gave up before its batch started is left out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import asyncpg
+
+from fieldsync.db.transactions import transaction
+from fieldsync.ports import Clock
+from fieldsync.services.reports import Outcome, Submission, submit_many
+
+MAX_BATCH = 64  # reports per transaction: a few ms of statements, far below lock and WAL limits
+MAX_IN_FLIGHT = 2  # transactions at once: one gathers while one commits; one slow batch stalls no one
+
+
+@dataclasses.dataclass(slots=True)
+class _Waiting:
+    submission: Submission
+    answer: asyncio.Future[Outcome]
+
+
+class GroupCommit:
+    """Commits concurrent ``submit`` calls together; see the module docstring."""
+
+    def __init__(self, pool: asyncpg.Pool, clock: Clock, *, clock_skew_s: int, max_batch: int = MAX_BATCH,
+                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._clock_skew_s = clock_skew_s
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._queue: list[_Waiting] = []
+        self._batches: set[asyncio.Task[None]] = set()
+        self.committed_batches = 0  # for tests and metrics: how many transactions carried reports
+
+    async def submit(self, submission: Submission) -> Outcome:
+        """The outcome of one report, once the transaction that carried it has committed."""
+        waiting = _Waiting(submission, asyncio.get_running_loop().create_future())
+        self._queue.append(waiting)
+        self._start_batches()
+        return await waiting.answer
+
+    def _start_batches(self) -> None:
+        while self._queue and len(self._batches) < self._max_in_flight:
+            taken, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            live = [w for w in taken if not w.answer.done()]
+            if not live:
+                continue
+            task = asyncio.create_task(self._run(live), name="group-commit")
+            self._batches.add(task)
+
+    async def _run(self, batch: list[_Waiting]) -> None:
+        try:
+            outcomes = await self._commit([w.submission for w in batch])
+        except BaseException as exc:  # noqa: BLE001 - every waiter gets the batch's failure as its own
+            for waiting in batch:
+                if not waiting.answer.done():
+                    waiting.answer.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self.committed_batches += 1
+            for waiting, outcome in zip(batch, outcomes, strict=True):
+                if not waiting.answer.done():
+                    waiting.answer.set_result(outcome)
+        finally:
+            self._batches.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
+            self._start_batches()
+
+    async def _commit(self, submissions: list[Submission]) -> list[Outcome]:
+        async with self._pool.acquire() as conn, transaction(conn):
+            return await submit_many(conn, submissions, now=self._clock.now(), clock_skew_s=self._clock_skew_s)
