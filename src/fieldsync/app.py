@@ -48,7 +48,7 @@ from fieldsync.services import duplicates, feed, media
 from fieldsync.services.delivery import delivering
 from fieldsync.services.worker import Worker
 from fieldsync.settings import Settings
-from fieldsync.storage import open_media_store, open_spool
+from fieldsync.storage import open_media_store, open_spool, open_upload_area
 
 ROUTE_HANDLERS = [
     OpsController,
@@ -114,11 +114,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 await conn.close()
             store = await open_media_store(settings)
             spool = await open_spool(settings)
-            pool = await create_pool(pool_dsn)
+            pool = await create_pool(pool_dsn, max_size=settings.db_pool_size)
             try:
                 worker = background_worker(settings, clock, pool, store)
                 app.state.runtime = Runtime(settings=settings, clock=clock, pool=pool, media=store, spool=spool,
-                                            worker=worker)
+                                            uploads=open_upload_area(settings, store, spool), worker=worker)
                 webhooks = delivering(
                     pool_dsn, clock, concurrency=settings.webhook_concurrency, timeout_s=settings.webhook_timeout_s,
                     allow_private=settings.webhook_allow_private,

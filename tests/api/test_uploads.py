@@ -19,8 +19,7 @@ import pytest
 from litestar import Litestar
 
 from fieldsync.db.transactions import transaction
-from fieldsync.services import identity
-from fieldsync.services import uploads as upload_service
+from fieldsync.services import identity, upload_leases
 from fieldsync.settings import Settings
 from tests import images
 from tests.support import Actor, MutableClock, make_user, problem
@@ -565,7 +564,7 @@ async def test_interrupted_chunk_with_a_checksum_keeps_nothing(
 async def test_concurrent_chunks_to_one_upload_do_not_interleave(
     client: httpx.AsyncClient, inspector: Actor, photo: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(upload_service, "LOCK_WAIT_S", 0.3)
+    monkeypatch.setattr(upload_leases, "LOCK_WAIT_S", 0.3)
     url = await created_url(client, inspector, photo)
     release = asyncio.Event()
     first_half_sent = asyncio.Event()

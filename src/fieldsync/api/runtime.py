@@ -1,5 +1,5 @@
-"""What a running app holds: settings, clock, database pool, media store, spool and the
-background worker. Built in the lifespan; handlers reach it through the ``runtime`` dependency."""
+"""What a running app holds: settings, clock, database pool, media store, spool, upload area and
+the background worker. Built in the lifespan; handlers reach it through the ``runtime`` dependency."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 
 import asyncpg
 
-from fieldsync.ports import Clock, MediaStore
+from fieldsync.ports import Clock, MediaStore, UploadArea
 from fieldsync.services.worker import Worker
 from fieldsync.settings import Settings
 from fieldsync.storage.spool import Spool
@@ -20,6 +20,7 @@ class Runtime:
     pool: asyncpg.Pool
     media: MediaStore
     spool: Spool
+    uploads: UploadArea
     worker: Worker
 
     def wake_workers(self) -> None:
