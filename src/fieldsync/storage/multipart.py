@@ -105,7 +105,7 @@ class S3UploadArea:
 
     async def remove(self, upload_id: uuid.UUID) -> None:
         client, bucket = self.store.client, self.store.bucket
-        prefix = self.store.object_name(_upload_prefix(upload_id))
+        prefix = self.store.listing_prefix(_upload_prefix(upload_id))
 
         def remove() -> None:
             for item in client.list_objects(bucket, prefix=prefix, recursive=True):
@@ -119,7 +119,7 @@ class S3UploadArea:
 
     async def stale(self, *, older_than_s: float) -> list[uuid.UUID]:
         client, bucket = self.store.client, self.store.bucket
-        prefix = self.store.object_name(PREFIX)
+        prefix = self.store.listing_prefix(PREFIX)
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_s)
 
         def sweep() -> list[uuid.UUID]:

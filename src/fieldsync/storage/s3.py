@@ -180,6 +180,10 @@ class S3MediaStore:
         """The bucket's name for ``key`` (the configured prefix in front)."""
         return self._name(key)
 
+    def listing_prefix(self, prefix: str) -> str:
+        """The bucket's name for a listing ``prefix`` (``keys.check_prefix``)."""
+        return self._prefix + check_prefix(prefix)
+
     async def call(self, func: Callable[[], T]) -> T:
         """A blocking client call in the store's threads, its errors translated."""
         return await self._run(func)
