@@ -1,12 +1,13 @@
 """Where an unfinished upload's bytes live and who may write them: S3 multipart parts and tail
 pieces (files larger than a part, a checksum failure across a part boundary, a store outage
 after the multipart upload completed, gc), and the lease on the row (a dead holder's lease runs
-out; a writer that lost its lease records nothing). The tus protocol itself is
-tests/api/test_uploads.py, run over both upload areas. Budget: about 15 s."""
+out; a long body keeps its lease by renewing it; a writer that lost its lease records nothing). The tus protocol itself is
+tests/api/test_uploads.py, run over both upload areas. Budget: about 20 s."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ import pytest
 from litestar import Litestar
 
 from fieldsync import errors
+from fieldsync.app import create_app
 from fieldsync.services import media, upload_leases
 from fieldsync.services import uploads as upload_service
 from fieldsync.settings import Settings
@@ -36,6 +38,7 @@ from tests.api.test_uploads import (
     original_of,
     send,
 )
+from tests.conftest import running
 from tests.support import Actor, MutableClock, make_user, problem
 
 CHUNK_SIZE = 512 * 1024
@@ -227,3 +230,31 @@ async def test_a_writer_whose_lease_was_taken_over_records_nothing(
     assert (await recorded(conn, url))["upload_offset"] == 1000
     assert await held_bytes(app, conn, url) == photo[:1000]
     assert await leftovers(app) == leftovers_before, "what the writer put up is removed again"
+
+
+async def test_a_patch_that_streams_longer_than_its_lease_keeps_it_by_renewing(
+    settings: Settings, clock: MutableClock, inspector: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body that takes three lease periods keeps the upload: the lease is renewed while it
+    streams, so a rival PATCH meanwhile is refused, and the slow one completes."""
+    monkeypatch.setattr(upload_leases, "LOCK_WAIT_S", 0.2)
+    app = create_app(dataclasses.replace(settings, upload_lease_s=1), clock=clock)
+    photo = images.jpeg(320, 240, seed=5)
+    async with running(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as client:
+            url = await created_url(client, inspector, photo)
+
+            async def slow_body() -> AsyncIterator[bytes]:
+                for piece in range(0, len(photo), len(photo) // 6 + 1):
+                    yield photo[piece:piece + len(photo) // 6 + 1]
+                    await asyncio.sleep(0.5)
+
+            headers = {**inspector.headers, **TUS, **CHUNK, "Upload-Offset": "0", "Content-Length": str(len(photo))}
+            slow = asyncio.create_task(client.patch(url, content=slow_body(), headers=headers))
+            await asyncio.sleep(2.0)
+            rival = await send(client, inspector, url, photo, 0)
+            finished = await slow
+    assert rival.status_code == 409 and problem(rival)["code"] == "upload.locked"
+    assert finished.status_code == 204, finished.text
+    assert finished.headers["fieldsync-media-sha256"] == images.sha256(photo)

@@ -169,3 +169,5 @@ def test_two_replicas_on_one_database_and_one_bucket_share_an_upload_and_survive
     assert original.status_code == 200 and original.content == photo
     assert not [name for name in replicas.bucket_listing() if name.split(" ")[-1].startswith("uploads/")], \
         "nothing of the upload is left in the bucket"
+    collected = cli(second.data_dir, "gc", **replicas.env)  # the replicas' gc runs on the shared bucket
+    assert "0 expired uploads" in collected.stdout, collected.stdout

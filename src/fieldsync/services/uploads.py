@@ -56,7 +56,6 @@ from fieldsync.services.upload_leases import Connections, Lease
 
 STALE_PART_S = 3600
 LEASE_S = 20.0
-__all__ = ["Connections"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
