@@ -183,7 +183,6 @@ async def test_gc_removes_expired_uploads_and_bytes_without_a_row_from_s3(
     assert not any(name.startswith("multipart") for name in await leftovers(app))
 
 
-@BOTH_STORES
 async def test_a_lease_left_by_a_dead_request_runs_out_and_the_next_patch_takes_over(
     client: httpx.AsyncClient, conn: asyncpg.Connection, inspector: Actor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
