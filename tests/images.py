@@ -104,3 +104,14 @@ def rephotographed(image: Image.Image, *, seed: int = 0) -> Image.Image:
     cropped = turned.crop((dx, dy, w - int(w * rng.uniform(0, 0.04)), h - int(h * rng.uniform(0, 0.04))))
     scale = rng.uniform(0.6, 1.4)
     return cropped.resize((max(32, int(cropped.width * scale)), max(32, int(cropped.height * scale))))
+
+
+def noise_png(width: int, height: int, *, seed: int = 1) -> bytes:
+    """A PNG of random pixels: about ``width * height * 3`` bytes that no compressor shrinks (for
+    uploads that must span several S3 parts)."""
+    import numpy as np
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(out, "PNG", compress_level=1)
+    return out.getvalue()

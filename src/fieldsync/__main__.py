@@ -149,8 +149,7 @@ def _cmd_jurisdictions_import(args: argparse.Namespace, settings: Settings) -> i
 def _cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
     from fieldsync.ports import SystemClock
     from fieldsync.services import gc
-    from fieldsync.storage import open_media_store, open_spool
-    from fieldsync.storage.uploads import upload_area
+    from fieldsync.storage import open_media_store, open_spool, open_upload_area
 
     async def work(conn: object) -> int:
         import asyncpg
@@ -162,7 +161,7 @@ def _cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
             conn,
             store=store,
             spool=spool,
-            upload_area=upload_area(settings.data_dir),
+            upload_area=open_upload_area(settings, store, spool),
             now=SystemClock().now(),
             grace_s=settings.gc_grace_s,
             dry_run=args.dry_run,

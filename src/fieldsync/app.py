@@ -49,7 +49,7 @@ from fieldsync.services.delivery import delivering
 from fieldsync.services.ingest import GroupCommit
 from fieldsync.services.worker import Worker
 from fieldsync.settings import Settings
-from fieldsync.storage import open_media_store, open_spool
+from fieldsync.storage import open_media_store, open_spool, open_upload_area
 
 ROUTE_HANDLERS = [
     OpsController,
@@ -115,11 +115,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 await conn.close()
             store = await open_media_store(settings)
             spool = await open_spool(settings)
-            pool = await create_pool(pool_dsn, reset_session=False)
+            pool = await create_pool(pool_dsn, max_size=settings.db_pool_size, reset_session=False)
             try:
                 worker = background_worker(settings, clock, pool, store)
                 app.state.runtime = Runtime(
-                    settings=settings, clock=clock, pool=pool, media=store, spool=spool, worker=worker,
+                    settings=settings, clock=clock, pool=pool, media=store, spool=spool,
+                    uploads=open_upload_area(settings, store, spool), worker=worker,
                     ingest=GroupCommit(pool, clock, clock_skew_s=settings.clock_skew_s),
                 )
                 webhooks = delivering(

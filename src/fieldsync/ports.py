@@ -1,4 +1,5 @@
-"""Protocols for the things outside fieldsync's process: the clock and the media store.
+"""Protocols for the things outside fieldsync's process: the clock, the media store and the
+upload area (where the bytes of unfinished tus uploads live).
 
 ``MediaStore`` is deliberately narrow (tusd's ``DataStore`` taste): only the calls the app makes.
 Adapters live in ``fieldsync.storage``; ``fieldsync.storage.open_media_store(settings)`` picks one.
@@ -14,12 +15,24 @@ Invariants every adapter keeps (one contract test suite, ``tests/storage``, runs
 - A missing key raises ``errors.MediaNotFound``; an unreachable or failing backend raises
   ``errors.DependencyUnavailable``. No adapter leaks its library's exceptions.
 - Every method is safe to call on the event loop: blocking I/O runs in worker threads.
+
+``UploadArea`` holds the bytes of unfinished tus uploads; the media store decides which one
+(``fieldsync.storage.open_upload_area``): part files under the data directory beside a filesystem
+store (one host), S3 multipart uploads plus small "piece" objects beside an S3 store (any
+replica). The upload's row in PostgreSQL is the truth about them (``UploadBytes``): an area
+never decides what counts, it makes bytes durable and reports ``Progress``, which the caller
+records under the upload's lease before a byte of it counts. Bytes an area wrote that no row
+records (a chunk that failed its checksum, a crash, a lost lease) are garbage it may leave behind
+for ``remove`` and ``stale``. See docs/decisions/0016-upload-parts-in-the-object-store.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import AsyncGenerator, AsyncIterator
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -86,4 +99,131 @@ class MediaStore(Protocol):
         self, key: str, *, expires_s: int, filename: str | None = None, content_type: str | None = None
     ) -> str | None:
         """A short-lived URL a client can GET directly, or ``None`` if the store cannot make one."""
+        ...
+
+
+# --- unfinished tus uploads ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Segment:
+    """Bytes ``[first_byte, first_byte + size)`` of an upload, durable in the object store: a part
+    of the upload's multipart upload (``part_number`` and ``etag``) or an object of its own
+    (``key``, a piece of the tail that is still too small to be a part)."""
+
+    first_byte: int
+    size: int
+    part_number: int | None = None
+    etag: str | None = None
+    key: str | None = None
+
+    @property
+    def end(self) -> int:
+        return self.first_byte + self.size
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Multipart:
+    """An S3 multipart upload: the key it completes into and the server's upload id."""
+
+    key: str
+    upload_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UploadBytes:
+    """What the upload's row says about its bytes: ``[0, offset)`` of ``length`` are durable, in
+    ``segments`` (parts first, then pieces, contiguous) when the area keeps them in S3."""
+
+    id: uuid.UUID
+    length: int
+    offset: int
+    multipart: Multipart | None = None
+    segments: tuple[Segment, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Progress:
+    """What a writer made durable: the row's new offset and, for S3, where those bytes now are."""
+
+    offset: int
+    multipart: Multipart | None = None
+    segments: tuple[Segment, ...] = ()
+
+
+class WholeUpload(Protocol):
+    """Every byte of a finished upload in one local file, hashed (``services.media.Staged``)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+
+AllocatePart = Callable[[], Awaitable[int]]
+
+
+class PartMissing(Exception):
+    """The recorded bytes of an upload are gone (a part file removed by hand, a bucket emptied)."""
+
+
+class ChunkWriter(Protocol):
+    """Appends one chunk at the recorded offset: ``write``…, then ``commit`` (more to come) or
+    ``seal`` and ``whole`` (the chunk with the last byte), or ``rollback``."""
+
+    @property
+    def received(self) -> int: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def chunk_digest(self) -> bytes:
+        """The digest of this chunk's bytes (only with a checksum algorithm)."""
+        ...
+
+    async def commit(self) -> Progress:
+        """Make every byte received durable; the caller records the progress for it to count."""
+        ...
+
+    async def seal(self) -> Progress | None:
+        """After the last byte: do what cannot be undone before the file is read back (S3:
+        complete the multipart upload) and say what to record now, or ``None``."""
+        ...
+
+    def whole(self) -> AbstractAsyncContextManager[WholeUpload]:
+        """The whole file, local and hashed, for ``PUT /v1/media``'s checks (after ``seal``)."""
+        ...
+
+    async def recorded(self) -> None:
+        """The caller recorded the last progress: what it replaced may go now."""
+        ...
+
+    async def rollback(self) -> None:
+        """Drop what this writer wrote that no row records; the recorded bytes stay intact."""
+        ...
+
+
+class UploadArea(Protocol):
+    async def create(self, upload_id: uuid.UUID) -> None:
+        """Room for a new upload (a part file; nothing in S3, where bytes make their own room)."""
+        ...
+
+    def writer(
+        self, upload: UploadBytes, *, algorithm: str | None, allocate_part: AllocatePart
+    ) -> AbstractAsyncContextManager[ChunkWriter]:
+        """A writer at ``upload.offset``; ``allocate_part`` hands out multipart part numbers that
+        no other writer of this upload ever gets. Raises ``PartMissing`` when the recorded bytes
+        are gone (removed by hand, bucket lost)."""
+        ...
+
+    async def remove(self, upload_id: uuid.UUID) -> None:
+        """Every byte the area holds for the upload, recorded or not; a missing one is no error."""
+        ...
+
+    async def stale(self, *, older_than_s: float) -> list[uuid.UUID]:
+        """Uploads the area holds bytes of, untouched for ``older_than_s`` (the caller keeps the
+        ones that still have a row)."""
         ...

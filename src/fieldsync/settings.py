@@ -60,6 +60,7 @@ class Settings:
     throttle_client_max_failures: int
     gc_grace_s: int
     upload_expiry_s: int
+    upload_lease_s: int
     derivative_workers: int
     header_timeout_s: int
     idle_timeout_s: int
@@ -68,6 +69,7 @@ class Settings:
     webhook_allow_private: bool
     webhook_timeout_s: int
     webhook_concurrency: int
+    db_pool_size: int
     log_json: bool
     log_level: str
     public_url: str = ""
@@ -106,6 +108,7 @@ class Settings:
             throttle_client_max_failures=read.number("THROTTLE_CLIENT_MAX_FAILURES", 20, 1),
             gc_grace_s=read.number("GC_GRACE_S", 7 * 24 * 3600),
             upload_expiry_s=read.number("UPLOAD_EXPIRY_S", 7 * 24 * 3600, 60),
+            upload_lease_s=read.number("UPLOAD_LEASE_S", 20, 1),
             derivative_workers=read.number("DERIVATIVE_WORKERS", 1),
             header_timeout_s=read.number("HEADER_TIMEOUT_S", 30, 1),
             idle_timeout_s=read.number("IDLE_TIMEOUT_S", 60, 1),
@@ -114,6 +117,7 @@ class Settings:
             webhook_allow_private=read.flag("WEBHOOK_ALLOW_PRIVATE", False),
             webhook_timeout_s=read.number("WEBHOOK_TIMEOUT_S", 15, 1),
             webhook_concurrency=read.number("WEBHOOK_CONCURRENCY", 16),
+            db_pool_size=read.number("DB_POOL_SIZE", 20, 2),
             log_json=read.flag("LOG_JSON", True),
             log_level=read.text("LOG_LEVEL", "info").upper(),
             public_url=read.url("PUBLIC_URL", ("http://", "https://"), "an http:// or https:// URL").strip(),

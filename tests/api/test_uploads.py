@@ -10,18 +10,22 @@ import datetime as dt
 import email.utils
 import hashlib
 import json
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import asyncpg
 import httpx
 import pytest
 from litestar import Litestar
 
 from fieldsync.db.transactions import transaction
-from fieldsync.services import identity
-from fieldsync.services import uploads as upload_service
+from fieldsync.services import identity, upload_leases
 from fieldsync.settings import Settings
+from fieldsync.storage.multipart import S3UploadArea
+from fieldsync.storage.uploads import PartFileArea
 from tests import images
 from tests.support import Actor, MutableClock, make_user, problem
 
@@ -81,14 +85,67 @@ async def offset_of(client: httpx.AsyncClient, actor: Actor, url: str) -> int:
     return int(response.headers["upload-offset"])
 
 
-def parts(settings: Settings) -> list[str]:
-    directory = settings.data_dir / "uploads"
-    return sorted(p.name for p in directory.glob("*")) if directory.exists() else []
+@pytest.fixture
+def store_kind() -> str:
+    """The media store, and so the upload area, under test; ``BOTH_STORES`` runs a test on each
+    (those whose path through the upload area differs between part files and S3)."""
+    return "filesystem"
 
 
-def stored_objects(settings: Settings) -> list[str]:
-    root = settings.data_dir.parent / "media"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+BOTH_STORES = pytest.mark.parametrize("store_kind", ["filesystem", "s3"])
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest, database_url: str, tmp_path: Path, store_kind: str) -> Settings:
+    media = (request.getfixturevalue("s3_settings_overrides") if store_kind == "s3"
+             else {"media_url": f"file://{tmp_path / 'media'}"})
+    return Settings.from_env({}, data_dir=tmp_path / "data", database_url=database_url, log_json=False, **media)
+
+
+async def leftovers(app: Litestar) -> list[str]:
+    """What the upload area holds, recorded or not: part files, or S3 objects and multipart
+    uploads under ``uploads/``."""
+    area = app.state.runtime.uploads
+    if isinstance(area, PartFileArea):
+        return sorted(p.name for p in area.directory.glob("*")) if area.directory.exists() else []
+    assert isinstance(area, S3UploadArea)
+    client, bucket = area.store.client, area.store.bucket
+
+    def listing() -> list[str]:
+        names = [str(item.object_name) for item in client.list_objects(bucket, prefix="uploads/", recursive=True)]
+        pending = client._list_multipart_uploads(bucket, prefix="uploads/").uploads
+        return sorted(names + [f"multipart {upload.object_name}" for upload in pending])
+
+    return await anyio.to_thread.run_sync(listing)
+
+
+async def held_bytes(app: Litestar, conn: asyncpg.Connection, url: str) -> bytes:
+    """The bytes the upload area holds for what the row records (its part file, or its S3 pieces)."""
+    upload_id = uuid.UUID(url.rsplit("/", 1)[1])
+    area = app.state.runtime.uploads
+    if isinstance(area, PartFileArea):
+        return area.path(upload_id).read_bytes()
+    held = b""
+    for segment in await conn.fetchval("SELECT segments FROM uploads WHERE id = $1", upload_id):
+        assert segment["key"] is not None, "an upload smaller than a part is held in pieces"
+        async for block in await app.state.runtime.media.open(segment["key"]):
+            held += block
+    return held
+
+
+async def original_of(client: httpx.AsyncClient, actor: Actor, sha256: str) -> bytes:
+    """GET /v1/media/{sha256}, following an S3 store's redirect to its presigned URL."""
+    response = await client.get(f"/v1/media/{sha256}", headers=actor.headers)
+    if response.status_code == 307:
+        async with httpx.AsyncClient() as direct:
+            response = await direct.get(response.headers["location"], timeout=30)
+    assert response.status_code == 200, response.status_code
+    return response.content
+
+
+async def stored_objects(app: Litestar) -> list[str]:
+    return sorted([item.key async for item in app.state.runtime.media.list_keys()
+                   if not item.key.startswith("uploads/")])
 
 
 def http_date(value: str) -> dt.datetime:
@@ -113,10 +170,10 @@ async def test_options_advertises_version_extensions_size_and_checksums(
     assert response.headers["tus-checksum-algorithm"] == "sha1,sha256"
 
 
+@BOTH_STORES
 async def test_upload_in_chunks_becomes_the_media_object(
     client: httpx.AsyncClient, inspector: Actor, photo: bytes, settings: Settings, clock: MutableClock,
-    conn: asyncpg.Connection
-) -> None:
+    conn: asyncpg.Connection, app: Litestar) -> None:
     sha = images.sha256(photo)
     created = await create(client, inspector, photo)
     assert created.status_code == 201, created.text
@@ -145,10 +202,9 @@ async def test_upload_in_chunks_becomes_the_media_object(
     assert response.headers["fieldsync-media-sha256"] == sha
 
     assert (await client.head(f"/v1/media/{sha}", headers=inspector.headers)).status_code == 200
-    original = await client.get(f"/v1/media/{sha}", headers=inspector.headers)
-    assert original.status_code == 200 and original.content == photo
+    assert await original_of(client, inspector, sha) == photo
     assert await conn.fetchval("SELECT content_type FROM media WHERE sha256 = $1", sha) == "image/jpeg"
-    assert parts(settings) == [], "the part file goes once the photo is in the store"
+    assert await leftovers(app) == [], "the upload's bytes go once the photo is in the store"
 
     done = await client.head(url, headers={**inspector.headers, **TUS})
     assert done.headers["upload-offset"] == str(len(photo))
@@ -158,18 +214,17 @@ async def test_upload_in_chunks_becomes_the_media_object(
 
 
 async def test_upload_of_a_known_photo_completes_without_a_second_object(
-    client: httpx.AsyncClient, inspector: Actor, photo: bytes, settings: Settings
-) -> None:
+    client: httpx.AsyncClient, inspector: Actor, photo: bytes, settings: Settings, app: Litestar) -> None:
     put = await client.put(
         f"/v1/media/{images.sha256(photo)}", content=photo, headers={**inspector.headers, "Content-Type": "image/jpeg"}
     )
     assert put.status_code == 201
-    before = stored_objects(settings)
+    before = await stored_objects(app)
     url = await created_url(client, inspector, photo)
     response = await send(client, inspector, url, photo, 0)
     assert response.status_code == 204
     assert response.headers["fieldsync-media-sha256"] == images.sha256(photo)
-    assert [o for o in stored_objects(settings) if "original" in o] == [o for o in before if "original" in o]
+    assert [o for o in await stored_objects(app) if "original" in o] == [o for o in before if "original" in o]
 
 
 async def test_offset_other_than_the_current_one_is_409(
@@ -217,9 +272,9 @@ async def test_chunk_must_be_offset_octet_stream(client: httpx.AsyncClient, insp
     assert problem(response)["code"] == "upload.unsupported_content_type"
 
 
+@BOTH_STORES
 async def test_chunk_past_upload_length_is_413_and_changes_nothing(
-    client: httpx.AsyncClient, inspector: Actor, photo: bytes, settings: Settings
-) -> None:
+    client: httpx.AsyncClient, inspector: Actor, photo: bytes, settings: Settings, app: Litestar, conn: asyncpg.Connection) -> None:
     url = await created_url(client, inspector, photo)
     response = await send(client, inspector, url, photo + b"extra", 0)
     assert response.status_code == 413
@@ -233,7 +288,7 @@ async def test_chunk_past_upload_length_is_413_and_changes_nothing(
     response = await client.patch(url, content=streamed(), headers=headers)
     assert response.status_code == 413
     assert await offset_of(client, inspector, url) == 0
-    assert (settings.data_dir / "uploads" / parts(settings)[0]).stat().st_size == 0
+    assert await held_bytes(app, conn, url) == b""
 
 
 async def test_another_user_gets_404_and_the_upload_is_untouched(
@@ -290,8 +345,7 @@ BAD_CREATIONS = {
 
 
 async def test_creation_with_bad_headers_is_refused_and_creates_nothing(
-    client: httpx.AsyncClient, inspector: Actor, conn: asyncpg.Connection, settings: Settings
-) -> None:
+    client: httpx.AsyncClient, inspector: Actor, conn: asyncpg.Connection, settings: Settings, app: Litestar) -> None:
     base = {
         **inspector.headers, **TUS, "Upload-Length": "1000",
         "Upload-Metadata": metadata(sha256="ab" * 32, content_type="image/jpeg"),
@@ -301,7 +355,7 @@ async def test_creation_with_bad_headers_is_refused_and_creates_nothing(
         assert response.status_code == status, (case, response.text)
         assert problem(response)["code"] == code, case
     assert await conn.fetchval("SELECT count(*) FROM uploads") == 0
-    assert parts(settings) == []
+    assert await leftovers(app) == []
 
 
 async def test_creation_without_upload_length_is_400(client: httpx.AsyncClient, inspector: Actor) -> None:
@@ -335,6 +389,7 @@ async def test_creation_with_upload_carries_the_first_chunk(
     assert rest.headers["fieldsync-media-sha256"] == images.sha256(photo)
 
 
+@BOTH_STORES
 async def test_creation_with_the_whole_file_completes_at_once(
     client: httpx.AsyncClient, inspector: Actor, photo: bytes
 ) -> None:
@@ -378,9 +433,9 @@ async def test_empty_upload_is_checked_at_creation_and_refused(
 # --- checksum ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", ["sha1", "sha256"])
+@pytest.mark.parametrize(("store_kind", "algorithm"), [("filesystem", "sha1"), ("filesystem", "sha256"), ("s3", "sha256")])
 async def test_corrupted_chunk_gets_460_is_discarded_and_the_resent_chunk_completes(
-    client: httpx.AsyncClient, inspector: Actor, photo: bytes, settings: Settings, algorithm: str
+    client: httpx.AsyncClient, inspector: Actor, photo: bytes, app: Litestar, conn: asyncpg.Connection, algorithm: str
 ) -> None:
     url = await created_url(client, inspector, photo)
     half = len(photo) // 2
@@ -395,13 +450,12 @@ async def test_corrupted_chunk_gets_460_is_discarded_and_the_resent_chunk_comple
     assert response.status_code == 460
     assert problem(response)["code"] == "upload.checksum_mismatch"
     assert await offset_of(client, inspector, url) == half
-    assert (settings.data_dir / "uploads" / parts(settings)[0]).stat().st_size == half
+    assert await held_bytes(app, conn, url) == first
 
     resent = await send(client, inspector, url, second, half, **{"Upload-Checksum": checksum(algorithm, second)})
     assert resent.status_code == 204, resent.text
     assert resent.headers["fieldsync-media-sha256"] == images.sha256(photo)
-    original = await client.get(f"/v1/media/{images.sha256(photo)}", headers=inspector.headers)
-    assert original.content == photo
+    assert await original_of(client, inspector, images.sha256(photo)) == photo
 
 
 async def test_unusable_upload_checksum_is_400(client: httpx.AsyncClient, inspector: Actor, photo: bytes) -> None:
@@ -423,9 +477,9 @@ async def test_unusable_upload_checksum_is_400(client: httpx.AsyncClient, inspec
 # --- the final checks are PUT /v1/media's ---------------------------------------------------------
 
 
+@BOTH_STORES
 async def test_hash_mismatch_at_the_end_discards_the_upload(
-    client: httpx.AsyncClient, inspector: Actor, photo: bytes, settings: Settings, conn: asyncpg.Connection
-) -> None:
+    client: httpx.AsyncClient, inspector: Actor, photo: bytes, settings: Settings, conn: asyncpg.Connection, app: Litestar) -> None:
     url = await created_url(client, inspector, photo, sha="0" * 64)
     assert (await send(client, inspector, url, photo[:4000], 0)).status_code == 204
     response = await send(client, inspector, url, photo[4000:], 4000)
@@ -433,7 +487,7 @@ async def test_hash_mismatch_at_the_end_discards_the_upload(
     assert problem(response)["code"] == "media.hash_mismatch"
     assert await conn.fetchval("SELECT count(*) FROM uploads") == 0
     assert await conn.fetchval("SELECT count(*) FROM media") == 0
-    assert parts(settings) == [] and stored_objects(settings) == []
+    assert await leftovers(app) == [] and await stored_objects(app) == []
     assert (await client.head(url, headers={**inspector.headers, **TUS})).status_code == 404
 
 
@@ -448,8 +502,7 @@ async def test_hash_mismatch_at_the_end_discards_the_upload(
 )
 async def test_content_that_put_refuses_is_refused_at_the_end(
     client: httpx.AsyncClient, inspector: Actor, settings: Settings, conn: asyncpg.Connection, data: bytes,
-    declared: str, status: int, code: str,
-) -> None:
+    declared: str, status: int, code: str, app: Litestar) -> None:
     put = await client.put(
         f"/v1/media/{images.sha256(data)}", content=data, headers={**inspector.headers, "Content-Type": declared}
     )
@@ -459,22 +512,22 @@ async def test_content_that_put_refuses_is_refused_at_the_end(
     assert (response.status_code, problem(response)["code"]) == (status, code)
     assert await conn.fetchval("SELECT count(*) FROM uploads") == 0
     assert await conn.fetchval("SELECT count(*) FROM media") == 0
-    assert parts(settings) == [] and stored_objects(settings) == []
+    assert await leftovers(app) == [] and await stored_objects(app) == []
 
 
 # --- termination and expiration --------------------------------------------------------------------
 
 
+@BOTH_STORES
 async def test_termination_removes_the_bytes_and_the_state(
-    client: httpx.AsyncClient, inspector: Actor, photo: bytes, settings: Settings, conn: asyncpg.Connection
-) -> None:
+    client: httpx.AsyncClient, inspector: Actor, photo: bytes, settings: Settings, conn: asyncpg.Connection, app: Litestar) -> None:
     url = await created_url(client, inspector, photo)
     assert (await send(client, inspector, url, photo[:2000], 0)).status_code == 204
-    assert len(parts(settings)) == 1
+    assert len(await leftovers(app)) == 1
     response = await client.delete(url, headers={**inspector.headers, **TUS})
     assert response.status_code == 204
     assert response.headers["tus-resumable"] == "1.0.0"
-    assert parts(settings) == []
+    assert await leftovers(app) == []
     assert await conn.fetchval("SELECT count(*) FROM uploads") == 0
     assert (await client.head(url, headers={**inspector.headers, **TUS})).status_code == 404
     assert (await send(client, inspector, url, photo[2000:3000], 2000)).status_code == 404
@@ -539,19 +592,20 @@ async def raw_patch(
     return sent
 
 
+@BOTH_STORES
 async def test_interrupted_chunk_keeps_the_bytes_that_arrived(
-    app: Litestar, client: httpx.AsyncClient, inspector: Actor, photo: bytes, settings: Settings
-) -> None:
+    app: Litestar, client: httpx.AsyncClient, inspector: Actor, photo: bytes, settings: Settings, conn: asyncpg.Connection) -> None:
     url = await created_url(client, inspector, photo)
     arrived = photo[:3000] + photo[3000:7000]
     await raw_patch(app, inspector, url, [photo[:3000], photo[3000:7000]], total=len(photo), offset=0)
     assert await offset_of(client, inspector, url) == len(arrived)
-    assert (settings.data_dir / "uploads" / parts(settings)[0]).read_bytes() == arrived
+    assert await held_bytes(app, conn, url) == arrived
     response = await send(client, inspector, url, photo[len(arrived):], len(arrived))
     assert response.status_code == 204
     assert response.headers["fieldsync-media-sha256"] == images.sha256(photo)
 
 
+@BOTH_STORES
 async def test_interrupted_chunk_with_a_checksum_keeps_nothing(
     app: Litestar, client: httpx.AsyncClient, inspector: Actor, photo: bytes
 ) -> None:
@@ -562,10 +616,11 @@ async def test_interrupted_chunk_with_a_checksum_keeps_nothing(
     assert await offset_of(client, inspector, url) == 0
 
 
+@BOTH_STORES
 async def test_concurrent_chunks_to_one_upload_do_not_interleave(
     client: httpx.AsyncClient, inspector: Actor, photo: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(upload_service, "LOCK_WAIT_S", 0.3)
+    monkeypatch.setattr(upload_leases, "LOCK_WAIT_S", 0.3)
     url = await created_url(client, inspector, photo)
     release = asyncio.Event()
     first_half_sent = asyncio.Event()
@@ -596,6 +651,7 @@ async def test_concurrent_chunks_to_one_upload_do_not_interleave(
     assert late.status_code == 409 and problem(late)["code"] == "upload.offset_mismatch"
 
 
+@BOTH_STORES
 async def test_chunks_streaming_from_more_devices_than_pool_connections_hold_no_connection(
     client: httpx.AsyncClient, app: Litestar, inspector: Actor
 ) -> None:

@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 
 FIELDSYNC = [sys.executable, "-m", "fieldsync"]
+
+
+@contextlib.contextmanager
+def cloned_database(server_url: str, template: str, *, prefix: str) -> Iterator[str]:
+    """The URL of a new database cloned from ``template`` on the test cluster, dropped afterwards
+    (a server started with it skips initialising a cluster of its own)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+    async def run(sql: str) -> None:
+        admin = await asyncpg.connect(server_url)
+        try:
+            await admin.execute(sql)
+        finally:
+            await admin.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    try:
+        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def free_port() -> int:

@@ -1,10 +1,12 @@
 """Stock tus clients, unchanged, against a real ``fieldsync serve`` over loopback: tuspy (Python)
 and tus-js-client (Node). Each uploads a ~3 MB photo in 512 KiB chunks, is interrupted part-way,
 resumes from the offset the server reports and completes; the result is the media object with
-the photo's sha256, byte-identical."""
+the photo's sha256, byte-identical. Both run against a server keeping upload parts in part files
+and one keeping them in S3 (moto) multipart uploads."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -12,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,7 +24,7 @@ import pytest
 from tusclient import client as tus_client
 
 from tests import images
-from tests.e2e.server import ServerProcess, cli
+from tests.e2e.server import ServerProcess, cli, cloned_database
 
 pytestmark = pytest.mark.e2e
 
@@ -42,22 +45,34 @@ class Served:
 
     def media_sha256(self, sha256: str) -> str:
         """The SHA-256 of what ``GET /v1/media/{sha256}`` serves (the original, as uploaded)."""
-        response = httpx.get(f"{self.server.base_url}/v1/media/{sha256}", headers=self.auth, timeout=30)
+        response = httpx.get(f"{self.server.base_url}/v1/media/{sha256}", headers=self.auth, timeout=30,
+                             follow_redirects=True)  # an S3 store answers with its presigned URL
         assert response.status_code == 200, response.text
         return hashlib.sha256(response.content).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[Served]:
+@pytest.fixture(scope="module", params=["filesystem", "s3"])
+def served(request: pytest.FixtureRequest) -> Iterator[Served]:
+    """A server with its upload parts in part files (the default), or in S3 multipart uploads."""
     data_dir = Path(tempfile.mkdtemp(prefix="fieldsync-e2e-tus-", dir="/tmp"))
-    added = cli(data_dir, "user", "add", "tus-inspector", "--role", "inspector", "--jurisdiction", "140431", "--token")
-    server = ServerProcess(data_dir)
-    try:
-        server.wait_ready()
-        yield Served(server, added.stdout.strip().splitlines()[-1])
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with contextlib.ExitStack() as stack:
+        env: dict[str, str] = {}
+        if request.param == "s3":  # on the session's cluster: a second embedded one would cost seconds
+            database = stack.enter_context(cloned_database(
+                request.getfixturevalue("pg_server_url"), request.getfixturevalue("template_database"),
+                prefix="fs_tus"))
+            env = {"FIELDSYNC_DATABASE_URL": database, "FIELDSYNC_MEDIA_URL": f"s3://fs-tus-{uuid.uuid4().hex[:12]}",
+                   "FIELDSYNC_S3_ENDPOINT": request.getfixturevalue("moto_s3_endpoint"), "FIELDSYNC_S3_SECURE": "false",
+                   "FIELDSYNC_S3_ACCESS_KEY": "fieldsync-test", "FIELDSYNC_S3_SECRET_KEY": "fieldsync-test-secret"}
+        added = cli(data_dir, "user", "add", "tus-inspector", "--role", "inspector", "--jurisdiction", "140431",
+                    "--token", **env)
+        server = ServerProcess(data_dir, **env)
+        try:
+            server.wait_ready()
+            yield Served(server, added.stdout.strip().splitlines()[-1])
+        finally:
+            server.stop()
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def photo_file(directory: Path, seed: int) -> tuple[Path, str]:

@@ -6,8 +6,10 @@ Transactions are opened by the handler (the request edge), never by these depend
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -166,3 +168,10 @@ class RequestConnections:
 
     async def release(self) -> None:
         await release_connection(self.request)
+
+    @contextlib.asynccontextmanager
+    async def borrow(self) -> AsyncIterator[Connection]:
+        """A second pooled connection for one short statement (an upload's lease, while its body
+        streams and the request's own connection is back in the pool)."""
+        async with self.pool.acquire(timeout=POOL_WAIT_S) as conn:
+            yield conn

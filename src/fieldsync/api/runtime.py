@@ -1,5 +1,6 @@
-"""What a running app holds: settings, clock, database pool, media store, spool, the
-background worker and the group commit of single-report PUTs. Built in the lifespan; handlers reach it through the ``runtime`` dependency."""
+"""What a running app holds: settings, clock, database pool, media store, spool, upload area, the
+background worker and the group commit of single-report PUTs. Built in the lifespan; handlers
+reach it through the ``runtime`` dependency."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import dataclasses
 
 import asyncpg
 
-from fieldsync.ports import Clock, MediaStore
+from fieldsync.ports import Clock, MediaStore, UploadArea
 from fieldsync.services.ingest import GroupCommit
 from fieldsync.services.worker import Worker
 from fieldsync.settings import Settings
@@ -21,6 +22,7 @@ class Runtime:
     pool: asyncpg.Pool
     media: MediaStore
     spool: Spool
+    uploads: UploadArea
     worker: Worker
     ingest: GroupCommit
 

@@ -46,8 +46,8 @@ from fieldsync.api.deps import Connection, RequestConnections
 from fieldsync.api.problems import problem_responses
 from fieldsync.api.runtime import Runtime
 from fieldsync.domain.principals import Principal
+from fieldsync.ports import UploadArea
 from fieldsync.services import uploads
-from fieldsync.storage.uploads import UploadArea, upload_area
 
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 MEDIA_HEADER = "Fieldsync-Media-Sha256"
@@ -210,7 +210,7 @@ def _progress_headers(result: uploads.Appended) -> dict[str, str]:
 
 
 def _area(runtime: Runtime) -> UploadArea:
-    return upload_area(runtime.settings.data_dir)
+    return runtime.uploads
 
 
 class UploadController(Controller):
@@ -280,7 +280,7 @@ class UploadController(Controller):
                 RequestConnections(request, runtime.pool), principal, state.id, area=area, body=_body(request) if with_chunk else _nothing(),
                 chunk=uploads.Chunk(offset=0, content_length=content_length, checksum=checksum),
                 store=runtime.media, max_pixels=runtime.settings.max_media_pixels, now=now,
-                ttl_s=runtime.settings.upload_expiry_s,
+                ttl_s=runtime.settings.upload_expiry_s, lease_s=runtime.settings.upload_lease_s,
             )
             if result.created:
                 runtime.wake_workers()
@@ -336,7 +336,7 @@ class UploadController(Controller):
         result = await uploads.append_chunk(
             RequestConnections(request, runtime.pool), principal, upload_id, area=_area(runtime),
             body=_body(request), chunk=chunk, store=runtime.media, max_pixels=runtime.settings.max_media_pixels,
-            now=now, ttl_s=runtime.settings.upload_expiry_s,
+            now=now, ttl_s=runtime.settings.upload_expiry_s, lease_s=runtime.settings.upload_lease_s,
         )
         if result.created:
             runtime.wake_workers()
@@ -351,9 +351,10 @@ class UploadController(Controller):
         responses=problem_responses(401, 404, 410, 412),
     )
     async def terminate(
-        self, request: Request[Any, Any, Any], upload_id: uuid.UUID, principal: Principal, conn: Connection,
-        runtime: Runtime, now: dt.datetime,
+        self, request: Request[Any, Any, Any], upload_id: uuid.UUID, principal: Principal, runtime: Runtime,
+        now: dt.datetime,
     ) -> Response[None]:
         _require_version(request)
-        await uploads.terminate_upload(conn, principal, upload_id, area=_area(runtime), now=now)
+        await uploads.terminate_upload(RequestConnections(request, runtime.pool), principal, upload_id,
+                                       area=_area(runtime), now=now, lease_s=runtime.settings.upload_lease_s)
         return Response(None, status_code=204)

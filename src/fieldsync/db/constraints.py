@@ -105,6 +105,8 @@ BY_STATE: frozenset[str] = frozenset({
     # webhooks (migration 0011): rows the server fills from its own reads
     "webhook_subscriptions_created_by_fkey", "webhook_subscriptions_path_check", "webhook_events_report_fkey",
     "webhook_deliveries_event_fkey", "webhook_deliveries_state_check",
+    # upload leases and S3 parts (migration 0016): written by the server alone
+    "uploads_lease_check", "uploads_parts_allocated_check", "uploads_multipart_check", "uploads_segments_check",
 })
 
 

@@ -287,9 +287,19 @@ CREATE TABLE public.uploads (
     created_at timestamp with time zone NOT NULL,
     expires_at timestamp with time zone NOT NULL,
     completed_at timestamp with time zone,
+    lease_token uuid,
+    lease_until timestamp with time zone,
+    parts_allocated integer DEFAULT 0 NOT NULL,
+    multipart_key text,
+    multipart_id text,
+    segments jsonb DEFAULT '[]'::jsonb NOT NULL,
     CONSTRAINT uploads_completed_check CHECK (((completed_at IS NULL) OR (upload_offset = upload_length))),
+    CONSTRAINT uploads_lease_check CHECK (((lease_token IS NULL) = (lease_until IS NULL))),
     CONSTRAINT uploads_length_check CHECK ((upload_length >= 0)),
+    CONSTRAINT uploads_multipart_check CHECK (((multipart_key IS NULL) = (multipart_id IS NULL))),
     CONSTRAINT uploads_offset_check CHECK (((upload_offset >= 0) AND (upload_offset <= upload_length))),
+    CONSTRAINT uploads_parts_allocated_check CHECK (((parts_allocated >= 0) AND (parts_allocated <= 10000))),
+    CONSTRAINT uploads_segments_check CHECK ((jsonb_typeof(segments) = 'array'::text)),
     CONSTRAINT uploads_sha256_format CHECK ((sha256 ~ '^[0-9a-f]{64}$'::text))
 );
 CREATE TABLE public.users (

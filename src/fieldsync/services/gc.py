@@ -11,8 +11,8 @@ The kinds of garbage:
 Safe at any grace, 0 included, beside running uploads and reports: see ``db.gc`` (a reference
 being written holds the row) and ``services.media`` (the lock an upload holds while it commits).
 - spool files left by a crash;
-- tus uploads past their expiry (row and part file; ``services.uploads.remove_expired``), and
-  part files whose row never committed;
+- tus uploads past their expiry (row and bytes: part file, or S3 pieces and multipart upload;
+  ``services.uploads.remove_expired``), and bytes of uploads without an unfinished row;
 - login and enrollment failure counters whose throttle window has ended (the next attempt under
   that key would start a new window anyway).
 Referenced objects are never touched.
@@ -30,11 +30,10 @@ from fieldsync.db import gc as q
 from fieldsync.db import identity as identity_q
 from fieldsync.db import media as media_q
 from fieldsync.db.transactions import transaction
-from fieldsync.ports import MediaStore
+from fieldsync.ports import MediaStore, UploadArea
 from fieldsync.services import uploads
 from fieldsync.storage import keys
 from fieldsync.storage.spool import Spool
-from fieldsync.storage.uploads import UploadArea
 
 SPOOL_STALE_S = 3600
 BATCH = 500

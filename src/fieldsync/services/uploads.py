@@ -1,29 +1,35 @@
 """Resumable uploads (tus 1.0.0): create, report the offset, append a chunk, terminate, expire.
 
 An upload is a row (``uploads``: owner, length, offset, the declared sha256 and content type,
-expiry) plus a part file (``storage.uploads``). Its life:
+expiry, its lease, where its bytes are) plus its bytes in an ``UploadArea`` (``ports``): part
+files on this host beside a filesystem media store (``storage.uploads``), S3 multipart parts and
+tail pieces beside an S3 one (``storage.multipart``), so that any replica serves any PATCH. Its
+life:
 
-    create ─▶ PATCH chunk … PATCH chunk ─(last byte)─▶ store_media ─▶ completed (row kept, file gone)
+    create ─▶ PATCH chunk … PATCH chunk ─(last byte)─▶ store_media ─▶ completed (row kept, bytes gone)
       │            │ checksum mismatch: chunk dropped, offset unchanged (460)
       │            │ client vanished mid-chunk: the bytes that arrived are kept (no checksum sent)
-      └─ DELETE / expiry (fieldsync gc) ─▶ row and file removed
+      └─ DELETE / expiry (fieldsync gc) ─▶ row and bytes removed
 
 Rules this module keeps:
 
 - Only the creating user sees an upload; anyone else gets ``upload.not_found`` (404), and an
   upload past ``expires_at`` answers ``upload.expired`` (410). A PATCH slides the expiry forward.
-- Every write, the finish and the termination run under the upload's lock
-  (``storage.uploads.UploadArea.locked``, a file lock), so two PATCHes to one upload never
-  interleave; the loser waits briefly, then gets ``upload.locked`` (409), which tus clients
-  answer by re-reading the offset. No database connection is held while a body streams: a
-  PATCH gives the request's connection back after reading the upload and takes one again to
-  store the new offset (``Connections``). Each use case here owns its short statements, and
-  the offset is stored only after the bytes it counts were fsynced.
+- Every write, the finish and the termination run under the upload's lease
+  (``services.upload_leases``: a token and an expiry on the row, renewed while the request
+  works), so two PATCHes to one upload never interleave, on one replica or several; the loser
+  waits briefly, then gets ``upload.locked`` (409), which tus clients answer by re-reading the
+  offset. No database connection is held while a body streams: a PATCH gives the request's
+  connection back after taking the lease and takes one again to record its progress
+  (``Connections``). The offset is recorded only after the bytes it counts are durable (fsynced,
+  or acknowledged by S3), and only by the lease's holder.
 - The last byte makes the upload go through ``services.media.store_media``, the very checks of
   ``PUT /v1/media/{sha256}`` (hash against the declared sha256, decoded type against the
-  declared one, pixel limit). A failed check discards the upload and answers that check's
-  problem. A store outage (503) leaves the offset before the last chunk, so the client's retry
-  resends it and the finish runs again; ``store_media`` is idempotent per hash.
+  declared one, pixel limit), on a local file (the part file, or the S3 bytes read back into the
+  spool). A failed check discards the upload and answers that check's problem. A store outage
+  (503) leaves the offset before the last chunk (or where S3's completed multipart object ends),
+  so the client's retry resends what is missing and the finish runs again; ``store_media`` is
+  idempotent per hash.
 - The offset never reaches the length before the media object exists, so a completed upload
   (HEAD shows offset = length) always means a stored, committed media object.
 """
@@ -34,9 +40,8 @@ import contextlib
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
-from pathlib import Path
-from typing import Protocol
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
+from typing import Any
 
 import anyio
 import asyncpg
@@ -45,24 +50,12 @@ from fieldsync import errors
 from fieldsync.db import uploads as q
 from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal
-from fieldsync.ports import MediaStore
-from fieldsync.services import media
-from fieldsync.storage.uploads import PartBusy, PartMissing, PartWriter, UploadArea
+from fieldsync.ports import ChunkWriter, MediaStore, Multipart, PartMissing, Progress, Segment, UploadArea, UploadBytes
+from fieldsync.services import media, upload_leases
+from fieldsync.services.upload_leases import Connections, Lease
 
-LOCK_WAIT_S = 2.0
 STALE_PART_S = 3600
-
-
-class Connections(Protocol):
-    """The request's database connection, which a long body must not hold."""
-
-    async def acquire(self) -> asyncpg.Connection:
-        """The request's connection, taken from the pool again if it was given back."""
-        ...
-
-    async def release(self) -> None:
-        """Give the connection back to the pool until the next ``acquire``."""
-        ...
+LEASE_S = 20.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,13 +85,22 @@ class UploadState:
     content_type: str
     expires_at: dt.datetime
     completed: bool
+    stored: UploadBytes
+
+
+def _segment(value: dict[str, Any]) -> Segment:
+    return Segment(first_byte=int(value["first_byte"]), size=int(value["size"]), part_number=value.get("part_number"),
+                   etag=value.get("etag"), key=value.get("key"))
 
 
 def state_of(row: asyncpg.Record) -> UploadState:
+    multipart = Multipart(row["multipart_key"], row["multipart_id"]) if row["multipart_id"] is not None else None
+    stored = UploadBytes(id=row["id"], length=row["upload_length"], offset=row["upload_offset"], multipart=multipart,
+                         segments=tuple(_segment(value) for value in row["segments"]))
     return UploadState(
         id=row["id"], length=row["upload_length"], offset=row["upload_offset"], metadata=row["metadata"],
         sha256=row["sha256"], content_type=row["content_type"], expires_at=row["expires_at"],
-        completed=row["completed_at"] is not None,
+        completed=row["completed_at"] is not None, stored=stored,
     )
 
 
@@ -116,15 +118,6 @@ class Appended:
     upload: UploadState
     media: media.MediaRecord | None = None  # set by the chunk that completed the upload
     created: bool = False
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _FinishedPart:
-    """A whole part file, shaped as ``services.media.Staged``."""
-
-    path: Path
-    size: int
-    sha256: str
 
 
 async def create_upload(
@@ -162,7 +155,10 @@ async def get_upload(
     conn: asyncpg.Connection, actor: Principal, upload_id: uuid.UUID, *, now: dt.datetime
 ) -> UploadState:
     """The caller's own, unexpired upload; ``upload.not_found`` / ``upload.expired`` otherwise."""
-    row = await q.get_upload(conn, upload_id)
+    return _visible(await q.get_upload(conn, upload_id), actor, now)
+
+
+def _visible(row: asyncpg.Record | None, actor: Principal, now: dt.datetime) -> UploadState:
     if row is None or row["user_id"] != actor.user_id:
         raise errors.UploadNotFound()
     if row["expires_at"] <= now:
@@ -182,30 +178,25 @@ async def append_chunk(
     max_pixels: int,
     now: dt.datetime,
     ttl_s: int,
+    lease_s: float = LEASE_S,
 ) -> Appended:
     """Write one chunk at the upload's offset; the chunk with the last byte finishes the upload."""
     state = _check_chunk(await get_upload(await db.acquire(), actor, upload_id, now=now), chunk)
     if state.completed:
         return Appended(state)
-    async with _locked(area, upload_id):
-        state = _check_chunk(await get_upload(await db.acquire(), actor, upload_id, now=now), chunk)
+    async with _leased(db, actor, upload_id, now=now, lease_s=lease_s) as (lease, state):
+        state = _check_chunk(state, chunk)
         if state.completed:
             return Appended(state)
-        remaining = state.length - state.offset
-        expires_at = now + dt.timedelta(seconds=ttl_s)
-        algorithm = chunk.checksum.algorithm if chunk.checksum else None
         await db.release()  # the body may take minutes: the pool lends the connection meanwhile
+        job = _Job(db, lease, actor, state, area, now + dt.timedelta(seconds=ttl_s))
         try:
-            async with area.writer(upload_id, offset=state.offset, algorithm=algorithm) as part:
-                end = await _receive(db, part, body, upload_id, remaining, chunk.checksum, expires_at)
+            async with lease.kept_alive():
+                return await job.run(body, chunk.checksum, store=store, max_pixels=max_pixels, now=now)
         except PartMissing:
-            await _discard(await db.acquire(), area, upload_id)
+            with anyio.CancelScope(shield=True):
+                await _discard(await db.acquire(), area, upload_id)
             raise errors.UploadExpired("the upload's bytes are no longer on the server; create a new one") from None
-        if end < state.length:
-            row = await q.mark_offset(await db.acquire(), upload_id=upload_id, offset=end, expires_at=expires_at)
-            assert row is not None
-            return Appended(state_of(row))
-        return await _finish(db, actor, state, area=area, store=store, max_pixels=max_pixels, now=now)
 
 
 def _check_chunk(state: UploadState, chunk: Chunk) -> UploadState:
@@ -220,114 +211,146 @@ def _check_chunk(state: UploadState, chunk: Chunk) -> UploadState:
     return state
 
 
-async def _receive(
-    db: Connections,
-    part: PartWriter,
-    body: AsyncIterable[bytes],
-    upload_id: uuid.UUID,
-    remaining: int,
-    checksum: Checksum | None,
-    expires_at: dt.datetime,
-) -> int:
-    """Stream the body into the part file; returns the new end offset, fsynced."""
-    try:
-        async for data in body:
-            if part.received + len(data) > remaining:
-                raise errors.UploadLengthExceeded(f"the chunk goes past Upload-Length ({remaining} bytes remained)")
-            await part.write(data)
-    except errors.UploadInterrupted:
-        with anyio.CancelScope(shield=True):
-            if checksum is not None:  # a partial chunk cannot be verified: none of it counts
+@dataclasses.dataclass(slots=True)
+class _Job:
+    """One chunk under the upload's lease: stream it into the area, record it, maybe finish."""
+
+    db: Connections
+    lease: Lease
+    actor: Principal
+    state: UploadState
+    area: UploadArea
+    expires_at: dt.datetime
+
+    async def run(
+        self, body: AsyncIterable[bytes], checksum: Checksum | None, *, store: MediaStore, max_pixels: int,
+        now: dt.datetime,
+    ) -> Appended:
+        algorithm = checksum.algorithm if checksum else None
+        async with self.area.writer(self.state.stored, algorithm=algorithm,
+                                    allocate_part=self.lease.allocate_part) as part:
+            await self._receive(part, body, checksum)
+            if self.state.offset + part.received < self.state.length:
+                return Appended(await self._record(part, part.commit()))
+            return await self._finish(part, store=store, max_pixels=max_pixels, now=now)
+
+    async def _receive(self, part: ChunkWriter, body: AsyncIterable[bytes], checksum: Checksum | None) -> None:
+        """Stream the body into the writer and check its checksum; a chunk cut off without one
+        keeps the bytes that arrived (recorded here), anything else that fails keeps nothing."""
+        remaining = self.state.length - self.state.offset
+        try:
+            async for data in body:
+                if part.received + len(data) > remaining:
+                    raise errors.UploadLengthExceeded(f"the chunk goes past Upload-Length ({remaining} bytes remained)")
+                await part.write(data)
+        except errors.UploadInterrupted:
+            with anyio.CancelScope(shield=True):
+                if checksum is None and 0 < part.received < remaining:
+                    await self._record(part, part.commit())  # tus: the bytes that arrived are kept
+                else:
+                    await part.rollback()  # unverifiable, or a whole body without its end: not trusted
+            raise
+        except BaseException:
+            with anyio.CancelScope(shield=True):
                 await part.rollback()
-            elif 0 < part.received < remaining:
-                end = await part.commit()  # tus: the bytes that arrived are kept
-                await q.mark_offset(await db.acquire(), upload_id=upload_id, offset=end, expires_at=expires_at)
-            else:
-                await part.rollback()  # a complete body without its end-of-request is not trusted to finish
-        raise
-    except BaseException:
-        with anyio.CancelScope(shield=True):
+            raise
+        if checksum is not None and await part.chunk_digest() != checksum.digest:
             await part.rollback()
-        raise
-    if checksum is not None and await part.chunk_digest() != checksum.digest:
-        await part.rollback()
-        raise errors.UploadChecksumMismatch(
-            f"the chunk's {checksum.algorithm} differs from Upload-Checksum; it was discarded, the offset is still "
-            f"{part.offset}",
-            offset=part.offset,
-        )
-    return await part.commit()
+            raise errors.UploadChecksumMismatch(
+                f"the chunk's {checksum.algorithm} differs from Upload-Checksum; it was discarded, the offset is "
+                f"still {self.state.offset}",
+                offset=self.state.offset,
+            )
+
+    async def _record(self, part: ChunkWriter, durable: Awaitable[Progress]) -> UploadState:
+        """Make the writer's bytes durable and record them under the lease; nothing counts (and
+        the writer rolls back) if either fails."""
+        try:
+            progress = await durable
+            row = await q.record_progress(
+                await self.db.acquire(), upload_id=self.state.id, token=self.lease.token,
+                previous_offset=self.state.offset, progress=progress, expires_at=self.expires_at,
+            )
+            if row is None:
+                raise errors.UploadLocked("another request took over this upload; read its offset and retry")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await part.rollback()
+            raise
+        await part.recorded()
+        self.state = state_of(row)
+        return self.state
+
+    async def _finish(self, part: ChunkWriter, *, store: MediaStore, max_pixels: int, now: dt.datetime) -> Appended:
+        """The last byte arrived: what cannot be undone is recorded first (S3's completed
+        multipart upload), then the whole file goes through ``PUT /v1/media``'s checks and into
+        the store with no pooled connection held (decoding and storing take seconds), then the
+        upload is marked complete and its bytes go."""
+        try:
+            sealed = await part.seal()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await part.rollback()
+            raise
+        if sealed is not None:
+            await self._record(part, _ready(sealed))
+        await self.db.release()
+        async with part.whole() as whole:
+            try:
+                kept = await media.store_media(
+                    self.db.acquire, self.actor, staged=whole, expected_sha256=self.state.sha256,
+                    declared_type=self.state.content_type, store=store, max_pixels=max_pixels, now=now,
+                )
+            except errors.Unavailable:
+                raise  # the offset stays before the last chunk: the client's retry finishes it
+            except errors.FieldsyncError:
+                with anyio.CancelScope(shield=True):
+                    await _discard(await self.db.acquire(), self.area, self.state.id)
+                raise
+        row = await q.mark_completed(await self.db.acquire(), upload_id=self.state.id, now=now)
+        assert row is not None
+        with contextlib.suppress(errors.Unavailable):  # what is left, gc finds (``remove_stale_parts``)
+            await self.area.remove(self.state.id)
+        return Appended(state_of(row), kept.record, kept.created or kept.queued)
 
 
-async def _finish(
-    db: Connections,
-    actor: Principal,
-    state: UploadState,
-    *,
-    area: UploadArea,
-    store: MediaStore,
-    max_pixels: int,
-    now: dt.datetime,
-) -> Appended:
-    """The last byte arrived: the whole file goes through ``PUT /v1/media``'s checks and into the
-    store with no pooled connection held (decoding and storing take seconds), then it is marked
-    complete."""
-    await db.release()
-    finished = _FinishedPart(area.path(state.id), state.length, await area.sha256(state.id))
-    try:
-        kept = await media.store_media(
-            db.acquire, actor, staged=finished, expected_sha256=state.sha256, declared_type=state.content_type,
-            store=store, max_pixels=max_pixels, now=now,
-        )
-    except errors.Unavailable:
-        raise  # the offset stays before the last chunk: the client's retry finishes it
-    except errors.FieldsyncError:
-        with anyio.CancelScope(shield=True):
-            await _discard(await db.acquire(), area, state.id)
-        raise
-    conn = await db.acquire()
-    row = await q.mark_completed(conn, upload_id=state.id, now=now)
-    await area.remove(state.id)
-    assert row is not None
-    return Appended(state_of(row), kept.record, kept.created or kept.queued)
+async def _ready(progress: Progress) -> Progress:
+    return progress
 
 
 async def terminate_upload(
-    conn: asyncpg.Connection, actor: Principal, upload_id: uuid.UUID, *, area: UploadArea, now: dt.datetime
+    db: Connections, actor: Principal, upload_id: uuid.UUID, *, area: UploadArea, now: dt.datetime,
+    lease_s: float = LEASE_S,
 ) -> None:
     """tus termination: the row and the bytes go; a media object already made stays."""
-    await get_upload(conn, actor, upload_id, now=now)
-    async with _locked(area, upload_id):
-        await get_upload(conn, actor, upload_id, now=now)
-        await _discard(conn, area, upload_id)
+    await get_upload(await db.acquire(), actor, upload_id, now=now)
+    async with _leased(db, actor, upload_id, now=now, lease_s=lease_s):
+        await _discard(await db.acquire(), area, upload_id)
 
 
 async def remove_expired(conn: asyncpg.Connection, *, area: UploadArea, now: dt.datetime, dry_run: bool) -> int:
-    """Remove uploads past ``expires_at`` (rows and part files); returns how many (would) go.
+    """Remove uploads past ``expires_at`` (rows and bytes); returns how many (would) go.
 
-    An upload some request is writing right now holds its lock and is skipped: it is being used.
+    An upload some request holds the lease of is skipped: it is being used.
     """
     removed = 0
     for upload_id in await q.list_expired(conn, now=now):
         if dry_run:
             removed += 1
-            continue
-        try:
-            async with area.locked(upload_id, wait_s=0):
-                if await q.delete_upload_if_expired(conn, upload_id=upload_id, now=now):
-                    await area.remove(upload_id)
-                    removed += 1
-        except PartBusy:
-            continue
+        elif await q.delete_upload_if_expired(conn, upload_id=upload_id, now=now):
+            await area.remove(upload_id)
+            removed += 1
     return removed
 
 
 async def remove_stale_parts(conn: asyncpg.Connection, *, area: UploadArea, dry_run: bool) -> int:
-    """Part files without a row, untouched for an hour (a crash between file and row)."""
-    candidates = await area.list_stale(older_than_s=STALE_PART_S)
+    """Bytes of uploads that have no unfinished row, untouched for an hour: a crash between the
+    bytes and the row, or after a row went and before its bytes did (S3: pieces and multipart
+    uploads, aborted here)."""
+    candidates = await area.stale(older_than_s=STALE_PART_S)
     if not candidates:
         return 0
-    known = await q.known_upload_ids(conn, candidates)
+    known = await q.unfinished_upload_ids(conn, candidates)
     stale = [upload_id for upload_id in candidates if upload_id not in known]
     if not dry_run:
         for upload_id in stale:
@@ -341,9 +364,15 @@ async def _discard(conn: asyncpg.Connection, area: UploadArea, upload_id: uuid.U
 
 
 @contextlib.asynccontextmanager
-async def _locked(area: UploadArea, upload_id: uuid.UUID) -> AsyncIterator[None]:
+async def _leased(
+    db: Connections, actor: Principal, upload_id: uuid.UUID, *, now: dt.datetime, lease_s: float
+) -> AsyncIterator[tuple[Lease, UploadState]]:
+    """Hold the upload's lease around the block, with the upload as it is under it."""
+    taken = await upload_leases.take(db, upload_id, lease_s=lease_s)
+    if taken is None:
+        raise errors.UploadNotFound()
+    lease, row = taken
     try:
-        async with area.locked(upload_id, wait_s=LOCK_WAIT_S):
-            yield
-    except PartBusy:
-        raise errors.UploadLocked("another request is writing to this upload; read its offset and retry") from None
+        yield lease, _visible(row, actor, now)
+    finally:
+        await upload_leases.give_back(lease)

@@ -5,6 +5,9 @@
         media_url "file:///abs/path"   FilesystemMediaStore(/abs/path)
         media_url "s3://bucket[/pfx]"  S3MediaStore via FIELDSYNC_S3_* (minio client)
     open_spool(settings) -> Spool                (async; <data_dir>/spool, see ``spool``)
+    open_upload_area(settings, store, spool) -> UploadArea   (where unfinished tus uploads live)
+        beside a filesystem store      PartFileArea(<data_dir>/uploads)    one host (``uploads``)
+        beside an S3 store             S3UploadArea(the same bucket)       any replica (``multipart``)
     keys.original_key(sha256), keys.derivative_key(sha256, "preview" | "thumbnail")
 
 How the pieces meet in an upload (the endpoint and the derivative job own the policy):
@@ -25,11 +28,13 @@ import urllib.parse
 from pathlib import Path
 
 from fieldsync.errors import ConfigurationInvalid
-from fieldsync.ports import MediaStore
+from fieldsync.ports import MediaStore, UploadArea
 from fieldsync.settings import Settings
 from fieldsync.storage.filesystem import FilesystemMediaStore
+from fieldsync.storage.multipart import S3UploadArea
 from fieldsync.storage.s3 import S3MediaStore
 from fieldsync.storage.spool import Spool, StagedFile
+from fieldsync.storage.uploads import PartFileArea
 
 __all__ = [
     "FilesystemMediaStore",
@@ -39,6 +44,7 @@ __all__ = [
     "filesystem_root",
     "open_media_store",
     "open_spool",
+    "open_upload_area",
 ]
 
 
@@ -78,3 +84,11 @@ async def open_spool(settings: Settings) -> Spool:
     spool = Spool(settings.data_dir / "spool")
     await spool.ensure()
     return spool
+
+
+def open_upload_area(settings: Settings, store: MediaStore, spool: Spool) -> UploadArea:
+    """The upload area the media store implies: S3 multipart beside S3 (any replica may take any
+    PATCH), part files under the data directory beside a filesystem store (a single host)."""
+    if isinstance(store, S3MediaStore):
+        return S3UploadArea(store, spool)
+    return PartFileArea(settings.data_dir / "uploads")

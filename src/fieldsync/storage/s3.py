@@ -170,6 +170,28 @@ class S3MediaStore:
     async def _run(self, func: Callable[..., T], *args: object, key: str | None = None) -> T:
         return await _threads.run(self._limiter, self._translated(func, key), *args)
 
+    # --- what the upload area (``storage.multipart``) shares: client, bucket, names, limiters -----
+
+    @property
+    def client(self) -> Minio:
+        return self._client
+
+    def object_name(self, key: str) -> str:
+        """The bucket's name for ``key`` (the configured prefix in front)."""
+        return self._name(key)
+
+    def listing_prefix(self, prefix: str) -> str:
+        """The bucket's name for a listing ``prefix`` (``keys.check_prefix``)."""
+        return self._prefix + check_prefix(prefix)
+
+    async def call(self, func: Callable[[], T]) -> T:
+        """A blocking client call in the store's threads, its errors translated."""
+        return await self._run(func)
+
+    async def call_put(self, func: Callable[[], T]) -> T:
+        """Like ``call`` for a call that holds a part in memory: bounded like ``put_file``."""
+        return await _threads.run(self._put_limiter, self._translated(func, None))
+
     @staticmethod
     def _translated(func: Callable[..., T], key: str | None) -> Callable[..., T]:
         def call(*args: Any) -> T:
