@@ -41,6 +41,7 @@ _STATUS_BY_CATEGORY: list[tuple[type[errors.FieldsyncError], int]] = [
     (errors.HeadersTooLarge, 431),
     (errors.ChecksumMismatch, 460),
     (errors.Unavailable, 503),
+    (errors.InsufficientStorage, 507),
 ]
 
 # Litestar's own refusals (routing, body limits, validation) take the codes of the catalogue.
@@ -252,7 +253,8 @@ _DESCRIPTIONS = {
     422: "Well-formed but cannot be processed",
     429: "Too many failed attempts",
     460: "Checksum mismatch",
-    503: "A dependency is unavailable",
+    503: "A dependency is unavailable, or the server is busy; retry after Retry-After",
+    507: "The server's storage is full; nothing was kept; retry after Retry-After",
 }
 
 
