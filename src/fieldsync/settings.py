@@ -68,6 +68,7 @@ class Settings:
     webhook_allow_private: bool
     webhook_timeout_s: int
     webhook_concurrency: int
+    store_timeout_s: int
     log_json: bool
     log_level: str
     public_url: str = ""
@@ -114,6 +115,7 @@ class Settings:
             webhook_allow_private=read.flag("WEBHOOK_ALLOW_PRIVATE", False),
             webhook_timeout_s=read.number("WEBHOOK_TIMEOUT_S", 15, 1),
             webhook_concurrency=read.number("WEBHOOK_CONCURRENCY", 16),
+            store_timeout_s=read.number("STORE_TIMEOUT_S", 30, 1),
             log_json=read.flag("LOG_JSON", True),
             log_level=read.text("LOG_LEVEL", "info").upper(),
             public_url=read.url("PUBLIC_URL", ("http://", "https://"), "an http:// or https:// URL").strip(),

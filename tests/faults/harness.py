@@ -9,12 +9,14 @@ owner). Devices are enrolled through the API, as a supervisor's phone would do i
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +215,44 @@ class Prober:
             if started >= moment and status == 200:
                 return started + took - moment
         return None
+
+
+class Moto:
+    """A moto S3 server of the test's own on a fixed port, that can go down (connections
+    refused) and come back with its objects (moto keeps them in this process)."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._factory = ThreadedMotoServer
+        self.port = free_port()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        self.up = True
+
+    def stop(self) -> None:
+        """Down: stop serving and close the listening socket, so connecting is refused."""
+        if self.up:
+            self._server.stop()
+            if self._server._server is not None:
+                self._server._server.server_close()
+            self.up = False
+
+    def start(self) -> None:
+        if not self.up:
+            self._server = self._factory(ip_address="127.0.0.1", port=self.port, verbose=False)
+            self._server.start()
+            self.up = True
+
+
+def s3_env(endpoint_port: int, *, timeout_s: int) -> dict[str, str]:
+    """Environment of a server whose media live in a fresh bucket at ``127.0.0.1:endpoint_port``."""
+    return {
+        "FIELDSYNC_MEDIA_URL": f"s3://fs-faults-{uuid.uuid4().hex[:12]}",
+        "FIELDSYNC_S3_ENDPOINT": f"127.0.0.1:{endpoint_port}",
+        "FIELDSYNC_S3_ACCESS_KEY": "fieldsync-faults",
+        "FIELDSYNC_S3_SECRET_KEY": "fieldsync-faults-secret",
+        "FIELDSYNC_S3_SECURE": "false",
+        "FIELDSYNC_STORE_TIMEOUT_S": str(timeout_s),
+    }

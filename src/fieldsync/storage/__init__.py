@@ -64,7 +64,7 @@ async def open_media_store(settings: Settings) -> MediaStore:
     """
     root = filesystem_root(settings)
     if root is not None:
-        filesystem = FilesystemMediaStore(root)
+        filesystem = FilesystemMediaStore(root, timeout_s=settings.store_timeout_s)
         await filesystem.ensure_root()
         return filesystem
     if settings.media_url.startswith("s3://"):

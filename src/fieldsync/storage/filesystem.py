@@ -64,16 +64,19 @@ def check_range(offset: int, length: int | None) -> None:
 class FilesystemMediaStore:
     """``MediaStore`` on a local directory. Call ``ensure_root()`` once before use."""
 
-    def __init__(self, root: Path, *, max_threads: int = 16, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(
+        self, root: Path, *, max_threads: int = 16, chunk_size: int = CHUNK_SIZE, timeout_s: float = 30
+    ) -> None:
         self.root = root
         self._limiter = CapacityLimiter(max_threads)
         self._chunk_size = chunk_size
+        self._deadline = _threads.Deadline(timeout_s, "media store (filesystem)")
 
     def __repr__(self) -> str:
         return f"FilesystemMediaStore({str(self.root)!r})"
 
     async def _run(self, func: Callable[..., T], *args: object) -> T:
-        return await _threads.run(self._limiter, func, *args)
+        return await _threads.run(self._limiter, func, *args, deadline=self._deadline)
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -231,7 +234,7 @@ class FilesystemMediaStore:
 
     async def list_keys(self, prefix: str = "") -> AsyncIterator[StoredObject]:
         check_prefix(prefix)
-        async for item in _threads.iterate(self._limiter, lambda: self._walk(prefix)):
+        async for item in _threads.iterate(self._limiter, lambda: self._walk(prefix), deadline=self._deadline):
             yield item
 
     def _walk(self, prefix: str) -> Iterator[StoredObject]:
