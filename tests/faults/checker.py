@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import time
 import uuid
 from typing import Any
 
@@ -191,3 +192,22 @@ async def check(
 async def store_sizes(store: MediaStore) -> dict[str, int]:
     """Every original in the store and its size, for ``database_problems``."""
     return {item.key: item.size async for item in store.list_keys(keys.ORIGINALS)}
+
+
+async def wait_for_derivatives(database_url: str, *, within_s: float) -> int:
+    """Wait until no derivative job is due now; returns how many photos still lack derivatives."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        deadline = time.monotonic() + within_s
+        while True:
+            due = await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'derivatives' AND run_after <= now()")
+            if due == 0 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        lost = await conn.fetchval(
+            "SELECT count(*) FROM media m WHERE m.derivatives_at IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM jobs j WHERE j.kind = 'derivatives' AND j.key = m.sha256)")
+        assert lost == 0, f"{lost} photos have neither derivatives nor a queued job"
+        return int(await conn.fetchval("SELECT count(*) FROM media WHERE derivatives_at IS NULL"))
+    finally:
+        await conn.close()

@@ -137,6 +137,7 @@ class History:
         self.report_acks: dict[uuid.UUID, Ack] = {}
         self.photo_acks: dict[str, Ack] = {}
         self.failures: list[str] = []
+        self.inflight: Counter[str] = Counter()  # requests sent and not yet answered, by op
 
     def statuses(self) -> Counter[int | str]:
         return Counter(call.status if call.status is not None else f"no answer ({call.error})" for call in self.calls)
@@ -165,7 +166,7 @@ class Device:
 
     def __init__(
         self, name: str, token: str, *, user: str, reports: list[QueuedReport], report_mode: str = "put",
-        photo_mode: str = "put", photos_first: bool = True, seed: int = 0,
+        photo_mode: str = "put", photos_first: bool = True, seed: int = 0, push_batch: int = 1000,
     ) -> None:
         assert report_mode in ("put", "push") and photo_mode in ("put", "tus")
         self.name = name
@@ -175,6 +176,7 @@ class Device:
         self.report_mode = report_mode
         self.photo_mode = photo_mode
         self.photos_first = photos_first
+        self.push_batch = push_batch
         self.auth = {"Authorization": f"Bearer {token}"}
         self._rng = random.Random(seed)
         self.push_ids = {r.id: uuid.UUID(int=self._rng.getrandbits(128), version=4) for r in reports}
@@ -221,12 +223,18 @@ class _Sender:
                 if answer is not None:
                     self.ack_report(report.id, answer)
             return
+        batch = self.device.push_batch
+        for start in range(0, len(self.device.reports), batch):
+            await self.pace()
+            await self.push(self.device.reports[start:start + batch])
+
+    async def push(self, reports: list[QueuedReport]) -> None:
         mutations = [{"mutation_id": str(self.device.push_ids[r.id]), "op": "upsert_report", "report": r.body}
-                     for r in self.device.reports]
-        key = ",".join(str(r.id) for r in self.device.reports)
+                     for r in reports]
+        key = ",".join(str(r.id) for r in reports)
         answer = await self.until_final("push", key, lambda: self.request("POST", "/v1/sync/push",
                                                                           json={"mutations": mutations}))
-        for report, result in zip(self.device.reports, (answer or {}).get("results", []), strict=False):
+        for report, result in zip(reports, (answer or {}).get("results", []), strict=False):
             if result.get("status") in ("applied", "duplicate"):
                 self.ack_report(report.id, result)
             else:
@@ -251,6 +259,7 @@ class _Sender:
         started = time.monotonic()
         record = Call(self.device.name, op, key, started, started)
         response: httpx.Response | None = None
+        self.history.inflight[op] += 1
         try:
             response = await send()
             record.status = response.status_code
@@ -262,6 +271,8 @@ class _Sender:
                     record.answer = None
         except NO_ANSWER as exc:
             record.error = exc.__class__.__name__
+        finally:
+            self.history.inflight[op] -= 1
         record.ended = time.monotonic()
         self.history.calls.append(record)
         return record, response

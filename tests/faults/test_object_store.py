@@ -22,14 +22,13 @@ import time
 from collections.abc import Callable, Iterator
 
 import anyio
-import asyncpg
 import httpx
 import pytest
 
 from fieldsync import errors
 from fieldsync.settings import Settings
 from fieldsync.storage import _threads, open_media_store
-from tests.faults.checker import check, store_sizes
+from tests.faults.checker import check, store_sizes, wait_for_derivatives
 from tests.faults.fleet import Fleet, Policy, make_photo, make_report, plan_devices
 from tests.faults.harness import Moto, Server, enroll, s3_env
 from tests.faults.proxy import FaultProxy, Mode
@@ -56,25 +55,6 @@ async def timed(client: httpx.AsyncClient, method: str, path: str, **kwargs: obj
     started = time.monotonic()
     response = await client.request(method, path, **kwargs)  # type: ignore[arg-type]
     return response, time.monotonic() - started
-
-
-async def wait_for_derivatives(database_url: str, *, within_s: float) -> int:
-    """Wait until no derivative job is due now; returns how many photos still lack derivatives."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        deadline = time.monotonic() + within_s
-        while True:
-            due = await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'derivatives' AND run_after <= now()")
-            if due == 0 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.2)
-        lost = await conn.fetchval(
-            "SELECT count(*) FROM media m WHERE m.derivatives_at IS NULL AND NOT EXISTS "
-            "(SELECT 1 FROM jobs j WHERE j.kind = 'derivatives' AND j.key = m.sha256)")
-        assert lost == 0, f"{lost} photos have neither derivatives nor a queued job"
-        return int(await conn.fetchval("SELECT count(*) FROM media WHERE derivatives_at IS NULL"))
-    finally:
-        await conn.close()
 
 
 async def test_store_down_uploads_503_fast_reports_201_and_all_drains_after(
