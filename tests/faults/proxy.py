@@ -17,7 +17,8 @@ store), and switch its behaviour while traffic flows (Toxiproxy's vocabulary, sc
     ``Mode.REFUSE``        reset every new connection at once (nothing listening behind)
 
 Counters (``dropped``, ``reset``, ``stalled``, ``connections``) let a test prove that the fault it
-wanted did happen. Resets use ``SO_LINGER 0`` so the peer sees a real RST, not a clean close.
+wanted did happen; ``dropped_answers`` keeps the first bytes of every answer it withheld, so a
+test can compare what the client was not told with what it was told when it asked again. Resets use ``SO_LINGER 0`` so the peer sees a real RST, not a clean close.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class FaultProxy:
         self.reset = 0
         self.stalled = 0
         self.connections = 0
+        self.dropped_answers: list[bytes] = []
         self._rng = random.Random(seed)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
@@ -185,6 +187,7 @@ class FaultProxy:
                     continue
                 if first and self.mode is Mode.DROP_ANSWER and self._rng.random() < self.drop_rate:
                     self.dropped += 1
+                    self.dropped_answers.append(data)
                     _abort(client)
                     _abort(upstream)
                     return
