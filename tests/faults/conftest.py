@@ -25,6 +25,11 @@ def golden() -> Iterator[tuple[Path, str]]:
 
 
 @pytest.fixture
+def golden_dir(golden: tuple[Path, str]) -> Path:
+    return golden[0]
+
+
+@pytest.fixture
 def admin_token(golden: tuple[Path, str]) -> str:
     return golden[1]
 

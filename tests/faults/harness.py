@@ -39,8 +39,8 @@ def make_golden(root: Path) -> tuple[Path, str]:
     return data_dir, added.stdout.strip().splitlines()[-1]
 
 
-def copy_data_dir(golden: Path) -> Path:
-    target = Path(tempfile.mkdtemp(prefix="fieldsync-faults-", dir="/tmp")) / "data"
+def copy_data_dir(golden: Path, into: Path | None = None) -> Path:
+    target = (into or Path(tempfile.mkdtemp(prefix="fieldsync-faults-", dir="/tmp"))) / "data"
     subprocess.run(["cp", "-a", str(golden), str(target)], check=True)
     return target
 
@@ -55,7 +55,9 @@ class Server:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = data_dir.parent / "serve.log"
+        logs = Path(tempfile.gettempdir()) / "fieldsync-faults-logs"
+        logs.mkdir(exist_ok=True)
+        self.log = logs / f"serve-{time.strftime('%H%M%S')}-{self.port}.log"  # never on the data's disk
 
     def start(self) -> None:
         log = self.log.open("ab")
@@ -112,10 +114,6 @@ class Server:
 
     def cleanup(self) -> None:
         self.stop()
-        keep = Path(tempfile.gettempdir()) / "fieldsync-faults-logs"
-        keep.mkdir(exist_ok=True)
-        if self.log.exists():
-            shutil.copy(self.log, keep / f"serve-{self.port}.log")
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
     # --- watching the process -------------------------------------------------------------------

@@ -31,6 +31,7 @@ CONNECTION_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.OperatorInterven
                        asyncpg.InternalClientError)
 CLIENT_STATE_FAILURES = (asyncpg.InterfaceError, asyncpg.InternalClientError)
 TRANSIENT_FAILURES = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+DISK_FULL_FAILURES = (asyncpg.DiskFullError,)  # PostgreSQL could not extend a file: 507 storage.full
 POOL_WAIT_S = 10.0
 log = structlog.get_logger("fieldsync.api")
 BUSY_RETRY_AFTER_S = 5

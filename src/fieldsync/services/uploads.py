@@ -22,8 +22,9 @@ Rules this module keeps:
 - The last byte makes the upload go through ``services.media.store_media``, the very checks of
   ``PUT /v1/media/{sha256}`` (hash against the declared sha256, decoded type against the
   declared one, pixel limit). A failed check discards the upload and answers that check's
-  problem. A store outage (503) leaves the offset before the last chunk, so the client's retry
-  resends it and the finish runs again; ``store_media`` is idempotent per hash.
+  problem. A store outage (503) or a full disk (507) leaves the offset before the last chunk, so
+  the client's retry resends it and the finish runs again; ``store_media`` is idempotent per hash.
+- A chunk that would eat into the disk reserve is refused (507) before its body is read.
 - The offset never reaches the length before the media object exists, so a completed upload
   (HEAD shows offset = length) always means a stored, committed media object.
 """
@@ -192,6 +193,7 @@ async def append_chunk(
         if state.completed:
             return Appended(state)
         remaining = state.length - state.offset
+        area.ensure_room(min(remaining, chunk.content_length if chunk.content_length is not None else remaining))
         expires_at = now + dt.timedelta(seconds=ttl_s)
         algorithm = chunk.checksum.algorithm if chunk.checksum else None
         await db.release()  # the body may take minutes: the pool lends the connection meanwhile
@@ -279,7 +281,7 @@ async def _finish(
             db.acquire, actor, staged=finished, expected_sha256=state.sha256, declared_type=state.content_type,
             store=store, max_pixels=max_pixels, now=now,
         )
-    except errors.Unavailable:
+    except (errors.Unavailable, errors.InsufficientStorage):
         raise  # the offset stays before the last chunk: the client's retry finishes it
     except errors.FieldsyncError:
         with anyio.CancelScope(shield=True):

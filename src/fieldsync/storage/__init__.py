@@ -75,6 +75,6 @@ async def open_media_store(settings: Settings) -> MediaStore:
 
 
 async def open_spool(settings: Settings) -> Spool:
-    spool = Spool(settings.data_dir / "spool")
+    spool = Spool(settings.data_dir / "spool", reserve_bytes=settings.disk_reserve_bytes)
     await spool.ensure()
     return spool

@@ -25,7 +25,8 @@ a scheme (``http://`` / ``https://``) may be given and then decides TLS over
 ``FIELDSYNC_S3_SECURE``. The region is always configured (default ``us-east-1``), so the client
 never has to ask the server for a bucket's location and presigning needs no round trip.
 
-Errors: ``NoSuchKey`` is ``MediaNotFound``; everything else the server or the network says
+Errors: ``NoSuchKey`` is ``MediaNotFound``; MinIO's ``XMinioStorageFull`` (its disks are nearly
+full) is ``StorageFull``; everything else the server or the network says
 (refused connection, timeout, 5xx, AccessDenied, NoSuchBucket) is ``DependencyUnavailable``
 naming the S3 error code or the exception class, never the credentials.
 """
@@ -49,7 +50,7 @@ from minio import Minio
 from minio.error import MinioException, S3Error
 from minio.helpers import MIN_PART_SIZE
 
-from fieldsync.errors import ConfigurationInvalid, DependencyUnavailable, FieldsyncError, MediaNotFound
+from fieldsync.errors import ConfigurationInvalid, DependencyUnavailable, FieldsyncError, MediaNotFound, StorageFull
 from fieldsync.ports import StoredObject
 from fieldsync.settings import Settings
 from fieldsync.storage import _threads
@@ -69,6 +70,8 @@ def translate(exc: Exception, key: str | None = None) -> FieldsyncError:
     if isinstance(exc, S3Error):
         if exc.code in _NOT_FOUND_CODES and key is not None:
             return MediaNotFound(detail=f"no object {key}")
+        if exc.code == "XMinioStorageFull":
+            return StorageFull(f"media store (S3): {exc.code}")
         return DependencyUnavailable(f"media store (S3): {exc.code}", dependency="media_store")
     return DependencyUnavailable(f"media store (S3): {exc.__class__.__name__}", dependency="media_store")
 

@@ -17,6 +17,9 @@ around every use):
   writes, so they can never end up inside an upload.
 - Memory is one buffer of ``BUFFER_SIZE`` per writer, whatever the chunk size; file I/O and
   hashing run in worker threads.
+- A full disk is ``storage.full`` (``storage.disk``): the writer raises it, the caller rolls the
+  chunk back to the persisted offset, and ``ensure_room`` refuses a chunk before its body is read
+  when it would eat into the reserve kept for the database.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any, BinaryIO
 import anyio.to_thread
 
 from fieldsync.storage._files import BUFFER_SIZE, BufferedWriter, fsync_directory
+from fieldsync.storage.disk import ensure_room, space_errors
 
 SUFFIX = ".part"
 
@@ -76,7 +80,8 @@ class PartWriter:
             self._handle.flush()
             os.fsync(self._handle.fileno())
 
-        await anyio.to_thread.run_sync(sync)
+        with space_errors("upload"):
+            await anyio.to_thread.run_sync(sync)
         return self.offset + self.received
 
     async def rollback(self) -> None:
@@ -94,8 +99,13 @@ class PartWriter:
 class UploadArea:
     """The directory of part files; cheap to construct (it is only a path)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, reserve_bytes: int = 0) -> None:
         self.directory = directory
+        self.reserve_bytes = reserve_bytes
+
+    def ensure_room(self, incoming: int) -> None:
+        """``storage.full`` unless ``incoming`` more bytes leave the reserve free."""
+        ensure_room(self.directory, incoming, self.reserve_bytes)
 
     def path(self, upload_id: uuid.UUID) -> Path:
         return self.directory / f"{upload_id.hex}{SUFFIX}"
@@ -109,7 +119,8 @@ class UploadArea:
                 os.fsync(handle.fileno())
             fsync_directory(self.directory)
 
-        await anyio.to_thread.run_sync(create)
+        with space_errors("upload"):
+            await anyio.to_thread.run_sync(create)
 
     @contextlib.asynccontextmanager
     async def writer(self, upload_id: uuid.UUID, *, offset: int, algorithm: str | None) -> AsyncIterator[PartWriter]:
@@ -211,5 +222,5 @@ class UploadArea:
         return await anyio.to_thread.run_sync(sweep)
 
 
-def upload_area(data_dir: Path) -> UploadArea:
-    return UploadArea(data_dir / "uploads")
+def upload_area(data_dir: Path, *, reserve_bytes: int = 0) -> UploadArea:
+    return UploadArea(data_dir / "uploads", reserve_bytes=reserve_bytes)
