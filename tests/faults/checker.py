@@ -8,9 +8,10 @@ server against what the devices were told (a Jepsen-style check, scaled down).
    acknowledgement of the same report agrees (a replay answers the first result: the same
    version; a replayed push mutation answers ``applied`` again, never something else).
 2. Reports, read back through each inspector's pull feed (full reports, every one the user may
-   see): every acknowledged report is there with the acknowledged content and version; a report
-   sent but never acknowledged is either absent or there whole, with exactly the content sent;
-   no report exists that no device sent.
+   see): every acknowledged report is there with the acknowledged content and version, and none
+   of its acknowledged photos in ``missing_media``; a report sent but never acknowledged is
+   either absent or there whole, with exactly the content sent; no report exists that no device
+   sent.
 3. Photos: every acknowledged photo is served byte-identical (``GET /v1/media/{sha256}``, as its
    uploader); a photo sent but never acknowledged is absent or byte-identical, never partial.
 4. In the database (nothing twice, nothing half-written): each report has exactly one
@@ -111,6 +112,10 @@ async def report_problems(client: httpx.AsyncClient, history: History, devices: 
         problems += content_problems(report_id, queued.body, report)
         if ack is not None and report["version"] != ack.answers[0].get("version"):
             problems.append(f"report {report_id}: version {report['version']}, acknowledged {ack.answers[0]}")
+        stored = [p.sha256 for p in queued.photos if p.sha256 in history.photo_acks]
+        if ack is not None and set(stored) & set(report["missing_media"]):
+            problems.append(f"report {report_id}: acknowledged photos {set(stored) & set(report['missing_media'])} "
+                            "are missing")
     for report_id in served.keys() - history.sent_reports.keys():
         problems.append(f"report {report_id}: served but no device sent it")
     return problems

@@ -193,6 +193,7 @@ class Device:
         else:
             await sender.send_reports()
             await sender.send_photos()
+        await sender.send_photos(only=sender.reupload)
 
 
 class _Sender:
@@ -200,9 +201,15 @@ class _Sender:
         self.device, self.client, self.history, self.policy = device, client, history, policy
         self.deadline = time.monotonic() + policy.deadline_s
         self.rng = random.Random(device.name)
+        self.uploaded: set[str] = set()
+        self.reupload: set[str] = set()
 
-    async def send_photos(self) -> None:
+    async def send_photos(self, only: set[str] | None = None) -> None:
+        """Every photo of the queue, or ``only`` those a receipt named missing after they had been
+        stored (a field app uploads what ``missing_media`` lists)."""
         for photo in self.device.photos:
+            if only is not None and photo.sha256 not in only:
+                continue
             await self.pace()
             self.history.sent_photos.setdefault(photo.sha256, (self.device.name, photo))
             if self.device.photo_mode == "put":
@@ -211,6 +218,7 @@ class _Sender:
                 answer = await self.tus_upload(photo)
             if answer is not None:
                 self.history.photo_acks.setdefault(photo.sha256, Ack(self.device.name, [])).answers.append(answer)
+                self.uploaded.add(photo.sha256)
 
     async def send_reports(self) -> None:
         for report in self.device.reports:
@@ -246,6 +254,7 @@ class _Sender:
 
     def ack_report(self, report_id: uuid.UUID, answer: dict[str, Any]) -> None:
         self.history.report_acks.setdefault(report_id, Ack(self.device.name, [])).answers.append(answer)
+        self.reupload.update(sha for sha in answer.get("missing_media") or () if sha in self.uploaded)
 
     # --- one request, recorded ------------------------------------------------------------------
 
