@@ -64,6 +64,65 @@ async def _with_connection(settings: Settings, work: Callable[..., Awaitable[int
             await conn.close()
 
 
+async def _with_database(settings: Settings, work: Callable[..., Awaitable[int]], *, migrate_first: bool) -> int:
+    """Like ``_with_connection``, handing ``work`` the database URL too (for PostgreSQL's tools)."""
+    from fieldsync.db import embedded
+    from fieldsync.db.migrate import migrate
+    from fieldsync.db.pool import connect
+
+    async with embedded.database_url(settings.database_url.value, settings.data_dir) as dsn:
+        conn = await connect(dsn)
+        try:
+            if migrate_first:
+                await migrate(conn)
+            return await work(conn, dsn)
+        finally:
+            await conn.close()
+
+
+def _cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from fieldsync.ports import SystemClock
+    from fieldsync.services import backup
+    from fieldsync.storage import open_media_store
+
+    async def work(conn: object, dsn: str) -> int:
+        import asyncpg
+
+        assert isinstance(conn, asyncpg.Connection)
+        store = await open_media_store(settings)
+        manifest = await backup.backup(conn, database_url=dsn, store=store, target=Path(args.directory),
+                                       now=SystemClock().now(), progress=_stderr)
+        print(f"backup written to {args.directory}: database ({manifest.dump_bytes} bytes, schema "
+              f"{manifest.schema_version}), {len(manifest.originals)} photos, {len(manifest.derivatives)} "
+              f"derivatives; snapshot {manifest.snapshot.split(':')[0]}")
+        return 0
+
+    return asyncio.run(_with_database(settings, work, migrate_first=True))
+
+
+def _cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from fieldsync.services import backup
+    from fieldsync.storage import open_media_store
+
+    async def work(conn: object, dsn: str) -> int:
+        import asyncpg
+
+        assert isinstance(conn, asyncpg.Connection)
+        store = await open_media_store(settings)
+        done = await backup.restore(conn, database_url=dsn, store=store, source=Path(args.directory),
+                                    progress=_stderr)
+        print(f"restored the backup of {done['backup_created_at']}: {done['photos']} photos, "
+              f"{done['derivatives']} derivatives; devices' pull cursors continue in feed epoch {done['epoch']}. "
+              "Check it: fieldsync audit verify")
+        return 0
+
+    return asyncio.run(_with_database(settings, work, migrate_first=False))
+
+
+def _stderr(line: str) -> None:
+    print(f"  {line}", file=sys.stderr, flush=True)
+
+
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     async def work(conn: object) -> int:
         print("database schema is up to date")
@@ -383,6 +442,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--hazards-per-county", type=int, default=20, metavar="N", help="default 20")
     sample.add_argument("--incidents-per-county", type=int, default=2, metavar="N", help="disasters; default 2")
     sample.set_defaults(func=_cmd_demo)
+
+    backup_cmd = sub.add_parser("backup", help="dump the database, then copy the photos it refers to, into DIR")
+    backup_cmd.add_argument("directory", metavar="DIR", help="a new or empty directory (an unfinished backup may be resumed)")
+    backup_cmd.set_defaults(func=_cmd_backup)
+    restore_cmd = sub.add_parser("restore", help="restore a backup from DIR into an empty data directory / database")
+    restore_cmd.add_argument("directory", metavar="DIR", help="a directory written by fieldsync backup")
+    restore_cmd.set_defaults(func=_cmd_restore)
 
     collect = sub.add_parser("gc", help="remove media no report references (after a grace period) and leftovers")
     collect.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")

@@ -7,6 +7,7 @@ to an HTTP status and renders RFC 9457 problem+json. Nothing below ``api/`` know
     FieldsyncError
     ├── ConfigurationInvalid                 (startup only, never rendered)
     ├── MigrationError                       (startup only)
+    ├── BackupFailed                         (fieldsync backup / restore only)
     ├── InvalidInput          400  request.invalid, request.too_deep, report.invalid, media.hash_mismatch, openrosa.*,
     │                              webhook.url_invalid, webhook.target_forbidden, ...
     ├── Unauthenticated       401  auth.required, auth.invalid_token, auth.expired, auth.revoked, ...
@@ -54,6 +55,13 @@ class ConfigurationInvalid(FieldsyncError):
 class MigrationError(FieldsyncError):
     code = "migration.failed"
     title = "Database migration failed"
+
+
+class BackupFailed(FieldsyncError):
+    """``fieldsync backup`` or ``restore`` cannot go on; the detail says why (CLI only)."""
+
+    code = "backup.failed"
+    title = "Backup or restore failed"
 
 
 # --- categories ---------------------------------------------------------------------------------
