@@ -43,16 +43,16 @@ async def test_lost_answers_and_mid_body_resets_are_retried_to_the_first_result(
     proxy.start()
     try:
         enrolled = await enroll(server.base_url, admin_token, users=4, devices_per_user=2, prefix="lost")
-        devices = plan_devices(enrolled, reports=6, photos_per_report=1, seed=11)
+        devices = plan_devices(enrolled, reports=8, photos_per_report=1, seed=11)
         for device in devices:
             device.push_batch = 3
-        proxy.set(Mode.DROP_ANSWER, drop_rate=0.3)
-        fleet = Fleet(devices, f"http://127.0.0.1:{proxy.port}", Policy(max_backoff_s=0.2, deadline_s=60,
-                                                                        chunk_bytes=1024), keepalive=False)
-        load = asyncio.create_task(fleet.run())
-        await asyncio.sleep(1.5)
         proxy.set(Mode.RESET_BODY, reset_after=1500)
-        await asyncio.sleep(0.5)
+        fleet = Fleet(devices, f"http://127.0.0.1:{proxy.port}", Policy(max_backoff_s=0.2, deadline_s=60,
+                                                                        chunk_bytes=2048), keepalive=False)
+        load = asyncio.create_task(fleet.run())
+        await until(lambda: proxy.reset >= 3 or load.done(), within_s=5)
+        proxy.set(Mode.DROP_ANSWER, drop_rate=0.3)
+        await until(lambda: len(receipts(proxy.dropped_answers)) >= 10 or load.done(), within_s=10)
         proxy.set(Mode.PASS)
         history = await load
     finally:
@@ -62,19 +62,32 @@ async def test_lost_answers_and_mid_body_resets_are_retried_to_the_first_result(
     unanswered = {c.op for c in history.calls if c.status is None}
     assert {"report.put", "push", "media.put", "tus.patch"} <= unanswered, unanswered
     compared = 0
-    for withheld in filter(None, map(json_answer, proxy.dropped_answers)):
-        for first in withheld.get("results", [withheld]):
-            report_id = uuid.UUID(first.get("report_id") or first["id"]) if "version" in first else None
-            if report_id is None or report_id not in history.report_acks:
-                continue
-            told = history.report_acks[report_id].answers[0]
-            assert told.get("version") == first["version"] and told.get("status") == first["status"], (first, told)
-            compared += 1
+    for first in receipts(proxy.dropped_answers):
+        report_id = uuid.UUID(first.get("report_id") or first["id"])
+        if report_id not in history.report_acks:
+            continue
+        told = history.report_acks[report_id].answers[0]
+        assert told.get("version") == first["version"] and told.get("status") == first["status"], (first, told)
+        compared += 1
     assert compared > 5, f"only {compared} withheld receipts could be compared with the answer to the retry"
     problems = await check(history, base_url=server.base_url, devices=devices, database_url=server.database_url(),
                            store_sizes=await store_sizes(FilesystemMediaStore(server.data_dir / "media")))
     assert problems == []
     print(f"answers dropped {proxy.dropped}, connections reset {proxy.reset}, withheld receipts compared {compared}")
+
+
+def receipts(withheld: list[bytes]) -> list[dict[str, Any]]:
+    """The report receipts and push results among withheld answers."""
+    found = []
+    for answer in filter(None, map(json_answer, withheld)):
+        found += [item for item in answer.get("results", [answer]) if "version" in item]
+    return found
+
+
+async def until(condition: Callable[[], bool], *, within_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not condition() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
 
 
 def json_answer(raw: bytes) -> dict[str, Any] | None:
