@@ -152,9 +152,12 @@ async def test_kill_9_mid_requests_loses_nothing_and_restarts_on_the_same_data(
             together = await all_kinds_in_flight(fleet.history, within_s=3)
             cut_kinds |= {kind for kind in KINDS if fleet.history.inflight[kind] > 0}
             server.kill9()
+            killed = time.monotonic()
             await asyncio.to_thread(server.restart)
+            restarted = time.monotonic() - killed
             await half.after_restart()
-            print(f"kill {round_ + 1}: every kind in flight together: {together}")
+            print(f"kill {round_ + 1}: every kind in flight together: {together}; serving again after "
+                  f"{restarted:.1f} s")
         history = await load
 
     assert cut_kinds == set(KINDS), f"only {cut_kinds} were in flight at a kill"

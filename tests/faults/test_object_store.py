@@ -34,7 +34,7 @@ from tests.faults.harness import Moto, Server, enroll, s3_env
 from tests.faults.proxy import FaultProxy, Mode
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-TIMEOUT_S = 2
+TIMEOUT_S = 3
 
 
 @pytest.fixture
@@ -75,10 +75,13 @@ async def test_store_down_uploads_503_fast_reports_201_and_all_drains_after(
         ready = await client.get("/readyz")
 
         assert upload.status_code == 503 and upload.json()["code"] == "dependency.unavailable", upload.text
-        assert upload.headers["retry-after"] and upload_s < 1.5, upload_s
-        assert put.status_code == 201 and put.json()["missing_media"] == [photo.sha256] and put_s < 1.0
-        assert health.status_code == 200 and health_s < 0.5
+        # "fast": a refused connection is an answer; none of these waits for the store's deadline
+        assert upload.headers["retry-after"] and upload_s < TIMEOUT_S - 0.5, upload_s
+        assert put.status_code == 201 and put.json()["missing_media"] == [photo.sha256] and put_s < TIMEOUT_S - 1
+        assert health.status_code == 200 and health_s < TIMEOUT_S - 1
         assert ready.status_code == 503 and ready.json()["checks"]["media_store"].startswith("unreachable")
+        print(f"store down: photo PUT 503 in {upload_s:.2f} s, report PUT 201 in {put_s:.2f} s, "
+              f"/healthz in {health_s:.3f} s")
 
         enrolled = await enroll(server.base_url, admin_token, users=3, devices_per_user=2, prefix="downfleet")
         devices = plan_devices(enrolled, reports=4, photos_per_report=1, seed=6)
@@ -140,9 +143,12 @@ async def test_store_hang_answers_503_within_the_timeout_and_healthz_and_reports
 
         for response, seconds in answers:
             assert response.status_code == 503 and response.json()["code"] == "dependency.unavailable"
-            assert TIMEOUT_S - 0.5 <= seconds <= TIMEOUT_S + 1.5, seconds
-        assert max(seconds for _, seconds in fast) < 1.0, sorted(s for _, s in fast)[-3:]
+            assert TIMEOUT_S - 0.5 <= seconds <= TIMEOUT_S + 2, seconds
+        # neither waits for the store: each answers well inside the deadline the uploads hit
+        assert max(seconds for _, seconds in fast) < TIMEOUT_S - 1, sorted(s for _, s in fast)[-3:]
         assert [r.status_code for r in after] == [201, 201, 201]
+        print(f"store hangs (timeout {TIMEOUT_S} s): photo PUTs 503 after {sorted(round(s, 2) for _, s in answers)} s; "
+              f"report PUT and /healthz at most {max(s for _, s in fast):.2f} s")
         problems = await check(history, base_url=server.base_url, devices=devices,
                                database_url=server.database_url(), store_sizes=await checked_store_sizes(server))
         assert problems == []
