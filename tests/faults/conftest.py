@@ -12,8 +12,6 @@ import pytest
 
 from tests.faults.harness import Server, copy_data_dir, make_golden
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="session")
 def golden() -> Iterator[tuple[Path, str]]:

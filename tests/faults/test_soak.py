@@ -5,10 +5,9 @@ files and pooled database connections stay flat after the warm-up (growth under 
 history checker finds everything acknowledged (``tests/faults/soak.py`` says how each is
 measured). Longer runs: ``.venv/bin/python scripts/soak --minutes 30``.
 
-How it can fail: with the release middleware's connection leak of the 401 path put back (see
-docs/architecture.md, "Why connections are released by middleware") the pooled connections grew
-until the pool was full; with ``judge`` fed a series that grows 2 % a sample, the RSS verdict
-turns GROWING (``test_the_verdict_calls_a_growing_series_growing``). Budget: 150 s.
+How it can fail: before ``fieldsync serve`` limited glibc's malloc arenas, a 6-minute soak ended
+with RSS GROWING (+13 %; docs/RELIABILITY.md); the verdict itself is tested on made-up series
+(``test_the_verdict_calls_a_growing_series_growing_and_a_flat_one_flat``). Budget: 150 s.
 """
 
 from __future__ import annotations
