@@ -85,17 +85,18 @@ async def _with_connection(settings: Settings, work: Callable[..., Awaitable[int
 
 
 async def _with_database(settings: Settings, work: Callable[..., Awaitable[int]], *, migrate_first: bool) -> int:
-    """Like ``_with_connection``, handing ``work`` the database URL too (for PostgreSQL's tools)."""
+    """Like ``_with_connection``, handing ``work`` the owner's database URL too (for PostgreSQL's tools)."""
     from fieldsync.db import embedded
     from fieldsync.db.migrate import migrate
     from fieldsync.db.pool import connect
 
     async with embedded.database_url(settings.database_url.value, settings.data_dir) as dsn:
-        conn = await connect(dsn)
+        owner_dsn = settings.migrate_database_url.value or dsn  # the schema's owner reads and writes all of it
+        conn = await connect(owner_dsn)
         try:
             if migrate_first:
                 await migrate(conn)
-            return await work(conn, dsn)
+            return await work(conn, owner_dsn)
         finally:
             await conn.close()
 

@@ -8,20 +8,13 @@ references yet may go: a device whose receipt then names it in ``missing_media``
 again, as field apps do. The checker then requires every acknowledged report served with all its
 acknowledged photos present and byte-identical. Budget: 20 s.
 
-gc itself is the lead's (issue 10 fixes its races on ``main``); this test drives it only through
-the CLI and HTTP. On the ``faults`` branch it fails in about two runs of three, each time one of:
-
-- an acknowledged photo whose object is gone while its row stays (``GET`` 404, "store has None"):
-  gc listed the object before the upload committed its row and deleted it as "without a row";
-- an acknowledged report whose acknowledged photo is missing: gc's ``NOT EXISTS`` did not see the
-  report's uncommitted ``report_media`` row and removed the photo, while the report's receipt had
-  counted it present;
-- and, not a loss, gc itself exits 1 with a ``DeadlockDetectedError`` (gc holds the media row and
-  waits for the derivative job row; the derivative worker holds the job row and updates the
-  media row).
-
-So it is marked ``xfail`` (not strict: the races are timing-dependent) until issue 10 lands;
-remove the mark then. docs/RELIABILITY.md, "gc during uploads", has the details.
+gc itself is the lead's; this test drives it only through the CLI and HTTP. How it was seen to
+fail: on the ``faults`` branch before it was rebased on issue 10's gc fixes it failed in about
+two runs of three, each time one of: an acknowledged photo whose object was gone while its row
+stayed (gc listed the object before the upload committed its row, and deleted it as "without a
+row"); an acknowledged report whose acknowledged photo was missing (gc's ``NOT EXISTS`` did not
+see the report's uncommitted ``report_media`` row); and gc itself exiting 1 on a deadlock with
+the derivative worker. On ``main``'s gc it passed every run (docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -37,10 +30,8 @@ from tests.faults.fleet import Fleet, Policy, plan_devices
 from tests.faults.harness import Server, enroll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-GC_RACES = "gc at grace 0 deletes objects of uploads in flight and photos of reports in flight (issue 10)"
 
 
-@pytest.mark.xfail(reason=GC_RACES, strict=False)
 async def test_gc_at_grace_0_during_uploads_removes_nothing_an_acknowledged_report_references(
     serve: Callable[..., Server], admin_token: str
 ) -> None:
@@ -61,6 +52,7 @@ async def test_gc_at_grace_0_during_uploads_removes_nothing_an_acknowledged_repo
     print(f"gc ran {len(runs)} times during the uploads and removed {removed} unreferenced photos; "
           f"{len(failed)} runs failed: {failed[:2]}")
     assert len(runs) >= 3, "gc did not run during the uploads"
+    assert failed == [], "gc itself failed while uploads ran"
 
     problems = await check(history, base_url=server.base_url, devices=devices, database_url=server.database_url(),
                            store_sizes=await store_sizes(FilesystemMediaStore(server.data_dir / "media")))

@@ -99,7 +99,7 @@ class Spool:
 
     def ensure_room(self, incoming: int) -> None:
         """``storage.full`` unless ``incoming`` more bytes leave the reserve free (see ``storage.disk``)."""
-        ensure_room(self.directory, incoming, self.reserve_bytes)
+        ensure_room(self.directory, 2 * incoming, self.reserve_bytes)  # the file, and its copy in a local store
 
     @contextlib.asynccontextmanager
     async def staged(self) -> AsyncIterator[StagedFile]:

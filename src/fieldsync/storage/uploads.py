@@ -105,7 +105,7 @@ class UploadArea:
 
     def ensure_room(self, incoming: int) -> None:
         """``storage.full`` unless ``incoming`` more bytes leave the reserve free."""
-        ensure_room(self.directory, incoming, self.reserve_bytes)
+        ensure_room(self.directory, 2 * incoming, self.reserve_bytes)  # the file, and its copy in a local store
 
     def path(self, upload_id: uuid.UUID) -> Path:
         return self.directory / f"{upload_id.hex}{SUFFIX}"
