@@ -18,7 +18,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psutil
@@ -169,10 +168,6 @@ async def enroll(base_url: str, admin_token: str, *, users: int, devices_per_use
         for tokens in await asyncio.gather(*(gated(u) for u in range(users))):
             found.extend(tokens)
     return found
-
-
-def sample(server: Server) -> dict[str, Any]:
-    return {"rss": server.rss_bytes(), "fds": server.open_files(), "at": time.monotonic()}
 
 
 class Prober:

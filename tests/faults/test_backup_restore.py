@@ -18,6 +18,7 @@ the new cluster's future. Budget: 25 s.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import shutil
 import tempfile
@@ -33,7 +34,7 @@ import pytest
 from fieldsync.services import sync
 from fieldsync.storage import FilesystemMediaStore
 from tests.faults.checker import check, pull_all, store_sizes
-from tests.faults.fleet import Fleet, History, Policy, make_report, plan_devices
+from tests.faults.fleet import Device, Fleet, History, Policy, make_report, plan_devices
 from tests.faults.harness import Server, enroll
 from tests.support import MutableClock, hazard_report, make_user
 
@@ -73,31 +74,75 @@ async def burn_transaction_ids(database_url: str, count: int) -> None:
         await conn.close()
 
 
-async def test_backup_under_load_restores_to_a_consistent_service_and_old_cursors_continue(
-    serve: Callable[..., Server], admin_token: str
-) -> None:
-    source = serve()
+@dataclasses.dataclass
+class Before:
+    """What happened on the source: the two fleets' histories, the watcher's view and cursor."""
+
+    first: list[Device]
+    second: list[Device]
+    history: History
+    during: History
+    seen: set[uuid.UUID]
+    cursor: str
+    backup_started: float
+
+    @property
+    def watcher(self) -> Device:
+        return self.first[0]
+
+    def merged(self) -> History:
+        """Everything sent; acknowledged: the first fleet, and what the second had before the backup."""
+        before_backup = acknowledged_before(self.during, self.backup_started)
+        assert before_backup, "no report of the second fleet was acknowledged before the backup began"
+        merged = History()
+        merged.sent_reports = {**self.history.sent_reports, **self.during.sent_reports}
+        merged.sent_photos = {**self.history.sent_photos, **self.during.sent_photos}
+        merged.report_acks = {**self.history.report_acks,
+                              **{r: a for r, a in self.during.report_acks.items() if r in before_backup}}
+        merged.photo_acks = self.history.photo_acks
+        return merged
+
+
+async def send_and_back_up(source: Server, admin_token: str, backup_dir: Path) -> Before:
+    """A first fleet, the watcher's pull, 5,000 xids burnt, then a backup while a second fleet sends."""
     enrolled = await enroll(source.base_url, admin_token, users=3, devices_per_user=2, prefix="bak")
     first = plan_devices(enrolled, reports=4, photos_per_report=1, seed=20)
     history = await Fleet(first, source.base_url).run()
-    watcher = first[0]
     async with httpx.AsyncClient(base_url=source.base_url, timeout=30) as client:
-        seen_before, old_cursor = await pull_from(client, watcher.token, None)
+        seen, cursor = await pull_from(client, first[0].token, None)
     await burn_transaction_ids(source.database_url(), 5000)
-
     second = plan_devices(enrolled, reports=10, photos_per_report=1, seed=21)
     load = asyncio.create_task(Fleet(second, source.base_url, Policy(pace_s=0.4)).run())
     await asyncio.sleep(0.5)
-    backup_dir = Path(tempfile.mkdtemp(prefix="fieldsync-faults-backup-", dir="/tmp")) / "backup"
     backup_started = time.monotonic()
     saved = await asyncio.to_thread(source.cli, "backup", str(backup_dir))
     assert saved.returncode == 0, saved.stderr
     during = await load
-    assert not load.exception() and during.report_acks
-    source.stop()
+    assert during.report_acks
+    return Before(first, second, history, during, seen, cursor, backup_started)
 
-    target_dir = Path(tempfile.mkdtemp(prefix="fieldsync-faults-restored-", dir="/tmp")) / "data"
-    restored = Server(target_dir)
+
+async def restored_rows(database_url: str, username: str) -> tuple[set[uuid.UUID], list[str], set[uuid.UUID]]:
+    """(every report, every photo a report names that has a row, the reports of ``username``)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        present = {row["id"] for row in await conn.fetch("SELECT id FROM reports")}
+        photos = await conn.fetch("SELECT DISTINCT rm.sha256 FROM report_media rm JOIN media m USING (sha256)")
+        watched = {row["id"] for row in await conn.fetch(
+            "SELECT r.id FROM reports r JOIN users u ON u.id = r.author_id WHERE u.username = $1", username)}
+    finally:
+        await conn.close()
+    return present, [row["sha256"] for row in photos], watched
+
+
+async def test_backup_under_load_restores_to_a_consistent_service_and_old_cursors_continue(
+    serve: Callable[..., Server], admin_token: str
+) -> None:
+    source = serve()
+    backup_dir = Path(tempfile.mkdtemp(prefix="fieldsync-faults-backup-", dir="/tmp")) / "backup"
+    before = await send_and_back_up(source, admin_token, backup_dir)
+    source.stop()
+    restored = Server(Path(tempfile.mkdtemp(prefix="fieldsync-faults-restored-", dir="/tmp")) / "data")
     try:
         done = restored.cli("restore", str(backup_dir))
         assert done.returncode == 0, done.stderr
@@ -106,47 +151,37 @@ async def test_backup_under_load_restores_to_a_consistent_service_and_old_cursor
         restored.start()
         restored.wait_ready(path="/readyz")
 
-        before_backup = acknowledged_before(during, backup_started)
-        merged = History()
-        merged.sent_reports = {**history.sent_reports, **during.sent_reports}
-        merged.sent_photos = {**history.sent_photos, **during.sent_photos}
-        merged.report_acks = {**history.report_acks,
-                              **{r: a for r, a in during.report_acks.items() if r in before_backup}}
-        merged.photo_acks = history.photo_acks
-        problems = await check(merged, base_url=restored.base_url, devices=first + second,
+        merged = before.merged()
+        devices = before.first + before.second
+        problems = await check(merged, base_url=restored.base_url, devices=devices,
                                database_url=restored.database_url(),
-                               store_sizes=await store_sizes(FilesystemMediaStore(target_dir / "media")))
+                               store_sizes=await store_sizes(FilesystemMediaStore(restored.data_dir / "media")))
         assert problems == [], "\n".join(problems)
-        assert before_backup, "no report of the second fleet was acknowledged before the backup began"
-        conn = await asyncpg.connect(restored.database_url())
-        try:
-            present = {row["id"] for row in await conn.fetch("SELECT id FROM reports")}
-            photos = await conn.fetch("SELECT DISTINCT rm.sha256 FROM report_media rm JOIN media m USING (sha256)")
-            watched = {row["id"] for row in await conn.fetch(
-                "SELECT r.id FROM reports r JOIN users u ON u.id = r.author_id WHERE u.username = $1", watcher.user)}
-        finally:
-            await conn.close()
+        present, photos, watched = await restored_rows(restored.database_url(), before.watcher.user)
         assert len(present) < len(merged.sent_reports), "the backup was not taken under load: it holds everything"
-        sent = {**history.sent_photos, **during.sent_photos}
-        tokens = {d.name: d.token for d in first + second}
+        tokens = {d.name: d.token for d in devices}
         async with httpx.AsyncClient(base_url=restored.base_url, timeout=30) as client:
-            for row in photos:
-                device, photo = sent[row["sha256"]]
-                got = await client.get(f"/v1/media/{photo.sha256}", headers={"Authorization": f"Bearer {tokens[device]}"})
-                assert got.status_code == 200 and got.content == photo.data, photo.sha256
-
-            after_restore, cursor = await pull_from(client, watcher.token, old_cursor)
-            assert watched - seen_before <= after_restore, f"{len(watched - seen_before - after_restore)} skipped"
-            fresh = make_report(random.Random(22), jurisdiction="140431", photos=[], device="fresh")
-            put = await client.put(f"/v1/reports/{fresh.id}", json=fresh.body,
-                                   headers={"Authorization": f"Bearer {watcher.token}"})
-            assert put.status_code == 201, put.text
-            next_changes, _ = await pull_from(client, watcher.token, cursor)
-            assert next_changes == {fresh.id}
-            assert fresh.id in (await pull_all(client, watcher.token))
+            for sha256 in photos:
+                device, photo = merged.sent_photos[sha256]
+                got = await client.get(f"/v1/media/{sha256}", headers={"Authorization": f"Bearer {tokens[device]}"})
+                assert got.status_code == 200 and got.content == photo.data, sha256
+            await old_cursor_continues(client, before, watched)
     finally:
         restored.cleanup()
         shutil.rmtree(backup_dir.parent, ignore_errors=True)
+
+
+async def old_cursor_continues(client: httpx.AsyncClient, before: Before, watched: set[uuid.UUID]) -> None:
+    """The watcher's cursor from before the backup skips nothing of its user's restored reports,
+    and the cursor it gets then delivers what is written after the restore."""
+    token = before.watcher.token
+    after_restore, cursor = await pull_from(client, token, before.cursor)
+    assert watched - before.seen <= after_restore, f"{len(watched - before.seen - after_restore)} skipped"
+    fresh = make_report(random.Random(22), jurisdiction="140431", photos=[], device="fresh")
+    put = await client.put(f"/v1/reports/{fresh.id}", json=fresh.body, headers={"Authorization": f"Bearer {token}"})
+    assert put.status_code == 201, put.text
+    assert (await pull_from(client, token, cursor))[0] == {fresh.id}
+    assert fresh.id in await pull_all(client, token)
 
 
 async def test_a_cursor_of_another_cluster_is_answered_as_a_first_pull(

@@ -40,7 +40,7 @@ from fieldsync import errors
 from fieldsync.storage import FilesystemMediaStore, Spool, keys
 from fieldsync.storage.uploads import UploadArea
 from tests.faults.checker import check, store_sizes
-from tests.faults.fleet import TUS, Fleet, Policy, make_photo, make_report, plan_devices
+from tests.faults.fleet import TUS, Fleet, Photo, Policy, QueuedReport, make_photo, make_report, plan_devices
 from tests.faults.harness import Server, copy_data_dir, enroll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -86,6 +86,44 @@ def tus_metadata(sha256: str) -> str:
                     for k, v in (("sha256", sha256), ("content_type", "image/jpeg")))
 
 
+class Probe:
+    """One device's direct requests: a photo by PUT and by tus, and reports, against the disk."""
+
+    def __init__(self, client: httpx.AsyncClient, location: str, photo: Photo, rng: random.Random) -> None:
+        self.client, self.location, self.photo, self.rng = client, location, photo, rng
+
+    async def put_photo(self) -> httpx.Response:
+        return await self.client.put(f"/v1/media/{self.photo.sha256}", content=self.photo.data,
+                                     headers={"Content-Type": "image/jpeg"})
+
+    async def patch_photo(self) -> httpx.Response:
+        return await self.client.patch(self.location, content=self.photo.data, headers={
+            **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
+
+    async def below_the_reserve(self) -> httpx.Response:
+        """Photos are refused (507) before their body is read; a report still goes in (201)."""
+        upload, chunk = await self.put_photo(), await self.patch_photo()
+        report = make_report(self.rng, jurisdiction="140431", photos=[self.photo], device="disk")
+        kept = await self.client.put(f"/v1/reports/{report.id}", json=report.body)
+        assert upload.status_code == 507 and upload.json()["code"] == "storage.full", upload.text
+        assert upload.headers["retry-after"]
+        assert chunk.status_code == 507 and chunk.json()["code"] == "storage.full", chunk.text
+        assert kept.status_code == 201 and kept.json()["missing_media"] == [self.photo.sha256], kept.text
+        return kept
+
+    async def until_the_database_refuses(self) -> QueuedReport:
+        """Reports until PostgreSQL cannot extend a table: 201 until then, 507 then, never a 500."""
+        for _ in range(300):
+            report = make_report(self.rng, jurisdiction="140431", photos=[], device="disk")
+            report.body["description"] = os.urandom(6000).hex()
+            answer = await self.client.put(f"/v1/reports/{report.id}", json=report.body)
+            assert answer.status_code in (201, 507), answer.text
+            if answer.status_code == 507:
+                assert answer.json()["code"] == "storage.full" and answer.headers["retry-after"]
+                return report
+        raise AssertionError("PostgreSQL never ran out of room: the disk was not full")
+
+
 async def test_full_disk_answers_507_keeps_nothing_half_written_and_recovers_when_freed(
     small_disk: Path, golden_dir: Path, admin_token: str, serve: Callable[..., Server]
 ) -> None:
@@ -97,54 +135,30 @@ async def test_full_disk_answers_507_keeps_nothing_half_written_and_recovers_whe
     filler = small_disk / "data" / "filler"
     rng = random.Random(15)
     photo = make_photo(rng, width=400, height=300)
-    refused_reports = []
     async with httpx.AsyncClient(base_url=server.base_url, headers={"Authorization": f"Bearer {token}"},
                                  timeout=30) as client:
         created = await client.post("/v1/uploads", headers={**TUS, "Upload-Length": str(len(photo.data)),
                                                             "Upload-Metadata": tus_metadata(photo.sha256)})
-        location = created.headers["location"]
-
+        probe = Probe(client, created.headers["location"], photo, rng)
         await asyncio.to_thread(fill, filler, leave=8 * MiB)
-        upload = await client.put(f"/v1/media/{photo.sha256}", content=photo.data,
-                                  headers={"Content-Type": "image/jpeg"})
-        chunk = await client.patch(location, content=photo.data, headers={
-            **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
-        report = make_report(rng, jurisdiction="140431", photos=[photo], device="disk")
-        kept = await client.put(f"/v1/reports/{report.id}", json=report.body)
-        assert upload.status_code == 507 and upload.json()["code"] == "storage.full", upload.text
-        assert upload.headers["retry-after"]
-        assert chunk.status_code == 507 and chunk.json()["code"] == "storage.full", chunk.text
-        assert kept.status_code == 201 and kept.json()["missing_media"] == [photo.sha256], kept.text
+        kept = await probe.below_the_reserve()
 
         await asyncio.to_thread(fill, filler, leave=0)
-        fleet = Fleet(devices, server.base_url, Policy(max_backoff_s=0.3, deadline_s=60, chunk_bytes=4096))
-        load = asyncio.create_task(fleet.run())
-        upload = await client.put(f"/v1/media/{photo.sha256}", content=photo.data,
-                                  headers={"Content-Type": "image/jpeg"})
-        assert upload.status_code == 507, upload.text
-        for _ in range(300):
-            report = make_report(rng, jurisdiction="140431", photos=[], device="disk")
-            report.body["description"] = os.urandom(6000).hex()
-            answer = await client.put(f"/v1/reports/{report.id}", json=report.body)
-            assert answer.status_code in (201, 507), answer.text
-            if answer.status_code == 507:
-                assert answer.json()["code"] == "storage.full" and answer.headers["retry-after"]
-                refused_reports.append(report)
-                break
-        assert refused_reports, "PostgreSQL never ran out of room: the disk was not full"
+        load = asyncio.create_task(Fleet(devices, server.base_url, Policy(max_backoff_s=0.3, deadline_s=60,
+                                                                          chunk_bytes=4096)).run())
+        assert (await probe.put_photo()).status_code == 507
+        refused = await probe.until_the_database_refuses()
         await asyncio.sleep(1.0)
         assert not load.done(), "the fleet finished on a full disk: the test proved nothing"
-
         assert list((small_disk / "data" / "spool").glob("*.part")) == []
         assert (await client.head(f"/v1/media/{photo.sha256}")).status_code == 404
-        assert (await client.head(location, headers=TUS)).headers["upload-offset"] == "0"
-        assert (await client.get(f"/v1/reports/{refused_reports[0].id}")).status_code == 404
+        assert (await client.head(probe.location, headers=TUS)).headers["upload-offset"] == "0"
+        assert (await client.get(f"/v1/reports/{refused.id}")).status_code == 404
 
         filler.unlink()
         history = await load
-        chunk = await client.patch(location, content=photo.data, headers={
-            **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
-        again = await client.put(f"/v1/reports/{refused_reports[0].id}", json=refused_reports[0].body)
+        chunk = await probe.patch_photo()
+        again = await client.put(f"/v1/reports/{refused.id}", json=refused.body)
         detail = await client.get(f"/v1/reports/{kept.json()['id']}")
     assert chunk.status_code == 204 and chunk.headers["fieldsync-media-sha256"] == photo.sha256
     assert again.status_code == 201 and detail.json()["missing_media"] == []
