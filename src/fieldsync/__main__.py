@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from fieldsync import errors
 from fieldsync.settings import Settings
@@ -289,7 +289,6 @@ DEMO_URL = "http://127.0.0.1:8000"  # where `fieldsync serve` listens by default
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import uuid
-    from typing import Any
 
     import msgspec
 
@@ -416,6 +415,20 @@ def _cmd_collect_enroll(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_with_connection(settings, work))
 
 
+def _add_maintenance_commands(sub: Any) -> None:
+    """``backup``, ``restore`` and ``gc``."""
+    backup_cmd = sub.add_parser("backup", help="dump the database, then copy the photos it refers to, into DIR")
+    backup_cmd.add_argument("directory", metavar="DIR",
+                            help="a new or empty directory (an unfinished backup may be resumed)")
+    backup_cmd.set_defaults(func=_cmd_backup)
+    restore_cmd = sub.add_parser("restore", help="restore a backup from DIR into an empty data directory / database")
+    restore_cmd.add_argument("directory", metavar="DIR", help="a directory written by fieldsync backup")
+    restore_cmd.set_defaults(func=_cmd_restore)
+    collect = sub.add_parser("gc", help="remove media no report references (after a grace period) and leftovers")
+    collect.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
+    collect.set_defaults(func=_cmd_gc)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldsync", description="fieldsync server and administration")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -464,16 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--incidents-per-county", type=int, default=2, metavar="N", help="disasters; default 2")
     sample.set_defaults(func=_cmd_demo)
 
-    backup_cmd = sub.add_parser("backup", help="dump the database, then copy the photos it refers to, into DIR")
-    backup_cmd.add_argument("directory", metavar="DIR", help="a new or empty directory (an unfinished backup may be resumed)")
-    backup_cmd.set_defaults(func=_cmd_backup)
-    restore_cmd = sub.add_parser("restore", help="restore a backup from DIR into an empty data directory / database")
-    restore_cmd.add_argument("directory", metavar="DIR", help="a directory written by fieldsync backup")
-    restore_cmd.set_defaults(func=_cmd_restore)
-
-    collect = sub.add_parser("gc", help="remove media no report references (after a grace period) and leftovers")
-    collect.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
-    collect.set_defaults(func=_cmd_gc)
+    _add_maintenance_commands(sub)
 
     odk = sub.add_parser("collect", help="ODK Collect / KoboCollect phones")
     odk_sub = odk.add_subparsers(dest="collect_command", required=True)

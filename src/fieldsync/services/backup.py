@@ -38,8 +38,8 @@ import asyncpg
 
 from fieldsync import __version__
 from fieldsync.db import backup as q
-from fieldsync.db.constraints import transaction
 from fieldsync.db.migrate import migrate
+from fieldsync.db.transactions import transaction
 from fieldsync.errors import BackupFailed, MediaNotFound
 from fieldsync.ports import MediaStore
 from fieldsync.services import sync
@@ -214,11 +214,12 @@ async def restore(
     async with transaction(conn):
         epoch = await sync.restart_feed(conn)
     progress(f"database restored (migrations applied since: {len(applied)}); new feed epoch {epoch}")
-    objects = [(keys.original_key(sha), sha, kind) for sha, (_, kind) in manifest.originals.items()]
+    objects: list[tuple[str, str | None, str]] = [
+        (keys.original_key(sha), sha, kind) for sha, (_, kind) in manifest.originals.items()]
     objects += [(key, None, "image/jpeg") for key in manifest.derivatives]
     for number, (key, sha256, content_type) in enumerate(objects, 1):
         path = source / MEDIA / key
-        digest = sha256 or await asyncio.to_thread(_sha256_of, path)
+        digest = sha256 if sha256 is not None else await asyncio.to_thread(_sha256_of, path)
         await store.put_file(key, path, sha256=digest, size=path.stat().st_size, content_type=content_type)
         if number % 500 == 0:
             progress(f"objects restored: {number} of {len(objects)}")
