@@ -7,6 +7,7 @@ to an HTTP status and renders RFC 9457 problem+json. Nothing below ``api/`` know
     FieldsyncError
     ├── ConfigurationInvalid                 (startup only, never rendered)
     ├── MigrationError                       (startup only)
+    ├── BackupFailed                         (fieldsync backup / restore only)
     ├── InvalidInput          400  request.invalid, request.too_deep, report.invalid, media.hash_mismatch, openrosa.*,
     │                              webhook.url_invalid, webhook.target_forbidden, ...
     ├── Unauthenticated       401  auth.required, auth.invalid_token, auth.expired, auth.revoked, ...
@@ -22,10 +23,11 @@ to an HTTP status and renders RFC 9457 problem+json. Nothing below ``api/`` know
     ├── ChecksumMismatch      460  upload.checksum_mismatch (tus)
     ├── Throttled             429  auth.throttled, request.throttled
     ├── HeadersTooLarge       431  request.headers_too_large (at the transport)
-    └── Unavailable           503  dependency.unavailable, server.busy
+    ├── Unavailable           503  dependency.unavailable, server.busy
+    └── InsufficientStorage   507  storage.full
 
-Errors that also derive from ``RetryLater`` (auth.throttled, server.busy, request.retry) carry
-``Retry-After``.
+Errors that also derive from ``RetryLater`` (auth.throttled, dependency.unavailable, server.busy,
+request.retry, storage.full) carry ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ class ConfigurationInvalid(FieldsyncError):
 class MigrationError(FieldsyncError):
     code = "migration.failed"
     title = "Database migration failed"
+
+
+class BackupFailed(FieldsyncError):
+    """``fieldsync backup`` or ``restore`` cannot go on; the detail says why (CLI only)."""
+
+    code = "backup.failed"
+    title = "Backup or restore failed"
 
 
 # --- categories ---------------------------------------------------------------------------------
@@ -129,6 +138,11 @@ class Throttled(RetryLater):
 class Unavailable(FieldsyncError):
     code = "dependency.unavailable"
     title = "A dependency is unavailable"
+
+
+class InsufficientStorage(FieldsyncError):
+    code = "storage.full"
+    title = "The server has no room left to store this"
 
 
 # --- authentication -----------------------------------------------------------------------------
@@ -237,9 +251,33 @@ class NestingTooDeep(InvalidInput):
     title = "The body is nested too deeply to be read"
 
 
-class DependencyUnavailable(Unavailable):
+DEPENDENCY_RETRY_AFTER_S = 2  # a database restart or a store blip is over in seconds; clients back off anyway
+
+
+class DependencyUnavailable(RetryLater, Unavailable):
+    """The database or the media store cannot be reached (or timed out); nothing was changed."""
+
     code = "dependency.unavailable"
     title = "A dependency is unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after_s: int = DEPENDENCY_RETRY_AFTER_S,
+                 **extra: Any) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s, **extra)
+
+
+STORAGE_FULL_RETRY_AFTER_S = 60
+
+
+class StorageFull(RetryLater, InsufficientStorage):
+    """A disk under the data directory (or the store) is full: nothing half-written was kept,
+    and the same request succeeds once an operator frees space."""
+
+    code = "storage.full"
+    title = "The server's storage is full"
+
+    def __init__(self, detail: str | None = None, *, retry_after_s: int = STORAGE_FULL_RETRY_AFTER_S,
+                 **extra: Any) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s, **extra)
 
 
 class ConcurrentChange(RetryLater, Conflict):

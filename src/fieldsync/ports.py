@@ -207,6 +207,10 @@ class ChunkWriter(Protocol):
 
 
 class UploadArea(Protocol):
+    def ensure_room(self, incoming: int) -> None:
+        """``storage.full`` (507) unless ``incoming`` more bytes leave the data disk's reserve free."""
+        ...
+
     async def create(self, upload_id: uuid.UUID) -> None:
         """Room for a new upload (a part file; nothing in S3, where bytes make their own room)."""
         ...

@@ -70,6 +70,8 @@ class Settings:
     webhook_timeout_s: int
     webhook_concurrency: int
     db_pool_size: int
+    store_timeout_s: int
+    disk_reserve_bytes: int
     log_json: bool
     log_level: str
     public_url: str = ""
@@ -118,6 +120,8 @@ class Settings:
             webhook_timeout_s=read.number("WEBHOOK_TIMEOUT_S", 15, 1),
             webhook_concurrency=read.number("WEBHOOK_CONCURRENCY", 16),
             db_pool_size=read.number("DB_POOL_SIZE", 20, 2),
+            store_timeout_s=read.number("STORE_TIMEOUT_S", 30, 1),
+            disk_reserve_bytes=read.number("DISK_RESERVE_MB", 256) * 1024 * 1024,
             log_json=read.flag("LOG_JSON", True),
             log_level=read.text("LOG_LEVEL", "info").upper(),
             public_url=read.url("PUBLIC_URL", ("http://", "https://"), "an http:// or https:// URL").strip(),

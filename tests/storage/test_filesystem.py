@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fieldsync.errors import ConfigurationInvalid, DependencyUnavailable
+from fieldsync.errors import ConfigurationInvalid, DependencyUnavailable, StorageFull
 from fieldsync.settings import Settings
 from fieldsync.storage import FilesystemMediaStore, filesystem_root, open_media_store
 from fieldsync.storage.keys import original_key
@@ -65,9 +65,9 @@ async def test_a_failed_rename_leaves_no_temporary_file_and_no_object(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(DependencyUnavailable, match="No space left"):
+    with pytest.raises(StorageFull, match="No space left"):
         await store.put_file(original_key(sha), path, sha256=sha, size=5000, content_type="image/jpeg")
-    with pytest.raises(DependencyUnavailable):
+    with pytest.raises(StorageFull):
         await store.put_bytes(original_key(sha), b"abc", content_type="image/jpeg")
 
     assert every_file(tmp_path / "media") == []

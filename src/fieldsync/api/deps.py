@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import asyncpg
+import structlog
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -32,7 +33,9 @@ CONNECTION_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.OperatorInterven
                        asyncpg.InternalClientError)
 CLIENT_STATE_FAILURES = (asyncpg.InterfaceError, asyncpg.InternalClientError)
 TRANSIENT_FAILURES = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+DISK_FULL_FAILURES = (asyncpg.DiskFullError,)  # PostgreSQL could not extend a file: 507 storage.full
 POOL_WAIT_S = 10.0
+log = structlog.get_logger("fieldsync.api")
 BUSY_RETRY_AFTER_S = 5
 
 
@@ -93,8 +96,22 @@ async def release_connection(request: Request[Any, Any, Any]) -> None:
     """
     held = request.scope["state"].pop("_conn", None)
     if held is not None:
-        pool, conn = held
+        await give_back(*held)
+
+
+async def give_back(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+    """Return a connection to the pool; never raises.
+
+    asyncpg resets a connection when it is released. On a connection that a database restart
+    killed while the reset ran, the reset fails: asyncpg terminates the connection (the pool
+    opens a new one on the next acquire) and re-raises. Raised from the release middleware,
+    after the handler had answered, that reached uvicorn, which then cut the client's connection:
+    a device got no answer at all (docs/RELIABILITY.md).
+    """
+    try:
         await pool.release(conn)
+    except Exception as exc:  # noqa: BLE001 - the connection is already terminated; nothing is left to do
+        log.warning("database_connection_lost_on_release", error=exc.__class__.__name__)
 
 
 def connection_release_middleware(app: ASGIApp) -> ASGIApp:
@@ -106,8 +123,7 @@ def connection_release_middleware(app: ASGIApp) -> ASGIApp:
         finally:
             held = scope.get("state", {}).pop("_conn", None)
             if held is not None:
-                pool, conn = held
-                await pool.release(conn)
+                await give_back(*held)
 
     return wrapped
 

@@ -54,10 +54,15 @@ def to_read(record: media.MediaRecord) -> MediaRead:
     )
 
 
+def _announced(request: Request[Any, Any, Any]) -> int | None:
+    announced = request.headers.get("content-length")
+    return int(announced) if announced is not None and announced.isdigit() else None
+
+
 async def _spool_body(request: Request[Any, Any, Any], staged: Any, max_bytes: int) -> None:
     """Stream the body into the spool, refusing as soon as it is known to be too large."""
-    announced = request.headers.get("content-length")
-    if announced is not None and announced.isdigit() and int(announced) > max_bytes:
+    announced = _announced(request)
+    if announced is not None and announced > max_bytes:
         raise errors.MediaTooLarge(f"the limit is {max_bytes} bytes", limit=max_bytes)
     try:
         async for chunk in request.stream():
@@ -82,7 +87,7 @@ class MediaController(Controller):
         operation_class=_UploadOperation,
         responses={
             200: ResponseSpec(data_container=MediaRead, description="Already known", generate_examples=False),
-            **problem_responses(400, 401, 404, 413, 415, 422),
+            **problem_responses(400, 401, 404, 413, 415, 422, 503, 507),
         },
     )
     async def upload(
@@ -90,6 +95,8 @@ class MediaController(Controller):
         now: dt.datetime,
     ) -> Response[MediaRead]:
         declared = media.normalized_content_type(request.headers.get("content-type"))
+        limit = runtime.settings.max_media_bytes
+        runtime.spool.ensure_room(min(_announced(request) or limit, limit))
         # The principal's connection goes back to the pool while the body streams and is checked:
         # that takes seconds to minutes per photo, and holding it would cap uploads at the pool size.
         await release_connection(request)

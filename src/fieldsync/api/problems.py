@@ -18,7 +18,13 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
 from fieldsync import errors
-from fieldsync.api.deps import CLIENT_STATE_FAILURES, CONNECTION_FAILURES, TRANSIENT_FAILURES, connection_lost
+from fieldsync.api.deps import (
+    CLIENT_STATE_FAILURES,
+    CONNECTION_FAILURES,
+    DISK_FULL_FAILURES,
+    TRANSIENT_FAILURES,
+    connection_lost,
+)
 from fieldsync.api.observability import redact_path
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -41,6 +47,7 @@ _STATUS_BY_CATEGORY: list[tuple[type[errors.FieldsyncError], int]] = [
     (errors.HeadersTooLarge, 431),
     (errors.ChecksumMismatch, 460),
     (errors.Unavailable, 503),
+    (errors.InsufficientStorage, 507),
 ]
 
 # Litestar's own refusals (routing, body limits, validation) take the codes of the catalogue.
@@ -213,6 +220,11 @@ def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Re
     return handle_fieldsync_error(request, lost)
 
 
+def handle_disk_full(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """PostgreSQL could not extend a file: the statement (and its transaction) changed nothing."""
+    return handle_fieldsync_error(request, errors.StorageFull("the database has no space left on its disk"))
+
+
 def handle_transient_conflict(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """A deadlock or serialization failure rolled the transaction back: nothing changed, retry."""
     log.warning("transient_conflict", error=exc.__class__.__name__)
@@ -235,6 +247,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: handle_http_exception,
     **{failure: handle_database_error for failure in CONNECTION_FAILURES},
     **{failure: handle_transient_conflict for failure in TRANSIENT_FAILURES},
+    **{failure: handle_disk_full for failure in DISK_FULL_FAILURES},
     RecursionError: handle_too_deep,
     Exception: handle_unexpected,
 }
@@ -252,7 +265,8 @@ _DESCRIPTIONS = {
     422: "Well-formed but cannot be processed",
     429: "Too many failed attempts",
     460: "Checksum mismatch",
-    503: "A dependency is unavailable",
+    503: "A dependency is unavailable, or the server is busy; retry after Retry-After",
+    507: "The server's storage is full; nothing was kept; retry after Retry-After",
 }
 
 

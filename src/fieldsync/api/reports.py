@@ -168,7 +168,7 @@ class ReportController(Controller):
             200: ResponseSpec(
                 data_container=Receipt, description="Replay (duplicate: true) or a new version", generate_examples=False
             ),
-            **problem_responses(400, 401, 403, 404, 409),
+            **problem_responses(400, 401, 403, 404, 409, 503, 507),
         },
         status_code=201,
     )

@@ -175,7 +175,7 @@ class SyncController(Controller):
         operation_class=_PushOperation,
         responses={
             200: ResponseSpec(data_container=PushResponse, description="Per-mutation results", generate_examples=False),
-            **problem_responses(400, 401, 413, 415),
+            **problem_responses(400, 401, 413, 415, 503, 507),
         },
     )
     async def push(

@@ -249,7 +249,7 @@ class UploadController(Controller):
         request_max_body_size=None,
         operation_class=_CreateOperation,
         response_headers=_doc_headers("Location", "Upload-Offset", "Upload-Expires", MEDIA_HEADER),
-        responses=problem_responses(400, 401, 412, 413, 415, 422, 460),
+        responses=problem_responses(400, 401, 412, 413, 415, 422, 460, 503, 507),
     )
     async def create(
         self, request: Request[Any, Any, Any], principal: Principal, conn: Connection, runtime: Runtime,
@@ -319,7 +319,7 @@ class UploadController(Controller):
         request_max_body_size=None,
         operation_class=_PatchOperation,
         response_headers=_doc_headers("Upload-Offset", "Upload-Expires", MEDIA_HEADER),
-        responses=problem_responses(400, 401, 404, 409, 410, 412, 413, 415, 422, 460),
+        responses=problem_responses(400, 401, 404, 409, 410, 412, 413, 415, 422, 460, 503, 507),
     )
     async def append(
         self, request: Request[Any, Any, Any], upload_id: uuid.UUID, principal: Principal, runtime: Runtime,

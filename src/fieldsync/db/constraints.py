@@ -83,6 +83,7 @@ BY_RACE: frozenset[str] = frozenset({
     "webhook_subscriptions_pkey", "webhook_events_pkey", "webhook_events_seq_key", "webhook_events_dedupe_key",
     "webhook_deliveries_pkey", "webhook_deliveries_event_subscription_key", "webhook_deliveries_subscription_fkey",
     "webhook_attempts_pkey", "webhook_attempts_delivery_fkey",
+    "sync_feed_pkey",  # migration 0014: its one row is written by the migration and fieldsync restore only
 })
 
 BY_STATE: frozenset[str] = frozenset({
@@ -107,6 +108,7 @@ BY_STATE: frozenset[str] = frozenset({
     "webhook_deliveries_event_fkey", "webhook_deliveries_state_check",
     # upload leases and S3 parts (migration 0016): written by the server alone
     "uploads_lease_check", "uploads_parts_allocated_check", "uploads_multipart_check", "uploads_segments_check",
+    "sync_feed_singleton",  # migration 0014
 })
 
 

@@ -269,6 +269,12 @@ CREATE TABLE public.sessions (
     expires_at timestamp with time zone NOT NULL,
     revoked_at timestamp with time zone
 );
+CREATE TABLE public.sync_feed (
+    singleton boolean DEFAULT true NOT NULL,
+    epoch uuid NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT sync_feed_singleton CHECK (singleton)
+);
 CREATE TABLE public.sync_mutations (
     user_id uuid NOT NULL,
     mutation_id uuid NOT NULL,
@@ -427,6 +433,8 @@ ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 ALTER TABLE ONLY public.sessions
     ADD CONSTRAINT sessions_pkey PRIMARY KEY (token_hash);
+ALTER TABLE ONLY public.sync_feed
+    ADD CONSTRAINT sync_feed_pkey PRIMARY KEY (singleton);
 ALTER TABLE ONLY public.sync_mutations
     ADD CONSTRAINT sync_mutations_pkey PRIMARY KEY (user_id, mutation_id);
 ALTER TABLE ONLY public.uploads

@@ -14,6 +14,22 @@ async def current_snapshot(conn: asyncpg.Connection) -> str:
     return snapshot
 
 
+async def feed_epoch(conn: asyncpg.Connection) -> str:
+    """The current epoch of the feed (migration 0014), as 32 hex digits."""
+    epoch: uuid.UUID = await conn.fetchval("SELECT epoch FROM sync_feed")
+    return epoch.hex
+
+
+async def restart_feed(conn: asyncpg.Connection) -> str:
+    """Start a new epoch and stamp every report and move with this transaction's xid, so that
+    rows loaded into another cluster are visible in its snapshots; returns the new epoch."""
+    await conn.execute("UPDATE reports SET change_xid = pg_current_xact_id()")
+    await conn.execute("UPDATE report_moves SET change_xid = pg_current_xact_id()")
+    epoch: uuid.UUID = await conn.fetchval(
+        "UPDATE sync_feed SET epoch = gen_random_uuid(), started_at = now() RETURNING epoch")
+    return epoch.hex
+
+
 class _Args:
     """Positional parameters numbered in the order the SQL text first needs them."""
 

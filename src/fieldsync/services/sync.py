@@ -16,6 +16,12 @@ transaction's xid8. A pass covers the transactions that became visible between t
 (xid, id). A transaction that took its place early but committed late is not yet visible in
 ``upto``, so it falls into a later pass instead of being skipped. The cursor is these snapshots
 and the page position, opaque to clients.
+
+Epochs. Snapshots count one cluster's transactions. ``fieldsync restore`` loads the rows into
+another cluster, whose ids start again near zero, so it begins a new feed epoch (migration 0014)
+and restamps the restored rows with its own transaction (``restart_feed``). Every cursor carries
+its epoch; one of another epoch, or one from before epochs existed, is answered as a first pull:
+the caller's whole view again, so nothing is skipped (docs/sync.md, "After a restore").
 """
 
 from __future__ import annotations
@@ -160,16 +166,22 @@ async def _apply_review_item(
 # --- pull ---------------------------------------------------------------------------------------
 
 
+async def restart_feed(conn: asyncpg.Connection) -> str:
+    """After a restore: a new epoch, every report restamped; run it in the restore's transaction."""
+    return await q.restart_feed(conn)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Cursor:
     base: str | None = None
     upto: str | None = None
     after_xid: str | None = None
     after_id: uuid.UUID | None = None
+    epoch: str | None = None
 
     def encode(self) -> str:
         data = {"b": self.base, "u": self.upto, "x": self.after_xid,
-                "i": str(self.after_id) if self.after_id else None}
+                "i": str(self.after_id) if self.after_id else None, "e": self.epoch}
         return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
 
     @classmethod
@@ -183,12 +195,21 @@ class Cursor:
                 upto=_snapshot(data.get("u")),
                 after_xid=_xid(data.get("x")),
                 after_id=uuid.UUID(data["i"]) if data.get("i") else None,
+                epoch=_epoch(data.get("e")),
             )
         except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, UnicodeDecodeError):
             raise errors.InvalidInput("the cursor is not one this server issued", field="cursor") from None
         if (cursor.after_xid is None) != (cursor.after_id is None) or (cursor.after_xid and not cursor.upto):
             raise errors.InvalidInput("the cursor is not one this server issued", field="cursor")
         return cursor
+
+
+def _epoch(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError("bad epoch")
+    return value
 
 
 def _xid(value: object) -> str | None:
@@ -246,6 +267,9 @@ async def pull_reports(
 
 async def pull(conn: asyncpg.Connection, actor: Principal, *, cursor: Cursor, limit: int) -> PullPage:
     """One page of changes after ``cursor``; run it in one REPEATABLE READ transaction."""
+    epoch = await q.feed_epoch(conn)
+    if cursor.epoch != epoch and cursor != Cursor():
+        cursor = Cursor()  # another cluster's snapshots (a restore): the whole view again, nothing skipped
     upto = cursor.upto or await q.current_snapshot(conn)
     after = (cursor.after_xid, cursor.after_id) if cursor.after_xid and cursor.after_id else None
     rows = await q.list_changes(
@@ -261,7 +285,7 @@ async def pull(conn: asyncpg.Connection, actor: Principal, *, cursor: Cursor, li
     rows = rows[:limit]
     if has_more:
         last = rows[-1]
-        next_cursor = Cursor(base=cursor.base, upto=upto, after_xid=last["xid"], after_id=last["id"])
+        next_cursor = Cursor(base=cursor.base, upto=upto, after_xid=last["xid"], after_id=last["id"], epoch=epoch)
     else:
-        next_cursor = Cursor(base=upto)
+        next_cursor = Cursor(base=upto, epoch=epoch)
     return PullPage(changes=[(row["id"], row["deleted"]) for row in rows], next_cursor=next_cursor, has_more=has_more)

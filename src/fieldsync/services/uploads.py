@@ -27,9 +27,10 @@ Rules this module keeps:
   ``PUT /v1/media/{sha256}`` (hash against the declared sha256, decoded type against the
   declared one, pixel limit), on a local file (the part file, or the S3 bytes read back into the
   spool). A failed check discards the upload and answers that check's problem. A store outage
-  (503) leaves the offset before the last chunk (or where S3's completed multipart object ends),
-  so the client's retry resends what is missing and the finish runs again; ``store_media`` is
-  idempotent per hash.
+  (503) or a full disk (507) leaves the offset before the last chunk (or where S3's completed
+  multipart object ends), so the client's retry resends what is missing and the finish runs
+  again; ``store_media`` is idempotent per hash.
+- A chunk that would eat into the disk reserve is refused (507) before its body is read.
 - The offset never reaches the length before the media object exists, so a completed upload
   (HEAD shows offset = length) always means a stored, committed media object.
 """
@@ -188,6 +189,8 @@ async def append_chunk(
         state = _check_chunk(state, chunk)
         if state.completed:
             return Appended(state)
+        remaining = state.length - state.offset
+        area.ensure_room(min(remaining, chunk.content_length if chunk.content_length is not None else remaining))
         await db.release()  # the body may take minutes: the pool lends the connection meanwhile
         job = _Job(db, lease, actor, state, area, now + dt.timedelta(seconds=ttl_s))
         try:
@@ -301,7 +304,7 @@ class _Job:
                     self.db.acquire, self.actor, staged=whole, expected_sha256=self.state.sha256,
                     declared_type=self.state.content_type, store=store, max_pixels=max_pixels, now=now,
                 )
-            except errors.Unavailable:
+            except (errors.Unavailable, errors.InsufficientStorage):
                 raise  # the offset stays before the last chunk: the client's retry finishes it
             except errors.FieldsyncError:
                 with anyio.CancelScope(shield=True):

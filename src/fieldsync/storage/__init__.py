@@ -70,7 +70,7 @@ async def open_media_store(settings: Settings) -> MediaStore:
     """
     root = filesystem_root(settings)
     if root is not None:
-        filesystem = FilesystemMediaStore(root)
+        filesystem = FilesystemMediaStore(root, timeout_s=settings.store_timeout_s)
         await filesystem.ensure_root()
         return filesystem
     if settings.media_url.startswith("s3://"):
@@ -81,7 +81,7 @@ async def open_media_store(settings: Settings) -> MediaStore:
 
 
 async def open_spool(settings: Settings) -> Spool:
-    spool = Spool(settings.data_dir / "spool")
+    spool = Spool(settings.data_dir / "spool", reserve_bytes=settings.disk_reserve_bytes)
     await spool.ensure()
     return spool
 
@@ -91,4 +91,4 @@ def open_upload_area(settings: Settings, store: MediaStore, spool: Spool) -> Upl
     PATCH), part files under the data directory beside a filesystem store (a single host)."""
     if isinstance(store, S3MediaStore):
         return S3UploadArea(store, spool)
-    return PartFileArea(settings.data_dir / "uploads")
+    return PartFileArea(settings.data_dir / "uploads", reserve_bytes=settings.disk_reserve_bytes)

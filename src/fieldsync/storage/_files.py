@@ -3,7 +3,9 @@
 directory entry durable.
 
 The writer keeps memory to one ``BUFFER_SIZE`` buffer whatever the body size, and does the file
-writes and the hashing (hashlib releases the GIL) in worker threads, off the event loop.
+writes and the hashing (hashlib releases the GIL) in worker threads, off the event loop. A disk
+with no space left is ``storage.full`` (``storage.disk``); the caller removes or truncates what
+was written.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any, BinaryIO
 
 import anyio.to_thread
 from anyio import CapacityLimiter
+
+from fieldsync.storage.disk import space_errors
 
 BUFFER_SIZE = 1024 * 1024
 
@@ -31,8 +35,10 @@ def fsync_directory(directory: Path) -> None:
 class BufferedWriter:
     """Appends to an open file through a buffer, updating ``hashers`` with every byte written."""
 
-    def __init__(self, handle: BinaryIO, hashers: Sequence[Any] = (), limiter: CapacityLimiter | None = None) -> None:
+    def __init__(self, handle: BinaryIO, hashers: Sequence[Any] = (), limiter: CapacityLimiter | None = None,
+                 *, what: str = "upload") -> None:
         self.handle = handle
+        self.what = what
         self.received = 0
         self._hashers = tuple(hashers)
         self._limiter = limiter
@@ -56,7 +62,8 @@ class BufferedWriter:
                 hasher.update(data)
             self.handle.write(data)
 
-        await anyio.to_thread.run_sync(write, limiter=self._limiter)
+        with space_errors(self.what):
+            await anyio.to_thread.run_sync(write, limiter=self._limiter)
 
     def discard_buffer(self) -> None:
         self._buffer.clear()

@@ -21,8 +21,8 @@ Durability and visibility (what "nothing acknowledged is ever lost" needs from a
 - Deleting leaves empty fan-out directories behind: removing them would race with a concurrent
   put that has just created them.
 
-Errors: a missing key is ``MediaNotFound``; any other ``OSError`` (disk full, permissions) is
-``DependencyUnavailable`` with the OS reason. A bad key or a size that disagrees with the file
+Errors: a missing key is ``MediaNotFound``; a full disk is ``StorageFull`` (507); any other
+``OSError`` (permissions, I/O) is ``DependencyUnavailable`` with the OS reason. A bad key or a size that disagrees with the file
 is a programming error and raises ``ValueError``.
 """
 
@@ -39,10 +39,11 @@ from typing import BinaryIO, TypeVar
 
 from anyio import CapacityLimiter
 
-from fieldsync.errors import DependencyUnavailable, MediaNotFound
+from fieldsync.errors import DependencyUnavailable, MediaNotFound, StorageFull
 from fieldsync.ports import StoredObject
 from fieldsync.storage import _threads
 from fieldsync.storage._files import fsync_directory
+from fieldsync.storage.disk import NO_SPACE
 from fieldsync.storage.keys import check_key, check_prefix
 
 T = TypeVar("T")
@@ -51,8 +52,10 @@ CHUNK_SIZE = 256 * 1024
 TEMP_PREFIX = ".tmp-"
 
 
-def _unavailable(exc: OSError) -> DependencyUnavailable:
+def _unavailable(exc: OSError) -> DependencyUnavailable | StorageFull:
     reason = exc.strerror or exc.__class__.__name__
+    if exc.errno in NO_SPACE:
+        return StorageFull(f"media store (filesystem): {reason}")
     return DependencyUnavailable(f"media store (filesystem): {reason}", dependency="media_store")
 
 
@@ -64,16 +67,19 @@ def check_range(offset: int, length: int | None) -> None:
 class FilesystemMediaStore:
     """``MediaStore`` on a local directory. Call ``ensure_root()`` once before use."""
 
-    def __init__(self, root: Path, *, max_threads: int = 16, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(
+        self, root: Path, *, max_threads: int = 16, chunk_size: int = CHUNK_SIZE, timeout_s: float = 30
+    ) -> None:
         self.root = root
         self._limiter = CapacityLimiter(max_threads)
         self._chunk_size = chunk_size
+        self._deadline = _threads.Deadline(timeout_s, "media store (filesystem)")
 
     def __repr__(self) -> str:
         return f"FilesystemMediaStore({str(self.root)!r})"
 
     async def _run(self, func: Callable[..., T], *args: object) -> T:
-        return await _threads.run(self._limiter, func, *args)
+        return await _threads.run(self._limiter, func, *args, deadline=self._deadline)
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -231,7 +237,7 @@ class FilesystemMediaStore:
 
     async def list_keys(self, prefix: str = "") -> AsyncIterator[StoredObject]:
         check_prefix(prefix)
-        async for item in _threads.iterate(self._limiter, lambda: self._walk(prefix)):
+        async for item in _threads.iterate(self._limiter, lambda: self._walk(prefix), deadline=self._deadline):
             yield item
 
     def _walk(self, prefix: str) -> Iterator[StoredObject]:

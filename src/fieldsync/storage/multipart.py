@@ -86,6 +86,11 @@ class S3UploadArea:
     def __repr__(self) -> str:
         return f"S3UploadArea({self.store!r})"
 
+    def ensure_room(self, incoming: int) -> None:
+        """A chunk passes through the spool on its way to S3, and the finish reads the whole file
+        back into it: the spool's disk reserve applies."""
+        self.spool.ensure_room(incoming)
+
     async def create(self, upload_id: uuid.UUID) -> None:
         return None  # S3 needs no room made: the first chunk's bytes make it
 

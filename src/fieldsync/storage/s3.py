@@ -25,7 +25,8 @@ a scheme (``http://`` / ``https://``) may be given and then decides TLS over
 ``FIELDSYNC_S3_SECURE``. The region is always configured (default ``us-east-1``), so the client
 never has to ask the server for a bucket's location and presigning needs no round trip.
 
-Errors: ``NoSuchKey`` is ``MediaNotFound``; everything else the server or the network says
+Errors: ``NoSuchKey`` is ``MediaNotFound``; MinIO's ``XMinioStorageFull`` (its disks are nearly
+full) is ``StorageFull``; everything else the server or the network says
 (refused connection, timeout, 5xx, AccessDenied, NoSuchBucket) is ``DependencyUnavailable``
 naming the S3 error code or the exception class, never the credentials.
 """
@@ -49,7 +50,7 @@ from minio import Minio
 from minio.error import MinioException, S3Error
 from minio.helpers import MIN_PART_SIZE
 
-from fieldsync.errors import ConfigurationInvalid, DependencyUnavailable, FieldsyncError, MediaNotFound
+from fieldsync.errors import ConfigurationInvalid, DependencyUnavailable, FieldsyncError, MediaNotFound, StorageFull
 from fieldsync.ports import StoredObject
 from fieldsync.settings import Settings
 from fieldsync.storage import _threads
@@ -69,6 +70,8 @@ def translate(exc: Exception, key: str | None = None) -> FieldsyncError:
     if isinstance(exc, S3Error):
         if exc.code in _NOT_FOUND_CODES and key is not None:
             return MediaNotFound(detail=f"no object {key}")
+        if exc.code == "XMinioStorageFull":
+            return StorageFull(f"media store (S3): {exc.code}")
         return DependencyUnavailable(f"media store (S3): {exc.code}", dependency="media_store")
     return DependencyUnavailable(f"media store (S3): {exc.__class__.__name__}", dependency="media_store")
 
@@ -110,15 +113,17 @@ def parse_media_url(media_url: str) -> tuple[str, str]:
     return parts.netloc, prefix
 
 
-def http_client(*, secure: bool, pool_size: int) -> urllib3.PoolManager:
+def http_client(*, secure: bool, pool_size: int, timeout_s: float = 30) -> urllib3.PoolManager:
     """Shorter timeouts and fewer retries than minio's defaults (5 min, 5 retries), so an
-    unreachable store fails readiness and requests within seconds."""
+    unreachable store fails readiness and requests within seconds. A read that times out is not
+    retried: a store that hangs must cost a request ``timeout_s`` (``FIELDSYNC_STORE_TIMEOUT_S``),
+    not a multiple of it, and the worker thread must come free then too."""
     return urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=5, read=60),
+        timeout=urllib3.Timeout(connect=min(5.0, timeout_s), read=timeout_s),
         maxsize=pool_size,
         cert_reqs="CERT_REQUIRED" if secure else "CERT_NONE",
         ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
-        retries=urllib3.Retry(total=3, connect=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        retries=urllib3.Retry(total=3, connect=2, read=0, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
     )
 
 
@@ -135,6 +140,7 @@ class S3MediaStore:
         max_threads: int = 16,
         max_concurrent_puts: int = 4,
         chunk_size: int = CHUNK_SIZE,
+        timeout_s: float = 30,
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE}")
@@ -145,6 +151,7 @@ class S3MediaStore:
         self._limiter = CapacityLimiter(max_threads)
         self._put_limiter = CapacityLimiter(max_concurrent_puts)
         self._chunk_size = chunk_size
+        self._deadline = _threads.Deadline(timeout_s, "media store (S3)")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3MediaStore:
@@ -157,9 +164,9 @@ class S3MediaStore:
             secret_key=settings.s3_secret_key.value or None,
             secure=secure,
             region=settings.s3_region or "us-east-1",
-            http_client=http_client(secure=secure, pool_size=max_threads),
+            http_client=http_client(secure=secure, pool_size=max_threads, timeout_s=settings.store_timeout_s),
         )
-        return cls(client, bucket, prefix=prefix, max_threads=max_threads)
+        return cls(client, bucket, prefix=prefix, max_threads=max_threads, timeout_s=settings.store_timeout_s)
 
     def __repr__(self) -> str:
         return f"S3MediaStore(bucket={self.bucket!r}, prefix={self._prefix!r})"
@@ -168,7 +175,7 @@ class S3MediaStore:
         return self._prefix + check_key(key)
 
     async def _run(self, func: Callable[..., T], *args: object, key: str | None = None) -> T:
-        return await _threads.run(self._limiter, self._translated(func, key), *args)
+        return await _threads.run(self._limiter, self._translated(func, key), *args, deadline=self._deadline)
 
     # --- what the upload area (``storage.multipart``) shares: client, bucket, names, limiters -----
 
@@ -231,7 +238,7 @@ class S3MediaStore:
             with open(path, "rb") as source:
                 self._upload(name, source, size, sha256, content_type)
 
-        await _threads.run(self._put_limiter, self._translated(upload, key))
+        await _threads.run(self._put_limiter, self._translated(upload, key), deadline=self._deadline)
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
         name = self._name(key)
@@ -241,7 +248,7 @@ class S3MediaStore:
             if self._stat(name) is None:
                 self._upload(name, io.BytesIO(data), len(data), digest, content_type)
 
-        await _threads.run(self._put_limiter, self._translated(upload, key))
+        await _threads.run(self._put_limiter, self._translated(upload, key), deadline=self._deadline)
 
     def _upload(self, name: str, source: BinaryIO, size: int, sha256: str, content_type: str) -> None:
         headers: dict[str, str] = {"x-amz-meta-sha256": sha256}
@@ -346,7 +353,8 @@ class S3MediaStore:
                 modified = item.last_modified or dt.datetime.fromtimestamp(0, dt.UTC)
                 yield StoredObject(item.object_name[strip:], int(item.size or 0), modified)
 
-        async for item in _threads.iterate(self._limiter, lambda: _TranslatingIterator(listing())):
+        async for item in _threads.iterate(self._limiter, lambda: _TranslatingIterator(listing()),
+                                           deadline=self._deadline):
             yield item
 
     # --- operations -----------------------------------------------------------------------------

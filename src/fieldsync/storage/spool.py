@@ -25,6 +25,10 @@ directory is empty; a crash can leave ``*.part`` files behind, which ``remove_st
 age (``fieldsync gc``). The spool sits under the data dir, on the same filesystem as the default
 media root, where the filesystem store's copy is an in-kernel one. Writes and hashing happen in
 worker threads, 1 MiB at a time (``storage._files.BufferedWriter``).
+
+A full disk is ``storage.full`` (``storage.disk``): a write that finds no space raises it and the
+spool file goes as always; ``ensure_room`` refuses an upload before its body is read when it
+would eat into the reserve kept for the database.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import anyio.to_thread
 from anyio import CapacityLimiter
 
 from fieldsync.storage._files import BufferedWriter
+from fieldsync.storage.disk import ensure_room, space_errors
 
 SUFFIX = ".part"
 
@@ -52,7 +57,7 @@ class StagedFile:
     def __init__(self, path: Path, handle: BinaryIO, limiter: CapacityLimiter) -> None:
         self.path = path
         self._hash = hashlib.sha256()
-        self._writer = BufferedWriter(handle, [self._hash], limiter)
+        self._writer = BufferedWriter(handle, [self._hash], limiter, what="spool")
         self._limiter = limiter
         self._sha256: str | None = None
 
@@ -70,7 +75,8 @@ class StagedFile:
         if self._sha256 is not None:
             return
         await self._writer.flush()
-        await anyio.to_thread.run_sync(self._writer.handle.close, limiter=self._limiter)
+        with space_errors("spool"):
+            await anyio.to_thread.run_sync(self._writer.handle.close, limiter=self._limiter)
         self._sha256 = self._hash.hexdigest()
 
     @property
@@ -83,17 +89,23 @@ class StagedFile:
 class Spool:
     """The staging directory. ``ensure()`` once at startup, then ``staged()`` per upload."""
 
-    def __init__(self, directory: Path, *, max_threads: int = 16) -> None:
+    def __init__(self, directory: Path, *, max_threads: int = 16, reserve_bytes: int = 0) -> None:
         self.directory = directory
+        self.reserve_bytes = reserve_bytes
         self._limiter = CapacityLimiter(max_threads)
 
     async def ensure(self) -> None:
         await anyio.to_thread.run_sync(lambda: self.directory.mkdir(parents=True, exist_ok=True))
 
+    def ensure_room(self, incoming: int) -> None:
+        """``storage.full`` unless ``incoming`` more bytes leave the reserve free (see ``storage.disk``)."""
+        ensure_room(self.directory, 2 * incoming, self.reserve_bytes)  # the file, and its copy in a local store
+
     @contextlib.asynccontextmanager
     async def staged(self) -> AsyncIterator[StagedFile]:
         path = self.directory / f"{uuid.uuid4().hex}{SUFFIX}"
-        handle = await anyio.to_thread.run_sync(lambda: open(path, "xb"), limiter=self._limiter)  # noqa: SIM115
+        with space_errors("spool"):
+            handle = await anyio.to_thread.run_sync(lambda: open(path, "xb"), limiter=self._limiter)  # noqa: SIM115
         try:
             yield StagedFile(path, handle, self._limiter)
         finally:
@@ -124,5 +136,9 @@ class Spool:
 
 
 def _discard(handle: BinaryIO, path: Path) -> None:
-    handle.close()
-    path.unlink(missing_ok=True)
+    try:
+        handle.close()  # may flush a last buffer into a full disk: the file goes all the same
+    except OSError:
+        pass
+    finally:
+        path.unlink(missing_ok=True)

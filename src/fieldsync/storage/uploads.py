@@ -17,6 +17,9 @@ Invariants (the caller, ``services.uploads``, holds the upload's lease around ev
   writes, so they can never end up inside an upload.
 - Memory is one buffer of ``BUFFER_SIZE`` per writer, whatever the chunk size; file I/O and
   hashing run in worker threads.
+- A full disk is ``storage.full`` (``storage.disk``): the writer raises it, the caller rolls the
+  chunk back to the persisted offset, and ``ensure_room`` refuses a chunk before its body is read
+  when it would eat into the reserve kept for the database.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import anyio.to_thread
 
 from fieldsync.ports import AllocatePart, PartMissing, Progress, UploadBytes
 from fieldsync.storage._files import BUFFER_SIZE, BufferedWriter, fsync_directory
+from fieldsync.storage.disk import ensure_room, space_errors
 
 SUFFIX = ".part"
 
@@ -76,7 +80,8 @@ class PartWriter:
             self._handle.flush()
             os.fsync(self._handle.fileno())
 
-        await anyio.to_thread.run_sync(sync)
+        with space_errors("upload"):
+            await anyio.to_thread.run_sync(sync)
         return Progress(offset=self.offset + self.received)
 
     async def seal(self) -> Progress | None:
@@ -114,8 +119,13 @@ class PartWriter:
 class PartFileArea:
     """The directory of part files (``ports.UploadArea``); cheap to construct (it is only a path)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, reserve_bytes: int = 0) -> None:
         self.directory = directory
+        self.reserve_bytes = reserve_bytes
+
+    def ensure_room(self, incoming: int) -> None:
+        """``storage.full`` unless ``incoming`` more bytes leave the reserve free."""
+        ensure_room(self.directory, 2 * incoming, self.reserve_bytes)  # the file, and its copy in a local store
 
     def __repr__(self) -> str:
         return f"PartFileArea({str(self.directory)!r})"
@@ -132,7 +142,8 @@ class PartFileArea:
                 os.fsync(handle.fileno())
             fsync_directory(self.directory)
 
-        await anyio.to_thread.run_sync(create)
+        with space_errors("upload"):
+            await anyio.to_thread.run_sync(create)
 
     @contextlib.asynccontextmanager
     async def writer(
@@ -191,5 +202,5 @@ class PartFileArea:
         return await anyio.to_thread.run_sync(sweep)
 
 
-def upload_area(data_dir: Path) -> PartFileArea:
-    return PartFileArea(data_dir / "uploads")
+def upload_area(data_dir: Path, *, reserve_bytes: int = 0) -> PartFileArea:
+    return PartFileArea(data_dir / "uploads", reserve_bytes=reserve_bytes)
