@@ -50,3 +50,12 @@ def serve(golden: tuple[Path, str]) -> Iterator[Callable[..., Server]]:
     finally:
         for server in started:
             server.cleanup()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist the fault tier runs on one worker, in order: each test drives its own servers,
+    fleets and (soak, storm) measures growth, which a second fault test beside it would blur."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.xdist_group("faults"))

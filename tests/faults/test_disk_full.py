@@ -38,7 +38,8 @@ import pytest
 
 from fieldsync import errors
 from fieldsync.storage import FilesystemMediaStore, Spool, keys
-from fieldsync.storage.uploads import UploadArea
+from fieldsync.ports import Progress, UploadBytes
+from fieldsync.storage.uploads import PartFileArea
 from tests.faults.checker import check, store_sizes
 from tests.faults.fleet import TUS, Fleet, Photo, Policy, QueuedReport, make_photo, make_report, plan_devices
 from tests.faults.harness import Server, copy_data_dir, enroll
@@ -169,18 +170,22 @@ async def test_full_disk_answers_507_keeps_nothing_half_written_and_recovers_whe
     assert problems == []
 
 
+async def no_parts() -> int:
+    raise AssertionError("part files take no multipart part numbers")
+
+
 async def test_writes_into_a_full_disk_are_storage_full_and_leave_nothing(small_disk: Path) -> None:
     """Below the reserve check: the spool, a tus part file and the filesystem store writing into a
     disk with no byte left (reserve 0). Fails without ``storage.disk.space_errors`` (a raw
     ``OSError``, which the API answered 500). Budget: 1 s."""
     spool = Spool(small_disk / "spool")
     await spool.ensure()
-    area = UploadArea(small_disk / "uploads")
+    area = PartFileArea(small_disk / "uploads")
     upload_id = uuid.uuid4()
     await area.create(upload_id)
-    async with area.writer(upload_id, offset=0, algorithm=None) as part:
+    async with area.writer(UploadBytes(upload_id, 10 * MiB, 0), algorithm=None, allocate_part=no_parts) as part:
         await part.write(b"x" * 1000)
-        assert await part.commit() == 1000
+        assert await part.commit() == Progress(offset=1000)
     store = FilesystemMediaStore(small_disk / "media")
     await store.ensure_root()
     source = small_disk / "photo.jpg"
@@ -192,7 +197,8 @@ async def test_writes_into_a_full_disk_are_storage_full_and_leave_nothing(small_
             await staged.write(os.urandom(3 * MiB))
             await staged.finish()
     with pytest.raises(errors.StorageFull):
-        async with area.writer(upload_id, offset=1000, algorithm=None) as part:
+        async with area.writer(UploadBytes(upload_id, 10 * MiB, 1000), algorithm=None,
+                               allocate_part=no_parts) as part:
             try:
                 await part.write(os.urandom(3 * MiB))
                 await part.commit()

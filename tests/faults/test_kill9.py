@@ -37,6 +37,7 @@ from tests.faults.fleet import TUS, Fleet, Policy, make_photo, make_report, plan
 from tests.faults.harness import Server, enroll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+LEASE_S = 2
 KINDS = ("report.put", "media.put", "tus.patch", "push")
 
 
@@ -104,9 +105,15 @@ class HalfSent:
         assert 0 <= offset < len(self.tus_photo.data)
         assert (await c.get(f"/v1/reports/{self.report.id}", headers=auth)).status_code == 404
         assert (await c.get(f"/v1/reports/{self.pushed.id}", headers=auth)).status_code == 404
-        rest = await c.patch(self.location, content=self.tus_photo.data[offset:],
-                             headers={**auth, **TUS, "Upload-Offset": str(offset),
-                                      "Content-Type": "application/offset+octet-stream"})
+        deadline = time.monotonic() + 4 * LEASE_S
+        while True:  # as a tus client does: 409 upload.locked until the killed server's lease lapses
+            rest = await c.patch(self.location, content=self.tus_photo.data[offset:],
+                                 headers={**auth, **TUS, "Upload-Offset": str(offset),
+                                          "Content-Type": "application/offset+octet-stream"})
+            if rest.status_code != 409 or time.monotonic() > deadline:
+                break
+            assert rest.json()["code"] == "upload.locked", rest.text
+            await asyncio.sleep(0.2)
         assert rest.status_code == 204 and rest.headers["fieldsync-media-sha256"] == self.tus_photo.sha256
         put = await c.put(f"/v1/media/{self.photo.sha256}", content=self.photo.data,
                           headers={**auth, "Content-Type": "image/jpeg"})
@@ -131,7 +138,8 @@ async def all_kinds_in_flight(history: Any, *, within_s: float) -> bool:
 async def test_kill_9_mid_requests_loses_nothing_and_restarts_on_the_same_data(
     serve: Callable[..., Server], admin_token: str
 ) -> None:
-    server = serve()
+    # a PATCH the kill cut holds its upload's lease until it lapses (every replica sees the lease)
+    server = serve(FIELDSYNC_UPLOAD_LEASE_S=str(LEASE_S))
     enrolled = await enroll(server.base_url, admin_token, users=7, devices_per_user=2, prefix="kill")
     devices = plan_devices(enrolled[:12], reports=8, photos_per_report=1, seed=9)
     rng = random.Random(10)

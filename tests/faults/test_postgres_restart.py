@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from fieldsync.api.deps import give_back
+from fieldsync.db.pool import give_back
 from fieldsync.db.pool import create_pool
 from fieldsync.storage import FilesystemMediaStore
 from tests.faults.checker import check, store_sizes

@@ -21,22 +21,21 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from fieldsync import errors
 from fieldsync.api.runtime import Runtime
+from fieldsync.db import pool as db_pool
 from fieldsync.domain.principals import Principal
 from fieldsync.services import identity
 
 Connection: TypeAlias = asyncpg.Connection  # what handlers declare for ``conn``; only this module knows asyncpg
 
 Pool: TypeAlias = asyncpg.Pool
-DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
 # Failures the problem mapping (``api.problems``) names by class; asyncpg stays in this module.
-CONNECTION_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, asyncpg.InterfaceError,
-                       asyncpg.InternalClientError)
-CLIENT_STATE_FAILURES = (asyncpg.InterfaceError, asyncpg.InternalClientError)
+CONNECTION_FAILURES = db_pool.CONNECTION_FAILURES
+CLIENT_STATE_FAILURES = db_pool.CLIENT_STATE_FAILURES
 TRANSIENT_FAILURES = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 DISK_FULL_FAILURES = (asyncpg.DiskFullError,)  # PostgreSQL could not extend a file: 507 storage.full
-POOL_WAIT_S = 10.0
+POOL_WAIT_S = db_pool.POOL_WAIT_S
+pool_exhausted = db_pool.pool_exhausted
 log = structlog.get_logger("fieldsync.api")
-BUSY_RETRY_AFTER_S = 5
 
 
 def runtime_of(state: State) -> Runtime:
@@ -57,27 +56,9 @@ async def provide_conn(request: Request[Any, Any, Any], state: State) -> asyncpg
     return await acquire_connection(request, runtime_of(state).pool)
 
 
-def pool_exhausted(pool: asyncpg.Pool) -> bool:
-    """Every connection the pool may open is open and lent out."""
-    return pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0
-
-
 async def acquire_connection(request: Request[Any, Any, Any], pool: asyncpg.Pool) -> asyncpg.Connection:
-    """Take a pooled connection for the rest of the request (the middleware gives it back).
-
-    Waiting ``POOL_WAIT_S`` in vain for a full pool is ``server.busy`` (503 with Retry-After): the
-    database is fine and a client should come back soon; anything else is an outage."""
-    try:
-        conn = await pool.acquire(timeout=POOL_WAIT_S)
-    except TimeoutError as exc:
-        if pool_exhausted(pool):
-            raise errors.ServerBusy(
-                f"all {pool.get_max_size()} database connections stayed in use for {POOL_WAIT_S:g} s; retry shortly",
-                retry_after_s=BUSY_RETRY_AFTER_S,
-            ) from exc
-        raise errors.DependencyUnavailable("the database is not reachable", dependency="database") from exc
-    except (*DATABASE_DOWN, asyncpg.PostgresError) as exc:  # acquiring only connects: any failure is an outage
-        raise errors.DependencyUnavailable("the database is not reachable", dependency="database") from exc
+    """Take a pooled connection for the rest of the request (the middleware gives it back)."""
+    conn = await db_pool.acquire(pool)
     request.scope["state"]["_conn"] = (pool, conn)
     return conn
 
@@ -96,22 +77,7 @@ async def release_connection(request: Request[Any, Any, Any]) -> None:
     """
     held = request.scope["state"].pop("_conn", None)
     if held is not None:
-        await give_back(*held)
-
-
-async def give_back(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
-    """Return a connection to the pool; never raises.
-
-    asyncpg resets a connection when it is released. On a connection that a database restart
-    killed while the reset ran, the reset fails: asyncpg terminates the connection (the pool
-    opens a new one on the next acquire) and re-raises. Raised from the release middleware,
-    after the handler had answered, that reached uvicorn, which then cut the client's connection:
-    a device got no answer at all (docs/RELIABILITY.md).
-    """
-    try:
-        await pool.release(conn)
-    except Exception as exc:  # noqa: BLE001 - the connection is already terminated; nothing is left to do
-        log.warning("database_connection_lost_on_release", error=exc.__class__.__name__)
+        await db_pool.give_back(*held)
 
 
 def connection_release_middleware(app: ASGIApp) -> ASGIApp:
@@ -123,7 +89,7 @@ def connection_release_middleware(app: ASGIApp) -> ASGIApp:
         finally:
             held = scope.get("state", {}).pop("_conn", None)
             if held is not None:
-                await give_back(*held)
+                await db_pool.give_back(*held)
 
     return wrapped
 
@@ -131,12 +97,7 @@ def connection_release_middleware(app: ASGIApp) -> ASGIApp:
 def connection_lost(scope: Scope) -> bool:
     """True when the server closed the request's connection under it (asyncpg then detaches it)."""
     held = scope.get("state", {}).get("_conn")
-    if held is None:
-        return False
-    try:
-        return bool(held[1].is_closed())
-    except asyncpg.InterfaceError:
-        return True
+    return held is not None and db_pool.lost(held[1])
 
 
 async def provide_now(state: State) -> dt.datetime:

@@ -29,7 +29,7 @@ async def lock_heads(conn: asyncpg.Connection, chains: list[str]) -> dict[str, t
 
 
 async def insert_events(conn: asyncpg.Connection, events: list[tuple[EventFields, bytes, bytes]]) -> None:
-    """Insert (fields, prev_hash, row_hash) rows and move each chain's head, in two statements."""
+    """Insert (fields, prev_hash, row_hash) rows and move each chain's head, in one statement."""
     if not events:
         return
     columns = list(zip(*[
@@ -37,26 +37,24 @@ async def insert_events(conn: asyncpg.Connection, events: list[tuple[EventFields
          e.version, e.detail, e.created_at, prev, row)
         for e, prev, row in events
     ], strict=True))
-    await conn.execute(
-        """
-        INSERT INTO events (chain, position, report_id, actor_id, device_id, action, from_status, to_status,
-                            version, detail, created_at, prev_hash, row_hash)
-        SELECT * FROM unnest($1::text[], $2::int[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[],
-                             $8::text[], $9::int[], $10::text[], $11::timestamptz[], $12::bytea[], $13::bytea[])
-        """,
-        *(list(c) for c in columns),
-    )
     heads: dict[str, tuple[int, bytes]] = {}
     for event, _, row_hash in events:
         heads[event.chain] = (event.position, row_hash)
     await conn.execute(
         """
+        WITH appended AS (
+            INSERT INTO events (chain, position, report_id, actor_id, device_id, action, from_status, to_status,
+                                version, detail, created_at, prev_hash, row_hash)
+            SELECT * FROM unnest($1::text[], $2::int[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[],
+                                 $7::text[], $8::text[], $9::int[], $10::text[], $11::timestamptz[], $12::bytea[],
+                                 $13::bytea[])
+        )
         INSERT INTO audit_heads (chain, length, head_hash)
-        SELECT * FROM unnest($1::text[], $2::int[], $3::bytea[])
+        SELECT * FROM unnest($14::text[], $15::int[], $16::bytea[])
         ON CONFLICT ON CONSTRAINT audit_heads_pkey DO UPDATE SET length = EXCLUDED.length,
                                                               head_hash = EXCLUDED.head_hash
         """,
-        list(heads), [h[0] for h in heads.values()], [h[1] for h in heads.values()],
+        *(list(c) for c in columns), list(heads), [h[0] for h in heads.values()], [h[1] for h in heads.values()],
     )
 
 

@@ -52,7 +52,8 @@ async def insert_reports(
     *,
     now: dt.datetime,
 ) -> set[uuid.UUID]:
-    """Insert version 1 of every row whose id is new, in one statement; returns the ids inserted.
+    """Insert every row whose id is new, with its stored version 1, in one statement; returns the
+    ids inserted.
 
     Concurrent inserts of one id serialise on the primary key: exactly one wins, the others see
     its committed row afterwards. Rows go in id order, so two batches naming the same new ids wait
@@ -62,12 +63,20 @@ async def insert_reports(
     """
     inserted = await conn.fetch(
         f"""
-        INSERT INTO reports ({", ".join(_ROW_COLUMNS)}, author_id, device_id, received_at, updated_at)
-        SELECT v.*, $1::timestamptz, $1::timestamptz
-        FROM {_unnest(2, (("author_id", "uuid"), ("device_id", "uuid")))}
-        ORDER BY v.id
-        ON CONFLICT ON CONSTRAINT reports_pkey DO NOTHING
-        RETURNING id
+        WITH v AS (SELECT * FROM {_unnest(2, (("author_id", "uuid"), ("device_id", "uuid")))}),
+        created AS (
+            INSERT INTO reports ({", ".join(_ROW_COLUMNS)}, author_id, device_id, received_at, updated_at)
+            SELECT v.*, $1::timestamptz, $1::timestamptz FROM v
+            ORDER BY v.id
+            ON CONFLICT ON CONSTRAINT reports_pkey DO NOTHING
+            RETURNING id
+        ),
+        versions AS (
+            INSERT INTO report_versions (report_id, version, body, content_hash, author_id, device_id, created_at)
+            SELECT v.id, 1, v.body, v.content_hash, v.author_id, v.device_id, $1::timestamptz
+            FROM v JOIN created ON created.id = v.id
+        )
+        SELECT id FROM created
         """,
         now, *_columns(rows), [w.author_id for w in writers], [w.device_id for w in writers],
     )

@@ -7,11 +7,13 @@ and one batch at a time (at most ``MAX_IN_FLIGHT``) takes everything queued (at 
 gathering window is the batch before it: a PUT that finds a free slot starts its batch at once
 (c=1 waits for nothing), and PUTs that arrive while the slots are busy ride together in the next.
 
-Each report still gets its own outcome and its own error: problems of one report are its outcome
-(``submit_many`` isolates a database refusal to the report that caused it, in savepoints), and a
-PUT learns its outcome only after the transaction committed, so a 2xx still means durable. If the
-transaction as a whole fails (the database went away), every report of the batch gets that error,
-as each would have alone. A PUT whose client gave up before its batch started is left out.
+Each report still gets its own outcome and its own error: problems of one report are its outcome.
+A batch runs first without savepoints (two round trips fewer); if the database refuses a report
+in it, the transaction rolls back and the batch runs again with each round in savepoints, where
+``submit_many`` isolates the refusal to the report that caused it. A PUT learns its outcome only
+after the transaction committed, so a 2xx still means durable. If the transaction as a whole
+fails (the database went away), every report of the batch gets that error, as each would have
+alone. A PUT whose client gave up before its batch started is left out.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import dataclasses
 
 import asyncpg
 
+from fieldsync import errors
+from fieldsync.db.pool import held
 from fieldsync.db.transactions import transaction
 from fieldsync.ports import Clock
 from fieldsync.services.reports import Outcome, Submission, submit_many
@@ -84,5 +88,15 @@ class GroupCommit:
             self._start_batches()
 
     async def _commit(self, submissions: list[Submission]) -> list[Outcome]:
-        async with self._pool.acquire() as conn, transaction(conn):
-            return await submit_many(conn, submissions, now=self._clock.now(), clock_skew_s=self._clock_skew_s)
+        """One transaction without savepoints first; if the database refuses a report in it, the
+        batch again with each round in savepoints, so that only that report fails."""
+        now = self._clock.now()
+        async with held(self._pool) as conn:
+            try:
+                async with transaction(conn):
+                    return await submit_many(conn, submissions, now=now, clock_skew_s=self._clock_skew_s,
+                                             isolate=False)
+            except errors.FieldsyncError:
+                pass  # rolled back whole; what the database refused is found report by report below
+            async with transaction(conn):
+                return await submit_many(conn, submissions, now=now, clock_skew_s=self._clock_skew_s)

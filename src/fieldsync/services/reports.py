@@ -238,8 +238,10 @@ async def _record_written(
     """What every written version carries: its stored copy, its photo list, its audit event, its
     webhook events and a queued near-duplicate search."""
     batch = [items[i] for i, _ in written]
-    await q.insert_versions(conn, [i.report for i in batch], [v for _, v in written],
-                            [_writer(i.actor) for i in batch], now=now)
+    revisions = [(items[i], version) for i, version in written if version > 1]  # version 1 came with the row
+    if revisions:
+        await q.insert_versions(conn, [i.report for i, _ in revisions], [v for _, v in revisions],
+                                [_writer(i.actor) for i, _ in revisions], now=now)
     await q.replace_media(
         conn,
         {i.report.id: [(m.sha256, m.role, m.caption) for m in i.report.media] for i in batch},
@@ -268,15 +270,21 @@ async def _fill_receipts(
 ) -> None:
     """Each receipt's missing photos and the candidates its sender may see (stored, or sharing a
     photo)."""
-    viewed = [(items[i].report.id, items[i].actor.visibility) for i in indices]
-    missing = await q.missing_media(conn, [report_id for report_id, _ in viewed])
-    candidates = await duplicates.receipt_candidates(conn, viewed)
-    for index in indices:
-        outcome = outcomes[index]
-        if outcome is not None and outcome.receipt is not None:
-            report_id = items[index].report.id
-            outcome.receipt.missing_media = missing[report_id]
-            outcome.receipt.possible_duplicates = [(c.id, c.score, c.reasons) for c in candidates[report_id]]
+    receipts = [(items[i].report, outcome.receipt) for i in indices
+                if (outcome := outcomes[i]) is not None and outcome.receipt is not None]
+    with_media = [report.id for report, _ in receipts if report.media]
+    missing = await q.missing_media(conn, with_media) if with_media else {}
+    # a report created just now has no stored candidates yet, and one without photos shares none
+    viewed = [(report.id, items[i].actor.visibility) for i in indices
+              if (report := items[i].report).media or not _created(outcomes[i])]
+    candidates = await duplicates.receipt_candidates(conn, viewed) if viewed else {}
+    for report, receipt in receipts:
+        receipt.missing_media = missing.get(report.id, [])
+        receipt.possible_duplicates = [(c.id, c.score, c.reasons) for c in candidates.get(report.id, [])]
+
+
+def _created(outcome: Outcome | None) -> bool:
+    return outcome is not None and outcome.receipt is not None and outcome.receipt.created
 
 
 def _decide(
