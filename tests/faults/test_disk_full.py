@@ -37,8 +37,8 @@ import httpx
 import pytest
 
 from fieldsync import errors
-from fieldsync.storage import FilesystemMediaStore, Spool, keys
 from fieldsync.ports import Progress, UploadBytes
+from fieldsync.storage import FilesystemMediaStore, Spool, keys
 from fieldsync.storage.uploads import PartFileArea
 from tests.faults.checker import check, store_sizes
 from tests.faults.fleet import TUS, Fleet, Photo, Policy, QueuedReport, make_photo, make_report, plan_devices

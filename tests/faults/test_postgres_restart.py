@@ -23,8 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from fieldsync.db.pool import give_back
-from fieldsync.db.pool import create_pool
+from fieldsync.db.pool import create_pool, give_back
 from fieldsync.storage import FilesystemMediaStore
 from tests.faults.checker import check, store_sizes
 from tests.faults.cluster import Cluster
