@@ -301,6 +301,7 @@ class ServerBusy(RetryLater, Unavailable):
 
     code = "server.busy"
     title = "The server is busy"
+    RETRY_AFTER_S = 5  # what a busy answer asks a client to wait, from the pool and from the connection limit
 
 
 # --- reports ------------------------------------------------------------------------------------

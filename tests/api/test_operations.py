@@ -345,9 +345,11 @@ async def test_a_full_pool_is_busy_not_unreachable(
     Retry-After, not "the database is not reachable", and readiness stays 200 so that a load
     balancer does not take every busy replica out at once. Nothing is left held afterwards. (No
     background worker here: one that borrowed a connection and gave it back would free one.)"""
-    from fieldsync.api import deps, ops
+    from fieldsync import errors
+    from fieldsync.api import ops
+    from fieldsync.db import pool as db_pool
 
-    monkeypatch.setattr(deps, "POOL_WAIT_S", 0.2)
+    monkeypatch.setattr(db_pool, "POOL_WAIT_S", 0.2)
     monkeypatch.setattr(ops, "CHECK_TIMEOUT_S", 0.2)
     app = create_app(dataclasses.replace(settings, derivative_workers=0), clock=clock)
     async with running(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 5)),
@@ -364,7 +366,7 @@ async def test_a_full_pool_is_busy_not_unreachable(
 
     assert busy.status_code == 503, busy.text
     assert problem(busy)["code"] == "server.busy"
-    assert busy.headers["Retry-After"] == str(deps.BUSY_RETRY_AFTER_S)
+    assert busy.headers["Retry-After"] == str(errors.ServerBusy.RETRY_AFTER_S)
     assert ready.status_code == 200 and ready.json()["checks"]["database"].startswith("busy")
     assert again.status_code == 200
 

@@ -33,7 +33,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from fieldsync import errors
 
 MAX_HEADER_BYTES = 64 * 1024
-BUSY_RETRY_AFTER_S = 5
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,7 +95,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
             self._refuse(503, "Service Unavailable", errors.ServerBusy.code, "The server has too many open connections",
-                         **{"retry-after": str(BUSY_RETRY_AFTER_S)})
+                         **{"retry-after": str(errors.ServerBusy.RETRY_AFTER_S)})
             return
         self._arm("headers", self.limits.header_timeout_s)
 

@@ -33,7 +33,6 @@ CONNECTION_FAILURES = db_pool.CONNECTION_FAILURES
 CLIENT_STATE_FAILURES = db_pool.CLIENT_STATE_FAILURES
 TRANSIENT_FAILURES = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 DISK_FULL_FAILURES = (asyncpg.DiskFullError,)  # PostgreSQL could not extend a file: 507 storage.full
-POOL_WAIT_S = db_pool.POOL_WAIT_S
 pool_exhausted = db_pool.pool_exhausted
 log = structlog.get_logger("fieldsync.api")
 
@@ -150,5 +149,5 @@ class RequestConnections:
     async def borrow(self) -> AsyncIterator[Connection]:
         """A second pooled connection for one short statement (an upload's lease, while its body
         streams and the request's own connection is back in the pool)."""
-        async with self.pool.acquire(timeout=POOL_WAIT_S) as conn:
+        async with self.pool.acquire(timeout=db_pool.POOL_WAIT_S) as conn:
             yield conn

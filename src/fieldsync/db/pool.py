@@ -13,7 +13,6 @@ import structlog
 from fieldsync import errors
 
 POOL_WAIT_S = 10.0
-BUSY_RETRY_AFTER_S = 5
 DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
 # Failures that mean the connection, not the statement, went wrong (a restart, a shutdown).
 CONNECTION_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, asyncpg.InterfaceError,
@@ -75,17 +74,18 @@ def pool_exhausted(pool: asyncpg.Pool) -> bool:
     return pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0
 
 
-async def acquire(pool: asyncpg.Pool, *, wait_s: float = POOL_WAIT_S) -> asyncpg.Connection:
+async def acquire(pool: asyncpg.Pool, *, wait_s: float | None = None) -> asyncpg.Connection:
     """A pooled connection. Waiting ``wait_s`` in vain for a full pool is ``server.busy`` (503 with
     Retry-After: the database is fine and a client should come back soon); anything else is
     ``dependency.unavailable``."""
+    wait_s = POOL_WAIT_S if wait_s is None else wait_s
     try:
         return await pool.acquire(timeout=wait_s)
     except TimeoutError as exc:
         if pool_exhausted(pool):
             raise errors.ServerBusy(
                 f"all {pool.get_max_size()} database connections stayed in use for {wait_s:g} s; retry shortly",
-                retry_after_s=BUSY_RETRY_AFTER_S,
+                retry_after_s=errors.ServerBusy.RETRY_AFTER_S,
             ) from exc
         raise errors.DependencyUnavailable("the database is not reachable", dependency="database") from exc
     except (*DATABASE_DOWN, asyncpg.PostgresError) as exc:  # acquiring only connects: any failure is an outage
