@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import asyncpg
 import msgspec
 import pytest
 
+from fieldsync import errors
 from fieldsync.api.reports import to_submission
 from fieldsync.api.schemas.reports import ReportWrite
 from fieldsync.db.pool import create_pool
@@ -75,6 +75,27 @@ async def test_one_bad_report_never_fails_its_neighbours(client, conn, inspector
     assert await conn.fetchval("SELECT count(*) FROM report_versions WHERE report_id = $1", twice) == 1
 
 
+async def test_a_batch_stuck_on_a_row_lock_stalls_no_other_put(client, conn, inspectors):
+    """A revision waits for a row lock another transaction holds; new reports arrive meanwhile and
+    are committed by the batches that start beside the stuck one."""
+    report_id = uuid.uuid4()
+    assert (await client.put(f"/v1/reports/{report_id}", json=hazard_report(),
+                             headers=inspectors[0].headers)).status_code == 201
+    async with conn.transaction():
+        await conn.execute("SELECT 1 FROM reports WHERE id = $1 FOR UPDATE", report_id)
+        stuck = asyncio.create_task(client.put(f"/v1/reports/{report_id}", json=hazard_report(
+            title="整改前补充说明", base_version=1), headers=inspectors[0].headers))
+        await asyncio.sleep(0.1)
+        others = await asyncio.wait_for(asyncio.gather(*(
+            client.put(f"/v1/reports/{uuid.uuid4()}", json=hazard_report(), headers=inspectors[n].headers)
+            for n in range(1, 8)
+        )), timeout=30)
+        assert [a.status_code for a in others] == [201] * 7
+        assert not stuck.done(), "the revision did not wait for the lock: the test shows nothing"
+    answer = await asyncio.wait_for(stuck, timeout=30)
+    assert (answer.status_code, answer.json()["version"]) == (200, 2)
+
+
 async def test_a_lone_put_is_its_own_batch_and_waits_for_no_one(app, client, inspectors):
     ingest = app.state.runtime.ingest
     before = ingest.committed_batches
@@ -100,7 +121,7 @@ async def test_a_batch_that_cannot_commit_fails_every_member_and_nothing_is_kept
     results = await asyncio.gather(*(ingest.submit(reports.Submission(actor, item)) for item in items),
                                    return_exceptions=True)
 
-    assert all(isinstance(result, asyncpg.InterfaceError) for result in results), results
+    assert all(isinstance(result, errors.DependencyUnavailable) for result in results), results
     assert await conn.fetchval("SELECT count(*) FROM reports WHERE id = ANY($1::uuid[])", [i.id for i in items]) == 0
 
 

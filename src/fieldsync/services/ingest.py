@@ -2,10 +2,12 @@
 
 Each PUT is a batch of one to ``services.reports``, but a transaction per report pays its
 statements, its round trips and its commit for one row. Here concurrent PUTs queue their report,
-and one batch at a time (at most ``MAX_IN_FLIGHT``) takes everything queued (at most
-``MAX_BATCH``) into one transaction through ``reports.submit_many``, the very path of a push. The
-gathering window is the batch before it: a PUT that finds a free slot starts its batch at once
-(c=1 waits for nothing), and PUTs that arrive while the slots are busy ride together in the next.
+and one batch at a time takes everything queued (at most ``MAX_BATCH``) into one transaction
+through ``reports.submit_many``, the very path of a push. The gathering window is the batch
+before it: a PUT that finds no batch running starts one at once (c=1 waits for nothing), and PUTs
+that arrive meanwhile ride together in the next. A batch that runs past ``PATIENCE_S`` (a row
+lock held elsewhere) lets the next start beside it, up to ``MAX_IN_FLIGHT``, so one stuck batch
+never stalls every PUT of the process.
 
 Each report still gets its own outcome and its own error: problems of one report are its outcome.
 A batch runs first without savepoints (two round trips fewer); if the database refuses a report
@@ -30,7 +32,8 @@ from fieldsync.ports import Clock
 from fieldsync.services.reports import Outcome, Submission, submit_many
 
 MAX_BATCH = 64  # reports per transaction: a few ms of statements, far below lock and WAL limits
-MAX_IN_FLIGHT = 2  # transactions at once: one gathers while one commits; one slow batch stalls no one
+MAX_IN_FLIGHT = 4  # transactions at once, at most; normally one (one commits while the next gathers)
+PATIENCE_S = 0.05  # a batch running longer (waiting on a row lock) lets the next one start beside it
 
 
 @dataclasses.dataclass(slots=True)
@@ -43,14 +46,15 @@ class GroupCommit:
     """Commits concurrent ``submit`` calls together; see the module docstring."""
 
     def __init__(self, pool: asyncpg.Pool, clock: Clock, *, clock_skew_s: int, max_batch: int = MAX_BATCH,
-                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
+                 max_in_flight: int = MAX_IN_FLIGHT, patience_s: float = PATIENCE_S) -> None:
         self._pool = pool
         self._clock = clock
         self._clock_skew_s = clock_skew_s
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        self._patience_s = patience_s
         self._queue: list[_Waiting] = []
-        self._batches: set[asyncio.Task[None]] = set()
+        self._batches: dict[asyncio.Task[None], float] = {}  # running batch -> when it started
         self.committed_batches = 0  # for tests and metrics: how many transactions carried reports
 
     async def submit(self, submission: Submission) -> Outcome:
@@ -60,14 +64,21 @@ class GroupCommit:
         self._start_batches()
         return await waiting.answer
 
+    def _may_start(self, now: float) -> bool:
+        """A batch starts when none runs, or when every running one is past its patience."""
+        return len(self._batches) < self._max_in_flight and all(
+            now - started >= self._patience_s for started in self._batches.values()
+        )
+
     def _start_batches(self) -> None:
-        while self._queue and len(self._batches) < self._max_in_flight:
+        loop = asyncio.get_running_loop()
+        while self._queue and self._may_start(loop.time()):
             taken, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
             live = [w for w in taken if not w.answer.done()]
             if not live:
                 continue
-            task = asyncio.create_task(self._run(live), name="group-commit")
-            self._batches.add(task)
+            self._batches[asyncio.create_task(self._run(live), name="group-commit")] = loop.time()
+            loop.call_later(self._patience_s, self._start_batches)  # if it is still running then
 
     async def _run(self, batch: list[_Waiting]) -> None:
         try:
@@ -84,7 +95,7 @@ class GroupCommit:
                 if not waiting.answer.done():
                     waiting.answer.set_result(outcome)
         finally:
-            self._batches.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
+            self._batches.pop(asyncio.current_task(), None)  # type: ignore[arg-type,unused-ignore]
             self._start_batches()
 
     async def _commit(self, submissions: list[Submission]) -> list[Outcome]:
