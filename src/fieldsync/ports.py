@@ -65,8 +65,10 @@ class MediaStore(Protocol):
         """
         ...
 
-    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
-        """Like ``put_file`` for small in-memory objects (derivatives)."""
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str, durable: bool = True) -> None:
+        """Like ``put_file`` for small in-memory objects (derivatives). ``durable=False``: the object
+        can be made again (a derivative), so a local store may skip its fsyncs; after a power loss
+        it may then be missing or empty, never another object's bytes."""
         ...
 
     async def exists(self, key: str) -> bool: ...

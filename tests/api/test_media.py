@@ -225,6 +225,23 @@ async def test_derivatives_are_stored_with_the_upload_from_its_one_decode(client
     assert b"Exif" not in preview.content and b"GPS" not in preview.content
 
 
+async def test_a_derivative_a_power_cut_left_empty_is_rendered_again(client, inspector, settings):
+    """Derivatives are stored without fsync (they can be made again): one found empty is remade."""
+    photo = images.jpeg(seed=43)
+    sha = images.sha256(photo)
+    assert (await upload(client, inspector, photo)).status_code == 201
+    [thumbnail] = [settings.data_dir.parent / "media" / name for name in stored_objects(settings)
+                   if name.endswith(f"{sha}/thumbnail.jpg")]
+    thumbnail.chmod(0o644)
+    thumbnail.write_bytes(b"")
+
+    answer = await client.get(f"/v1/media/{sha}/thumbnail", headers=inspector.headers)
+
+    assert answer.status_code == 200 and answer.content[:2] == b"\xff\xd8"
+    assert Image.open(io.BytesIO(answer.content)).size == (320, 240)
+    assert thumbnail.stat().st_size == len(answer.content)
+
+
 async def test_a_photo_kept_without_derivatives_gets_them_from_the_background_job(
     conn, database_url, settings, clock, inspector
 ):

@@ -197,9 +197,11 @@ async def serve_derivative(
     await media.get_readable(conn, principal, sha256, variant=kind, now=now)
     await release_connection(request)
     key = keys.derivative_key(sha256, kind)
-    if not await runtime.media.exists(key):
+    size = await runtime.media.size(key) if await runtime.media.exists(key) else 0
+    if size == 0:  # never made, or stored without fsync and lost to a power cut (``media.keep_media``)
         await media.render_and_store(runtime.media, sha256)
-    return await _serve(runtime, key, "image/jpeg", f"{sha256}-{kind}.jpg", await runtime.media.size(key))
+        size = await runtime.media.size(key)
+    return await _serve(runtime, key, "image/jpeg", f"{sha256}-{kind}.jpg", size)
 
 
 async def _serve(

@@ -196,15 +196,17 @@ async def keep_media(
 
 
 async def _put_objects(store: MediaStore, staged: Staged, checked: Processed) -> None:
-    """The original and, when rendered, its preview and thumbnail, side by side."""
+    """The original (durably) and, when rendered, its preview and thumbnail, side by side. The
+    derivatives skip a local store's fsyncs: they are made again on demand if a power loss took
+    them (``api.media.serve_derivative``)."""
     puts = [store.put_file(keys.original_key(staged.sha256), staged.path, sha256=staged.sha256, size=staged.size,
                            content_type=checked.info.mime_type)]
     if checked.derivatives is not None:
         puts += [
             store.put_bytes(keys.derivative_key(staged.sha256, "preview"), checked.derivatives.preview,
-                            content_type="image/jpeg"),
+                            content_type="image/jpeg", durable=False),
             store.put_bytes(keys.derivative_key(staged.sha256, "thumbnail"), checked.derivatives.thumbnail,
-                            content_type="image/jpeg"),
+                            content_type="image/jpeg", durable=False),
         ]
     await asyncio.gather(*puts)
 

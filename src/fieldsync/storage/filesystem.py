@@ -101,8 +101,8 @@ class FilesystemMediaStore:
     async def put_file(self, key: str, path: Path, *, sha256: str, size: int, content_type: str) -> None:
         await self._run(self._put_file, self._path(key), path, size)
 
-    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
-        await self._run(self._put_bytes, self._path(key), data)
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str, durable: bool = True) -> None:
+        await self._run(self._put_bytes, self._path(key), data, durable)
 
     def _put_file(self, final: Path, source: Path, size: int) -> None:
         if final.is_file():
@@ -125,22 +125,24 @@ class FilesystemMediaStore:
 
         self._commit(final, fill)
 
-    def _put_bytes(self, final: Path, data: bytes) -> None:
-        if final.is_file():
-            return
+    def _put_bytes(self, final: Path, data: bytes, durable: bool) -> None:
+        if final.is_file() and final.stat().st_size > 0:
+            return  # the first object stays; only an empty file (a power cut after a put without fsync) is replaced
 
         def fill(temp: Path) -> None:
             with open(temp, "xb") as out:
                 out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    out.flush()
+                    os.fsync(out.fileno())
 
-        self._commit(final, fill)
+        self._commit(final, fill, durable=durable)
 
-    def _commit(self, final: Path, fill: Callable[[Path], None]) -> None:
-        """Fill a temporary sibling of ``final``, then make it visible atomically and durably."""
+    def _commit(self, final: Path, fill: Callable[[Path], None], *, durable: bool = True) -> None:
+        """Fill a temporary sibling of ``final``, then make it visible atomically (and durably,
+        unless the caller can make the object again: then no fsync of the file or directories)."""
         try:
-            self._make_directories(final.parent)
+            self._make_directories(final.parent, durable=durable)
             temp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{final.name}"
             try:
                 fill(temp)
@@ -148,11 +150,12 @@ class FilesystemMediaStore:
             except BaseException:
                 temp.unlink(missing_ok=True)
                 raise
-            fsync_directory(final.parent)
+            if durable:
+                fsync_directory(final.parent)
         except OSError as exc:
             raise _unavailable(exc) from exc
 
-    def _make_directories(self, directory: Path) -> None:
+    def _make_directories(self, directory: Path, *, durable: bool = True) -> None:
         missing: list[Path] = []
         while not directory.is_dir():
             if directory == self.root:
@@ -164,7 +167,8 @@ class FilesystemMediaStore:
                 created.mkdir()
             except FileExistsError:
                 continue
-            fsync_directory(created.parent)
+            if durable:
+                fsync_directory(created.parent)
 
     async def delete(self, key: str) -> None:
         path = self._path(key)

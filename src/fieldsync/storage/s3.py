@@ -240,7 +240,7 @@ class S3MediaStore:
 
         await _threads.run(self._put_limiter, self._translated(upload, key), deadline=self._deadline)
 
-    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str, durable: bool = True) -> None:
         name = self._name(key)
         digest = hashlib.sha256(data).hexdigest()
 
