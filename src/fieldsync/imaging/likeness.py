@@ -58,22 +58,48 @@ def _rect_sums(table: np.ndarray, r0: np.ndarray, r1: np.ndarray, c0: np.ndarray
     return table[:, r1, c1] - table[:, r0, c1] - table[:, r1, c0] + table[:, r0, c0]
 
 
-def _correlate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Best normalised cross-correlation over small shifts, row by row of two (n, 32, 32) stacks.
+def _window_sums(grids: np.ndarray, r0: np.ndarray, r1: np.ndarray, c0: np.ndarray,
+                 c1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per grid and shift, the sum and the sum of squares over that shift's overlap."""
+    return _rect_sums(_integral(grids), r0, r1, c0, c1), _rect_sums(_integral(grids * grids), r0, r1, c0, c1)
 
-    Sums and sums of squares over every overlap come from summed-area tables; only the cross
-    products need a pass per shift (an ``einsum`` each), so a batch costs a few dozen numpy calls."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    sum_a, sum_a2 = _rect_sums(_integral(a), _R0, _R1, _C0, _C1), _rect_sums(_integral(a * a), _R0, _R1, _C0, _C1)
-    sum_b, sum_b2 = _rect_sums(_integral(b), _Q0, _Q1, _D0, _D1), _rect_sums(_integral(b * b), _Q0, _Q1, _D0, _D1)
-    sum_ab = np.stack(
-        [np.einsum("nij,nij->n", a[:, r0:r1, c0:c1], b[:, q0:q1, d0:d1])
-         for r0, r1, c0, c1, q0, q1, d0, d1 in zip(_R0, _R1, _C0, _C1, _Q0, _Q1, _D0, _D1, strict=True)],
-        axis=1,
-    )
+
+# Shift (dy, dx) pairs a[r, c] with b[r - dy, c - dx]: in the window view of b padded by
+# MAX_SHIFT zeros that is window (MAX_SHIFT - dy, MAX_SHIFT - dx); this puts them in _SHIFTS order.
+_SPAN = 2 * MAX_SHIFT + 1
+_ORDER = np.array([(MAX_SHIFT - dy) * _SPAN + (MAX_SHIFT - dx) for dy, dx in _SHIFTS])
+
+
+def _correlate_indexed(left: np.ndarray, li: np.ndarray, right: np.ndarray, ri: np.ndarray) -> np.ndarray:
+    """Best normalised cross-correlation over small shifts of ``left[li[k]]`` and ``right[ri[k]]``.
+
+    Sums and sums of squares over every overlap come from summed-area tables, once per distinct
+    photo (a report meets dozens of candidates); the cross products of all shifts are one
+    ``einsum`` over a sliding-window view of the zero-padded right side, where the padding makes
+    each window's products exactly those of the overlap."""
+    left, right = left.astype(np.float64), right.astype(np.float64)
+    left_sum, left_sq = _window_sums(left, _R0, _R1, _C0, _C1)
+    right_sum, right_sq = _window_sums(right, _Q0, _Q1, _D0, _D1)
+    sum_a, sum_a2, sum_b, sum_b2 = left_sum[li], left_sq[li], right_sum[ri], right_sq[ri]
+    padded = np.pad(right, ((0, 0), (MAX_SHIFT, MAX_SHIFT), (MAX_SHIFT, MAX_SHIFT)))[ri]
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (SIDE, SIDE), axis=(1, 2))
+    sum_ab = np.einsum("nij,nyxij->nyx", left[li], windows).reshape(len(li), -1)[:, _ORDER]
     covariance = sum_ab - sum_a * sum_b / _AREA
     norm = np.sqrt(np.maximum((sum_a2 - sum_a * sum_a / _AREA) * (sum_b2 - sum_b * sum_b / _AREA), 0.0))
     return np.where(norm > 1e-9, covariance / np.maximum(norm, 1e-9), 0.0).max(axis=1)
+
+
+def _correlate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``_correlate_indexed`` row by row of two (n, 32, 32) stacks."""
+    rows = np.arange(len(a))
+    return _correlate_indexed(a, rows, b, rows)
+
+
+def _distinct(prints: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct thumbprints as a grid stack, and each input's row in it."""
+    rows: dict[bytes, int] = {}
+    index = np.array([rows.setdefault(p, len(rows)) for p in prints])
+    return _grid(list(rows)), index
 
 
 def best_likeness(pairs: list[tuple[list[bytes], list[bytes]]]) -> list[float | None]:
@@ -96,8 +122,8 @@ def best_likeness(pairs: list[tuple[list[bytes], list[bytes]]]) -> list[float | 
     best = np.full(len(pairs), -np.inf)
     for start in range(0, len(owner), CHUNK):  # bounded memory: a bulk batch may bring 10^5 photo pairs
         end = start + CHUNK
-        values = _correlate(_grid(left[start:end]), _grid(right[start:end]))
-        np.maximum.at(best, np.array(owner[start:end]), values)
+        (lefts, li), (rights, ri) = _distinct(left[start:end]), _distinct(right[start:end])
+        np.maximum.at(best, np.array(owner[start:end]), _correlate_indexed(lefts, li, rights, ri))
     for index in set(owner):
         found[index] = float(best[index])
     return found
