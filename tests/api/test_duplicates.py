@@ -318,3 +318,28 @@ async def test_a_fingerprint_job_whose_original_cannot_be_read_is_retried_later(
         await asyncio.sleep(0.05)
     assert job["attempts"] == 1 and job["last_error"]
     assert job["run_after"] == clock.now() + dt.timedelta(seconds=30)
+
+
+async def test_a_dense_cell_keeps_the_best_ten_candidates_of_a_report_each_with_its_reasons(client, people, conn, clock):
+    """Fourteen reports of one enterprise within an hour: a report finds thirteen candidates and
+    keeps the ten that score best, each explained as fully as a scoring with reasons would."""
+    from fieldsync.domain import duplicates as rules
+    from fieldsync.services import duplicates as service
+
+    ids = []
+    for minute in range(14):
+        report_id, _ = await put(client, people["phone_a"], hazard_report(
+            observed_at=f"2026-06-01T15:{10 + minute * 3:02d}:00+08:00",
+            location={"lat": 36.5 + minute * 0.00002, "lon": 112.3, "accuracy_m": 8.0},
+        ))
+        ids.append(uuid.UUID(report_id))
+    await settled(conn)
+    last = ids[-1]
+
+    everything = (await service.score_candidates(conn, [last], explain=True))[last]
+    kept = (await service.detect(conn, [last], now=clock.now()))[last]
+
+    assert len([c for c in everything if c.score >= rules.THRESHOLD]) == 13
+    assert len(kept) == rules.CANDIDATES_KEPT == 10
+    assert [(c.id, c.score, c.reasons) for c in kept] == [(c.id, c.score, c.reasons) for c in everything[:10]]
+    assert all({"nearby", "same_enterprise"} <= {r["signal"] for r in c.reasons} for c in kept)

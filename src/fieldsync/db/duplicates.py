@@ -21,11 +21,11 @@ far away and months apart is a different event, and the trigram index answers "c
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from fieldsync.db.rules import possessed_sql, visible_sql
 from fieldsync.domain.principals import Visibility
@@ -149,7 +149,7 @@ async def replace_pairs(
             DO UPDATE SET score = excluded.score, reasons = excluded.reasons, found_at = excluded.found_at
             """,
             [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs],
-            [json.dumps(p[3], ensure_ascii=False) for p in pairs], now,
+            [msgspec.json.encode(p[3]).decode() for p in pairs], now,
         )
     return {frozenset((row["report_id"], row["candidate_id"])) for row in old}
 

@@ -39,6 +39,7 @@ LIKE_FROM, LIKE_FULL = 0.75, 0.88  # likeness: re-photographed scenes start abov
 UNLIKE_FULL = 0.40  # likeness at or below which two photos count fully as different scenes
 MAX_ACCURACY_M = 500.0  # a worse fix widens the window no further
 CANDIDATES_PER_SIGNAL = 50  # per report and index-backed signal: keeps a dense cell's cost bounded
+CANDIDATES_KEPT = 10  # stored per report, best first: what a reviewer compares; a dense cell scores ~100
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -137,52 +138,60 @@ def _clip(value: float) -> float:
     return max(0.0, min(1.0, value))
 
 
-def score(a: Side, b: Side, pair: PairFeatures) -> Scored:
-    """Score in [0, 1] that ``a`` and ``b`` report the same thing, the reasons that fired, and
-    the features the score was computed from."""
-    reasons: list[dict[str, Any]] = []
+_W_SAME, _W_LIKE, _W_UNLIKE, _W_TEXT, _W_PLACE = (WEIGHTS[name] for name in FEATURES)
+
+
+def score(a: Side, b: Side, pair: PairFeatures, *, explain: bool = True) -> Scored:
+    """Score in [0, 1] that ``a`` and ``b`` report the same thing, the features it was computed
+    from, and the reasons that fired; ``explain=False`` leaves the reasons out (a dense cell scores
+    about a hundred candidates per report and keeps ten: the caller explains those it keeps)."""
+    same_photo = pair.same_photo is not None
     like = unlike = 0.0
-    if pair.same_photo is not None:
-        reasons.append({"signal": "same_photo", "sha256": pair.same_photo,
-                        "detail": "the same photo (equal sha256) is attached to both"})
-    elif pair.likeness is not None:
+    if not same_photo and pair.likeness is not None:
         like = _clip((pair.likeness - LIKE_FROM) / (LIKE_FULL - LIKE_FROM))
         unlike = _clip((LIKE_FROM - pair.likeness) / (LIKE_FROM - UNLIKE_FULL))
-        if pair.likeness >= LIKE_FROM:
-            reasons.append({"signal": "similar_photo", "likeness": round(pair.likeness, 3),
-                            "detail": f"the photos match at {round(pair.likeness * 100)}% (32×32 grey "
-                                      "thumbnails, normalised correlation, best of small shifts)"})
-
     text = text_similarity(a.text, b.text)
-    if text >= 0.5:
-        reasons.append({"signal": "similar_text", "similarity": round(text, 3),
-                        "detail": f"title and description share {round(text * 100)}% of their characters"})
-
     same_kind = a.kind == b.kind and a.category == b.category
     enterprise = (same_kind and a.credit_code is not None and a.credit_code == b.credit_code
                   and b.status in OPEN_STATUSES)
-    if enterprise:
-        reasons.append({"signal": "same_enterprise", "credit_code": a.credit_code,
-                        "detail": f"same enterprise {a.credit_code} and category, still open"})
-    place = 0.0
+    place = dist = gap = reach = 0.0
+    near = False
     if same_kind:
         win = window(a.kind, a.category)
         dist = haversine_m(a.lat, a.lon, b.lat, b.lon)
         reach = win.radius_m + min(a.accuracy_m or 0.0, MAX_ACCURACY_M) + min(b.accuracy_m or 0.0, MAX_ACCURACY_M)
         gap = abs((a.observed_at - b.observed_at).total_seconds())
-        near = dist <= reach
-        if (near or enterprise) and gap <= win.seconds:
+        near = dist <= reach and gap <= win.seconds
+        if (dist <= reach or enterprise) and gap <= win.seconds:
             place = 1.0 - 0.5 * min(1.0, dist / reach) - 0.3 * (gap / win.seconds)
-        if near and gap <= win.seconds:
-            reasons.append({"signal": "nearby", "distance_m": round(dist, 1), "hours_apart": round(gap / _HOUR, 1),
-                            "detail": f"same {a.kind} category {a.category}, {round(dist)} m and "
-                                      f"{round(gap / _HOUR, 1)} h apart (window {round(reach)} m, "
-                                      f"{round(win.seconds / _HOUR)} h)"})
-
-    features = {"same_photo": 1.0 if pair.same_photo is not None else 0.0, "photo_like": like,
-                "photo_unlike": unlike, "text": text, "place": place}
-    logit = INTERCEPT + sum(WEIGHTS[name] * features[name] for name in FEATURES)
+    logit = (INTERCEPT + _W_SAME * (1.0 if same_photo else 0.0) + _W_LIKE * like + _W_UNLIKE * unlike
+             + _W_TEXT * text + _W_PLACE * place)
     value = 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, logit))))
-    if pair.same_photo is not None:
+    if same_photo:
         value = max(value, 0.9)
-    return Scored(round(value, 4), reasons, features)
+    value = round(value, 4)
+    features = {"same_photo": 1.0 if same_photo else 0.0, "photo_like": like, "photo_unlike": unlike,
+                "text": text, "place": place}
+    if not explain:
+        return Scored(value, [], features)
+    reasons: list[dict[str, Any]] = []
+    if same_photo:
+        reasons.append({"signal": "same_photo", "sha256": pair.same_photo,
+                        "detail": "the same photo (equal sha256) is attached to both"})
+    elif pair.likeness is not None and pair.likeness >= LIKE_FROM:
+        reasons.append({"signal": "similar_photo", "likeness": round(pair.likeness, 3),
+                        "detail": f"the photos match at {round(pair.likeness * 100)}% (32×32 grey "
+                                  "thumbnails, normalised correlation, best of small shifts)"})
+    if text >= 0.5:
+        reasons.append({"signal": "similar_text", "similarity": round(text, 3),
+                        "detail": f"title and description share {round(text * 100)}% of their characters"})
+    if enterprise:
+        reasons.append({"signal": "same_enterprise", "credit_code": a.credit_code,
+                        "detail": f"same enterprise {a.credit_code} and category, still open"})
+    if near:
+        win = window(a.kind, a.category)
+        reasons.append({"signal": "nearby", "distance_m": round(dist, 1), "hours_apart": round(gap / _HOUR, 1),
+                        "detail": f"same {a.kind} category {a.category}, {round(dist)} m and "
+                                  f"{round(gap / _HOUR, 1)} h apart (window {round(reach)} m, "
+                                  f"{round(win.seconds / _HOUR)} h)"})
+    return Scored(value, reasons, features)

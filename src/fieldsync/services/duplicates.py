@@ -39,6 +39,14 @@ class Candidate:
     score: float
     reasons: list[dict[str, Any]]
     features: dict[str, float] | None = None  # what the score was computed from (fresh scores only)
+    pair: tuple[rules.Side, rules.Side, rules.PairFeatures] | None = None  # to explain a fresh score later
+
+
+def explained(candidate: Candidate) -> Candidate:
+    """The candidate with its reasons (a fresh score is computed without them; see ``score``)."""
+    if candidate.reasons or candidate.pair is None:
+        return candidate
+    return dataclasses.replace(candidate, reasons=rules.score(*candidate.pair).reasons)
 
 
 def _side(row: asyncpg.Record) -> rules.Side:
@@ -49,8 +57,11 @@ def _side(row: asyncpg.Record) -> rules.Side:
     )
 
 
-async def score_candidates(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Candidate]]:
-    """Every candidate the indexes find for each report, scored, best first (no threshold)."""
+async def score_candidates(
+    conn: asyncpg.Connection, ids: list[uuid.UUID], *, explain: bool = False
+) -> dict[uuid.UUID, list[Candidate]]:
+    """Every candidate the indexes find for each report, scored, best first (no threshold); with
+    reasons only if ``explain`` (``explained`` adds them to the ones a caller keeps)."""
     found: dict[uuid.UUID, list[Candidate]] = {i: [] for i in ids}
     if not ids:
         return found
@@ -66,10 +77,13 @@ async def score_candidates(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> di
     likeness: list[float | None] = [None] * len(rows)
     if any(ours and theirs for ours, theirs in photos):
         likeness = await asyncio.to_thread(best_likeness, photos)  # numpy, off the event loop
+    ours = {report_id: _side(row) for report_id, row in sides.items()}
+    sides_seen: dict[uuid.UUID, rules.Side] = {}  # in a dense cell each candidate meets many reports
     for row, like in zip(rows, likeness, strict=True):
-        src = sides[row["src_id"]]
-        scored = rules.score(_side(src), _side(row), rules.PairFeatures(same_photo=row["same_photo"], likeness=like))
-        found[row["src_id"]].append(Candidate(row["id"], scored.score, scored.reasons, scored.features))
+        theirs = sides_seen.get(row["id"]) or sides_seen.setdefault(row["id"], _side(row))
+        pair = (ours[row["src_id"]], theirs, rules.PairFeatures(same_photo=row["same_photo"], likeness=like))
+        scored = rules.score(*pair, explain=explain)
+        found[row["src_id"]].append(Candidate(row["id"], scored.score, scored.reasons, scored.features, pair))
     for candidates in found.values():
         candidates.sort(key=lambda c: (-c.score, str(c.id)))
     return found
@@ -78,10 +92,12 @@ async def score_candidates(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> di
 async def detect(
     conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: dt.datetime, threshold: float = rules.THRESHOLD
 ) -> dict[uuid.UUID, list[Candidate]]:
-    """Recompute and store the candidates at or above ``threshold`` of each report in ``ids``."""
+    """Recompute and store the candidates at or above ``threshold`` of each report in ``ids``, the
+    best ``CANDIDATES_KEPT`` of each (a pair another report keeps stays visible from both sides)."""
     ids = list(dict.fromkeys(ids))
     scored = await score_candidates(conn, ids)
-    kept = {i: [c for c in cands if c.score >= threshold] for i, cands in scored.items()}
+    kept = {i: [explained(c) for c in [c for c in cands if c.score >= threshold][: rules.CANDIDATES_KEPT]]
+            for i, cands in scored.items()}
     pairs: dict[frozenset[uuid.UUID], tuple[uuid.UUID, uuid.UUID, float, list[dict[str, Any]]]] = {}
     for src, candidates in kept.items():
         for c in candidates:
@@ -168,8 +184,8 @@ async def receipt_candidates(
         scored = await score_candidates(conn, sorted({report_id for report_id, _ in shared}))
         for report_id, candidates in scored.items():
             known = {c.id for c in found[report_id]}
-            found[report_id] += [c for c in candidates if (report_id, c.id) in shared and c.id not in known
-                                 and c.score >= rules.THRESHOLD]
+            found[report_id] += [explained(c) for c in candidates if (report_id, c.id) in shared
+                                 and c.id not in known and c.score >= rules.THRESHOLD]
             found[report_id].sort(key=lambda c: (-c.score, str(c.id)))
     return found
 
