@@ -321,8 +321,9 @@ async def test_a_fingerprint_job_whose_original_cannot_be_read_is_retried_later(
 
 
 async def test_a_dense_cell_keeps_the_best_ten_candidates_of_a_report_each_with_its_reasons(client, people, conn, clock):
-    """Fourteen reports of one enterprise within an hour: a report finds thirteen candidates and
-    keeps the ten that score best, each explained as fully as a scoring with reasons would."""
+    """Fourteen reports of one enterprise within an hour, placed in another order than their times:
+    the search finds more candidates than are kept (the nearest in time and the nearest in space)
+    and detection keeps the ten that score best, each explained as a scoring with reasons would."""
     from fieldsync.domain import duplicates as rules
     from fieldsync.services import duplicates as service
 
@@ -330,7 +331,7 @@ async def test_a_dense_cell_keeps_the_best_ten_candidates_of_a_report_each_with_
     for minute in range(14):
         report_id, _ = await put(client, people["phone_a"], hazard_report(
             observed_at=f"2026-06-01T15:{10 + minute * 3:02d}:00+08:00",
-            location={"lat": 36.5 + minute * 0.00002, "lon": 112.3, "accuracy_m": 8.0},
+            location={"lat": 36.5 + (minute * 5 % 14) * 0.00002, "lon": 112.3, "accuracy_m": 8.0},
         ))
         ids.append(uuid.UUID(report_id))
     await settled(conn)
@@ -339,7 +340,30 @@ async def test_a_dense_cell_keeps_the_best_ten_candidates_of_a_report_each_with_
     everything = (await service.score_candidates(conn, [last], explain=True))[last]
     kept = (await service.detect(conn, [last], now=clock.now()))[last]
 
-    assert len([c for c in everything if c.score >= rules.THRESHOLD]) == 13
+    assert len([c for c in everything if c.score >= rules.THRESHOLD]) > rules.CANDIDATES_KEPT
     assert len(kept) == rules.CANDIDATES_KEPT == 10
     assert [(c.id, c.score, c.reasons) for c in kept] == [(c.id, c.score, c.reasons) for c in everything[:10]]
     assert all({"nearby", "same_enterprise"} <= {r["signal"] for r in c.reasons} for c in kept)
+
+
+async def test_in_a_busy_enterprise_the_report_nearest_in_time_is_searched_first(client, people, conn, clock):
+    """Fifty other hazards of one mine, at the same spot, over the days before; then a report and,
+    ten minutes later, the same hazard from another phone. Every signal's search is capped, and a
+    cap that took an arbitrary slice of the mine's reports would often miss the one that matters."""
+    from fieldsync.domain import duplicates as rules
+    from fieldsync.services import duplicates as service
+
+    assert 50 > 2 * rules.CANDIDATES_NEAREST + rules.CANDIDATES_PER_SIGNAL
+    for hour in range(50, 0, -1):
+        await put(client, people["phone_a"], hazard_report(
+            title=f"第{hour}号隐患 通风设施损坏", description=f"{hour}号巷道风门关闭不严",
+            observed_at=f"2026-05-{30 - hour // 24:02d}T{23 - hour % 24:02d}:00:00+08:00"))
+    original, _ = await put(client, people["phone_a"], hazard_report(observed_at="2026-06-01T15:30:00+08:00"))
+    again, _ = await put(client, people["phone_b"], hazard_report(observed_at="2026-06-01T15:40:00+08:00"))
+    await settled(conn)
+
+    found = (await service.score_candidates(conn, [uuid.UUID(again)]))[uuid.UUID(again)]
+    assert found[0].id == uuid.UUID(original) and found[0].score >= rules.THRESHOLD
+    assert len(found) <= 2 * rules.CANDIDATES_NEAREST + rules.CANDIDATES_PER_SIGNAL
+    listed = (await client.get(f"/v1/reports/{again}/duplicates", headers=people["county"].headers)).json()
+    assert listed[0]["id"] == original

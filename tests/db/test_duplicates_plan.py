@@ -62,7 +62,7 @@ async def test_a_band_of_zeros_shared_by_thousands_of_photos_is_not_read(conn, c
     await conn.execute("ANALYZE media; ANALYZE report_media; ANALYZE reports")
 
     recording = Recording(conn)
-    await q.find_candidates(recording, [report_id], [300.0], [86400.0 * 30], max_bits=16, per_signal=50)  # type: ignore[arg-type]
+    await q.find_candidates(recording, [report_id], [300.0], [86400.0 * 30], max_bits=16, per_signal=20, nearest=10)  # type: ignore[arg-type]
     [(sql, args)] = recording.statements
     plan = await explain(conn, sql, args)
     read = sum(examined(node) for node in scans_of(plan, "media"))
@@ -101,7 +101,7 @@ async def test_the_window_probe_does_not_wade_through_other_categories_in_its_sq
     await conn.execute("ANALYZE reports")
 
     recording = Recording(conn)
-    await q.find_candidates(recording, [report_id], [300.0], [86400.0 * 30], max_bits=16, per_signal=50)  # type: ignore[arg-type]
+    await q.find_candidates(recording, [report_id], [300.0], [86400.0 * 30], max_bits=16, per_signal=20, nearest=10)  # type: ignore[arg-type]
     [(sql, args)] = recording.statements
     raw = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *args)
     plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
@@ -109,3 +109,45 @@ async def test_the_window_probe_does_not_wade_through_other_categories_in_its_sq
     assert window, "the window probe does not use its index"
     pages = sum(n["Shared Hit Blocks"] + n["Shared Read Blocks"] for n in window)
     assert pages < 12, f"the window probe read {pages} pages, wading through the other category"
+
+
+async def test_a_mine_with_thousands_of_open_reports_in_one_spot_is_probed_by_its_nearest_rows(conn, clock) -> None:
+    """One enterprise, one category, one spot, thousands of open reports in the window (a big mine
+    over a month): the enterprise probe reads the nearest in time each way and the window probe
+    the nearest in space, not every report of the mine."""
+    author = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
+    await conn.execute(
+        f"""
+        INSERT INTO reports (id, kind, category, title, jurisdiction, lat, lon, observed_at, body, content_hash,
+                             author_id, received_at, updated_at, credit_code)
+        SELECT gen_random_uuid(), 'hazard', 'coal_mine', 'filler ' || n, '140431', 36.5 + (n % 70) * 1e-6,
+               112.3 + (n % 13) * 1e-6, $2::timestamptz - (n % 600) * interval '1 hour',
+               '{{}}', sha256(n::text::bytea), $1, now(), now(), '91140431MA0K2B3C49'
+        FROM generate_series(1, {HOT}) AS n
+        """,
+        author.user_id, clock.now(),
+    )
+    report_id = uuid.uuid4()
+    await conn.execute(
+        """
+        INSERT INTO reports (id, kind, category, title, jurisdiction, lat, lon, observed_at, body, content_hash,
+                             author_id, received_at, updated_at, credit_code)
+        VALUES ($1, 'hazard', 'coal_mine', '皮带机跑偏', '140431', 36.50003, 112.30001, $3::timestamptz - interval '300 hours',
+                '{}', '\\x01', $2, now(), now(), '91140431MA0K2B3C49')
+        """,
+        report_id, author.user_id, clock.now(),
+    )
+    await conn.execute("ANALYZE reports")
+
+    recording = Recording(conn)
+    rows = await q.find_candidates(recording, [report_id], [300.0], [86400.0 * 30], max_bits=16, per_signal=20,  # type: ignore[arg-type]
+                                   nearest=10)
+    [(sql, args)] = recording.statements
+    plan = await explain(conn, sql, args)
+    probes = [n for n in scans_of(plan, "reports") if n.get("Index Name") in
+              ("reports_credit_category_idx", "reports_dedupe_window_idx")]
+
+    assert {n["Index Name"] for n in probes} == {"reports_credit_category_idx", "reports_dedupe_window_idx"}
+    read = sum(examined(n) for n in probes)
+    assert read <= 50, f"the enterprise and window probes read {read} rows of reports"
+    assert 20 <= len(rows) <= 30

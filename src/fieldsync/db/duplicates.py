@@ -1,17 +1,21 @@
 """SQL for near-duplicate candidates: one statement finds every candidate of a batch of reports,
 with the features the scoring needs; others store the pairs and re-stamp the rows they change.
 
-Every candidate generator is an index range, capped per report (``LIMIT`` inside ``LATERAL``):
+Every candidate generator is an index range, capped per report (``LIMIT`` inside ``LATERAL``);
+where a cell is dense (one big mine) the ordered ones keep the reports most likely to be the same
+event rather than an arbitrary slice:
 
 - same photo: ``report_media_sha256_idx``;
 - similar photo: the four ``media_dhash_b*_idx`` band indexes (BitmapOr), then the exact
   Hamming distance with ``bit_count``; each side's photo thumbprints come back for scoring. A
   band of all zeros or all ones (a flat sky, bare ground: thousands of photos share it) is not
   looked up, or one hot band value would make the probe read a large slice of ``media``;
-- same enterprise: ``reports_credit_category_idx``;
+- same enterprise: ``reports_credit_category_idx`` (credit_code, category, observed_at), the
+  nearest in time before and after, two ordered range scans;
 - same kind and category in a space-time window: ``reports_dedupe_window_idx``, a GiST over
   (point, observed_at) where the point's longitude is shifted into a band of its own per kind
-  and category (``dedupe_band``, migration 0009), so the R-tree keeps categories apart.
+  and category (``dedupe_band``, migration 0009), so the R-tree keeps categories apart; nearest
+  first (a KNN scan of the same index).
 
 Text similarity is scored on the candidates these find, not searched on its own: a matching text
 far away and months apart is a different event, and the trigram index answers "contains", not
@@ -51,8 +55,11 @@ async def find_candidates(
     *,
     max_bits: int,
     per_signal: int,
+    nearest: int,
 ) -> list[asyncpg.Record]:
-    """(src_id, candidate side, same_photo) for every candidate of every report in ``ids``."""
+    """(src_id, candidate side, same_photo) for every candidate of every report in ``ids``: up to
+    ``per_signal`` sharing a photo or a dHash band, the ``nearest`` of the same enterprise and
+    category before and after it in time, and the ``nearest`` in space within its window."""
     return await conn.fetch(
         f"""
         WITH src AS (
@@ -93,8 +100,17 @@ async def find_candidates(
             CROSS JOIN LATERAL (
                 SELECT o.id FROM reports o
                 WHERE o.credit_code = s.credit_code AND o.category = s.category AND o.id <> s.id
-                  AND o.status NOT IN ('merged', 'rejected', 'closed')
-                LIMIT $5
+                  AND o.status NOT IN ('merged', 'rejected', 'closed') AND o.observed_at >= s.observed_at
+                ORDER BY o.observed_at LIMIT $6
+            ) o
+            WHERE s.credit_code IS NOT NULL
+            UNION
+            SELECT s.id, o.id FROM src s
+            CROSS JOIN LATERAL (
+                SELECT o.id FROM reports o
+                WHERE o.credit_code = s.credit_code AND o.category = s.category AND o.id <> s.id
+                  AND o.status NOT IN ('merged', 'rejected', 'closed') AND o.observed_at < s.observed_at
+                ORDER BY o.observed_at DESC LIMIT $6
             ) o
             WHERE s.credit_code IS NOT NULL
             UNION
@@ -109,7 +125,8 @@ async def find_candidates(
                   AND o.observed_at BETWEEN s.observed_at - make_interval(secs => s.window_s)
                                         AND s.observed_at + make_interval(secs => s.window_s)
                   AND o.kind = s.kind AND o.category = s.category AND o.id <> s.id
-                LIMIT $5
+                ORDER BY point(o.lon + dedupe_band(o.kind, o.category), o.lat) <-> point(s.lon + s.band, s.lat)
+                LIMIT $6
             ) o
         )
         SELECT p.src_id, {_SIDE},
@@ -120,7 +137,7 @@ async def find_candidates(
         FROM pairs p JOIN reports r ON r.id = p.cand_id
         WHERE r.status <> 'merged'
         """,
-        ids, radii_m, windows_s, max_bits, per_signal,
+        ids, radii_m, windows_s, max_bits, per_signal, nearest,
     )
 
 

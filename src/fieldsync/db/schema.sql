@@ -473,7 +473,7 @@ CREATE INDEX report_moves_change_idx ON public.report_moves USING btree (change_
 CREATE INDEX report_versions_hash_idx ON public.report_versions USING btree (report_id, content_hash);
 CREATE INDEX reports_author_idx ON public.reports USING btree (author_id, updated_at);
 CREATE INDEX reports_change_idx ON public.reports USING btree (change_xid, id);
-CREATE INDEX reports_credit_category_idx ON public.reports USING btree (credit_code, category) WHERE (credit_code IS NOT NULL);
+CREATE INDEX reports_credit_category_idx ON public.reports USING btree (credit_code, category, observed_at) WHERE (credit_code IS NOT NULL);
 CREATE INDEX reports_dedupe_window_idx ON public.reports USING gist (point((lon + public.dedupe_band(kind, category)), lat), observed_at);
 CREATE INDEX reports_duplicate_of_idx ON public.reports USING btree (duplicate_of) WHERE (duplicate_of IS NOT NULL);
 CREATE UNIQUE INDEX reports_incident_final_key ON public.reports USING btree (incident_id) WHERE ((stage = 'final'::text) AND (status <> 'merged'::text));

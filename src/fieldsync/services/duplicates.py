@@ -72,6 +72,7 @@ async def score_candidates(
         [rules.search_radius_m(sides[i]["kind"], sides[i]["category"], sides[i]["accuracy_m"]) for i in order],
         [rules.window(sides[i]["kind"], sides[i]["category"]).seconds for i in order],
         max_bits=rules.PHOTO_SEARCH_BITS, per_signal=rules.CANDIDATES_PER_SIGNAL,
+        nearest=rules.CANDIDATES_NEAREST,
     )
     photos = [(sides[row["src_id"]]["thumbprints"], row["thumbprints"]) for row in rows]
     likeness: list[float | None] = [None] * len(rows)
