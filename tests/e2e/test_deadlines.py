@@ -26,6 +26,8 @@ from tests.e2e.server import ServerProcess, cli
 
 pytestmark = pytest.mark.e2e
 LIMIT_S = 2
+EXCHANGE_S = 6  # the whole request: body in, answer out
+PATIENT_EXCHANGE_S = 4
 MAX_CONNECTIONS = 12
 
 
@@ -53,6 +55,22 @@ def server(database: str) -> Iterator[ServerProcess]:
     process = ServerProcess(
         data_dir, FIELDSYNC_DATABASE_URL=database, FIELDSYNC_HEADER_TIMEOUT_S=str(LIMIT_S),
         FIELDSYNC_IDLE_TIMEOUT_S=str(LIMIT_S), FIELDSYNC_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+        FIELDSYNC_REQUEST_TIMEOUT_S=str(EXCHANGE_S),
+    )
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def patient_server(database: str) -> Iterator[ServerProcess]:
+    """Idle limits far beyond the test, a short request deadline: only the deadline can cut."""
+    data_dir = Path(tempfile.mkdtemp(prefix="fieldsync-deadlines-", dir="/tmp"))
+    process = ServerProcess(
+        data_dir, FIELDSYNC_DATABASE_URL=database, FIELDSYNC_IDLE_TIMEOUT_S="60",
+        FIELDSYNC_REQUEST_TIMEOUT_S=str(PATIENT_EXCHANGE_S),
     )
     try:
         process.wait_ready()
@@ -172,6 +190,17 @@ FROM generate_series(1, 6000) AS i, (SELECT id FROM users WHERE role = 'inspecto
 """
 
 
+async def fill_once(database: str, rows: int = 6000) -> None:
+    """At least ``rows`` reports of about 1.6 KB each."""
+    conn = await asyncpg.connect(database)
+    try:
+        have = await conn.fetchval("SELECT count(*) FROM reports")
+        if have < rows:
+            await conn.execute(FILL.replace("generate_series(1, 6000)", f"generate_series(1, {rows - have})"))
+    finally:
+        await conn.close()
+
+
 async def export_backends(database: str) -> list[str]:
     conn = await asyncpg.connect(database)
     try:
@@ -188,15 +217,7 @@ async def export_backends(database: str) -> list[str]:
 def test_an_export_whose_client_stops_reading_is_cut_off_and_holds_no_connection(server, database) -> None:
     supervisor = token(server, database, "supervisor")
     token(server, database, "inspector")
-
-    async def fill() -> None:
-        conn = await asyncpg.connect(database)
-        try:
-            await conn.execute(FILL)
-        finally:
-            await conn.close()
-
-    asyncio.run(fill())
+    asyncio.run(fill_once(database))
     with open_socket(server, receive_buffer=4096) as sock:
         sock.sendall(f"GET /v1/export?format=csv HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {supervisor}"
                      "\r\nAccept-Encoding: identity\r\n\r\n".encode())
@@ -217,3 +238,54 @@ def test_a_large_body_arriving_with_its_headers_is_not_taken_for_large_headers(s
         sock.settimeout(10)
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+
+
+def test_a_body_trickled_just_fast_enough_never_to_go_idle_is_cut_off_at_the_request_deadline(server) -> None:
+    """A byte every 0.3 s never trips the 2 s idle limit; the request deadline still ends it."""
+    with open_socket(server) as sock:
+        sock.sendall(b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n")
+        took = seconds_until_closed(sock, trickle=b"{" + b" " * 999, every_s=0.3)
+    assert LIMIT_S + 1 < took < EXCHANGE_S + 3, took
+
+
+def test_an_export_read_steadily_but_slowly_is_cut_off_at_the_request_deadline(patient_server, database) -> None:
+    """A client that reads an export slowly but steadily (never idle for the idle limit) loses it
+    at the request deadline, with its transaction and connection. The server cuts it; what the
+    kernel already buffered may still reach the client afterwards, so the database tells."""
+    import threading
+
+    supervisor = token(patient_server, database, "supervisor")
+    token(patient_server, database, "inspector")
+    asyncio.run(fill_once(database, 30_000))  # ~50 MB of CSV: far longer than the deadline at this pace
+    stop = threading.Event()
+    received = [0]
+
+    def read(sock: socket.socket) -> None:
+        sock.settimeout(1)
+        while not stop.is_set():
+            time.sleep(0.1)  # about 640 KB/s
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                continue
+            if not chunk:
+                return
+            received[0] += len(chunk)
+
+    with open_socket(patient_server) as sock:
+        sock.sendall(f"GET /v1/export?format=csv HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {supervisor}"
+                     "\r\nAccept-Encoding: identity\r\n\r\n".encode())
+        started = time.monotonic()
+        reader = threading.Thread(target=read, args=(sock,), daemon=True)
+        reader.start()
+        try:
+            time.sleep(PATIENT_EXCHANGE_S - 1.5 - (time.monotonic() - started))
+            midway = asyncio.run(export_backends(database))
+            time.sleep(PATIENT_EXCHANGE_S + 2 - (time.monotonic() - started))
+            after = asyncio.run(export_backends(database))
+        finally:
+            stop.set()
+            reader.join(timeout=5)
+    assert midway, f"the export ended before the deadline ({received[0]} bytes read): the test means nothing"
+    assert after == [], "the export outlived the request deadline"

@@ -10,8 +10,10 @@ adds, per connection:
   byte (or after the connection opened), and at most ``MAX_HEADER_BYTES`` long (431 otherwise);
 - a body idle limit: no more than ``idle_timeout_s`` of silence while the app waits for body
   bytes (silence while the app itself is not reading does not count);
-- a body deadline: the whole body within ``request_timeout_s`` of the headers;
 - a write stall limit: a response the client stops reading is cut off after ``idle_timeout_s``;
+- an exchange deadline: the whole body in and the whole response out within
+  ``request_timeout_s`` of the headers (a client that reads an export a trickle at a time, just
+  often enough never to stall, would otherwise hold its transaction for as long as it likes);
 - a connection limit: beyond ``max_connections`` open connections, a new one is answered 503
   ``server.busy`` with Retry-After and closed.
 
@@ -128,12 +130,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._phase = "body"
         self._disarm("headers")
         self._arm("body_idle", self.limits.idle_timeout_s)
-        self._arm("body", self.limits.request_timeout_s)
+        self._arm("exchange", self.limits.request_timeout_s)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._phase = "done"
-        self._disarm("body_idle", "body")
+        self._disarm("body_idle")
+
+    def on_response_complete(self) -> None:
+        self._disarm("exchange", "write_stall")
+        super().on_response_complete()
 
     def pause_writing(self) -> None:
         super().pause_writing()
