@@ -65,6 +65,10 @@ async def test_the_county_sees_no_candidate_from_another_county_anywhere(client,
     assert luzhou not in exported.text and qinyuan not in exported.text
     mine = (await client.get(f"/v1/reports/{qinyuan}", headers=people["qinyuan_inspector"].headers)).json()
     assert mine["possible_duplicates"] == []
+    # the device sends it again: the receipt of a replay names the stored candidates, in scope
+    replay = await client.put(f"/v1/reports/{qinyuan}", json=hazard_report(), headers=people["qinyuan_inspector"].headers)
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["possible_duplicates"] == [] and replay.json()["duplicate_candidates"] == []
 
 
 async def test_the_city_sees_the_pair_everywhere(client, people, twins) -> None:

@@ -52,6 +52,10 @@ async def test_concurrent_puts_share_transactions_and_each_gets_its_own_receipt(
 async def test_one_bad_report_never_fails_its_neighbours(client, conn, inspectors):
     """Concurrently: valid reports, one that fails validation, two initial reports of one incident
     (the database refuses the second), and the same new report sent twice by one device."""
+    await conn.execute(  # a subscriber: each accepted report must reach the outbox exactly once
+        "INSERT INTO webhook_subscriptions (id, url, events, secret, created_at) "
+        "VALUES (gen_random_uuid(), 'http://127.0.0.1:9/hook', ARRAY['report.created'], 'x', now())"
+    )
     incident = str(uuid.uuid4())
     twice = uuid.uuid4()
     calls = [
@@ -73,6 +77,10 @@ async def test_one_bad_report_never_fails_its_neighbours(client, conn, inspector
     assert sorted((a.status_code, a.json()["duplicate"]) for a in answers[9:]) == [(200, True), (201, False)]
     assert await conn.fetchval("SELECT count(*) FROM reports WHERE incident_id = $1", uuid.UUID(incident)) == 1
     assert await conn.fetchval("SELECT count(*) FROM report_versions WHERE report_id = $1", twice) == 1
+    # the batch that met the refusal ran again in savepoints: what its first try wrote is gone
+    accepted = sorted(a.json()["id"] for a in answers if a.status_code == 201)
+    outbox = await conn.fetch("SELECT report_id::text AS id FROM webhook_events WHERE type = 'report.created'")
+    assert sorted(row["id"] for row in outbox) == accepted
 
 
 async def test_a_batch_stuck_on_a_row_lock_stalls_no_other_put(client, conn, inspectors):

@@ -262,6 +262,32 @@ async def test_login_runs_argon2_on_threads_of_its_own(client: httpx.AsyncClient
     assert response.status_code == 200, response.text
 
 
+async def test_sign_ins_beyond_the_argon2_queue_are_busy_and_count_as_no_failure(
+    client: httpx.AsyncClient, alice: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """argon2's own pool has a bounded queue: a sign-in beyond it answers 503 ``server.busy`` with
+    Retry-After at once, instead of waiting behind a flood of guesses; it is no failed attempt."""
+    import threading
+
+    from fieldsync.services import identity
+
+    monkeypatch.setattr(identity, "ARGON2_QUEUE", 1)
+    release = threading.Event()
+    holder = asyncio.create_task(identity._argon2(release.wait))
+    await asyncio.sleep(0.05)
+    try:
+        busy = [await _login(client, "alice", PASSWORD) for _ in range(3)]
+    finally:
+        release.set()
+        await holder
+    after = await _login(client, "alice", PASSWORD)
+
+    assert [r.status_code for r in busy] == [503] * 3, [r.text for r in busy]
+    assert {problem(r)["code"] for r in busy} == {"server.busy"}
+    assert all(int(r.headers["Retry-After"]) > 0 for r in busy)
+    assert after.status_code == 200, after.text
+
+
 async def test_unknown_methods_share_one_metrics_label(client: httpx.AsyncClient) -> None:
     for method in ("PROPFIND", "X-ANYTHING-1", "X-ANYTHING-2"):
         await client.request(method, "/healthz")

@@ -126,3 +126,33 @@ async def test_responses_carry_a_content_security_policy_of_self(client, browser
         assert "default-src 'self'" in policy
         assert "frame-ancestors 'none'" in policy
         assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_every_console_post_without_its_csrf_token_is_403_and_changes_nothing(
+    app, client, browsers, people, hazard, conn, clock
+):
+    """Each handler checks its token: this sweep takes the POST routes from the app itself, so a
+    new form that forgets the check fails here."""
+    from tests.support import make_device, principal_of
+
+    device = await make_device(conn, people["inspector"], principal_of(people["county"], "/140000/140400/140431/"),
+                               now=clock.now())
+    ids = {"report_id": hazard, "device_id": str(device.device_id)}
+    paths = sorted({route.path for route in app.routes if route.path.startswith("/console") and "POST" in route.methods})
+    assert len(paths) >= 7, paths
+    form = {"username": people["inspector"].username, "password": PASSWORD, "body": "无令牌", "action": "verify",
+            "version": "1", "label": "x"}
+    answers = {}
+    for path in paths:
+        url = re.sub(r"\{(\w+):\w+\}", lambda m: ids[m.group(1)], path)
+        answers[path] = (await browsers["county"].post(url, form, csrf=False)).status_code
+
+    assert answers == dict.fromkeys(paths, 403)
+    detail = (await client.get(f"/v1/reports/{hazard}", headers=people["county"].headers)).json()
+    assert detail["status"] == "submitted" and detail["version"] == 1
+    comments = await conn.fetchval("SELECT count(*) FROM comments WHERE report_id = $1::uuid", hazard)
+    assert comments == 0
+    devices = (await client.get("/v1/devices", headers=people["county"].headers)).json()["items"]
+    assert [(d["id"], d["revoked_at"]) for d in devices] == [(str(device.device_id), None)]
+    assert await conn.fetchval("SELECT count(*) FROM enrollments") == 1  # the one make_device used
+    assert (await browsers["county"].get("/console/reports")).status_code == 200  # still signed in
