@@ -46,6 +46,7 @@ def _webhook(view: SubscriptionView) -> WebhookRead:
 
 def _delivery(view: DeliveryView) -> DeliveryRead:
     return DeliveryRead(
+        # view.type is a str from the table; its check constraint keeps it to the EventType names
         id=view.id, event_id=view.event_id, type=view.type, report_id=view.report_id,  # type: ignore[arg-type]
         state=view.state, attempts=view.attempts, next_attempt_at=view.next_attempt_at, in_flight=view.in_flight,
         last_status=view.last_status, last_error=view.last_error, created_at=view.created_at,

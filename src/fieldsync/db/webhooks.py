@@ -23,6 +23,8 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from fieldsync.db.rules import overdue_sql
+
 # NOTIFY'd (at commit) by a transaction that created deliveries: workers wake at once.
 CHANNEL = "fieldsync_webhooks"
 
@@ -109,7 +111,7 @@ async def overdue_hazards(conn: asyncpg.Connection, *, now: dt.datetime, limit: 
         SELECT r.id, r.rectification_deadline AS deadline, r.listed_level,
                'hazard.overdue:' || r.id || ':' || {_UTC.format(col="r.rectification_deadline")} AS dedupe_key
         FROM reports r
-        WHERE r.status = 'rectifying' AND r.rectification_deadline < $1
+        WHERE {overdue_sql('r', '$1')}
           AND NOT EXISTS (
               SELECT 1 FROM webhook_events e
               WHERE e.dedupe_key = 'hazard.overdue:' || r.id || ':' || {_UTC.format(col="r.rectification_deadline")})

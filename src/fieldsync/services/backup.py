@@ -44,6 +44,7 @@ from fieldsync.errors import BackupFailed, MediaNotFound
 from fieldsync.ports import MediaStore
 from fieldsync.services import sync
 from fieldsync.storage import keys
+from fieldsync.storage._files import fsync_directory
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -88,14 +89,6 @@ def _sha256_of(path: Path) -> str:
         while block := handle.read(1024 * 1024):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 async def _copy_out(store: MediaStore, key: str, target: Path, *, sha256: str | None, size: int | None) -> None:
@@ -145,7 +138,7 @@ async def backup(
     with partial.open("rb") as handle:
         os.fsync(handle.fileno())
     os.replace(partial, target / MANIFEST)
-    _fsync_directory(target)
+    fsync_directory(target)
     return manifest
 
 

@@ -35,13 +35,13 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
-import logging
 import random
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, cast
 
 import asyncpg
+import structlog
 
 from fieldsync import errors
 from fieldsync.db import webhooks as q
@@ -51,7 +51,7 @@ from fieldsync.outbound import Answer, WebhookSender
 from fieldsync.ports import Clock
 from fieldsync.services import events
 
-log = logging.getLogger("fieldsync.webhooks")
+log = structlog.get_logger("fieldsync.webhooks")
 POOL_SIZE = 4
 STOP_WAIT_S = 5.0
 DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
@@ -108,7 +108,7 @@ class DeliveryWorker:
             if tasks:
                 _, stuck = await asyncio.wait(tasks, timeout=STOP_WAIT_S)
                 if stuck:
-                    log.warning("%d webhook deliveries did not stop within %g s; left behind", len(stuck), STOP_WAIT_S)
+                    log.warning("webhook_deliveries_left_behind", count=len(stuck), waited_s=STOP_WAIT_S)
             await self._drop_listener()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.sender.aclose(), timeout=STOP_WAIT_S)
@@ -157,9 +157,9 @@ class DeliveryWorker:
             except asyncio.CancelledError:
                 raise
             except DATABASE_DOWN as exc:  # deliveries stay pending; the next turn tries again
-                log.warning("webhook delivery paused, the database is unreachable: %s", exc.__class__.__name__)
+                log.warning("webhook_delivery_paused", reason="database unreachable", error=exc.__class__.__name__)
             except Exception:  # noqa: BLE001 - a bug must not stop delivery for good
-                log.exception("webhook delivery turn failed")
+                log.exception("webhook_delivery_turn_failed")
             if claimed and claimed == wanted:
                 continue  # every slot it asked for was filled: there may be more due
             with contextlib.suppress(TimeoutError):
@@ -210,7 +210,7 @@ class DeliveryWorker:
         if task.cancelled():
             return
         if task.exception() is not None:
-            log.error("webhook delivery failed", exc_info=task.exception())
+            log.error("webhook_delivery_failed", exc_info=task.exception())
             self._wake.set()
         elif self._maybe_more or task.result():
             self._wake.set()

@@ -95,6 +95,7 @@ class GroupCommit:
                 if not waiting.answer.done():
                     waiting.answer.set_result(outcome)
         finally:
+            # current_task() is typed Task | None; inside a running batch it is that batch
             self._batches.pop(asyncio.current_task(), None)  # type: ignore[arg-type,unused-ignore]
             self._start_batches()
 

@@ -162,6 +162,7 @@ def _figures(row: asyncpg.Record) -> Figures:
 
 def _disasters(row: asyncpg.Record) -> DisasterFigures:
     # Losses' fields are LOSS_FIELDS by name; mypy cannot check a ** of computed keys
+    # LOSS_FIELDS names exactly Losses' fields; mypy cannot check keyword arguments spread from a dict
     losses = Losses(**{name: _number(name, row[f"loss_{name}"]) for name in rules.LOSS_FIELDS})  # type: ignore[arg-type]
     return DisasterFigures(reports=row["disaster_reports"], incidents=row["disaster_incidents"], losses=losses)
 
