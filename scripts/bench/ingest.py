@@ -53,7 +53,7 @@ REPO = HERE.parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
 from rawhttp import Connection  # noqa: E402 - scripts/bench is sys.path[0]
-from server import HOST, Server  # noqa: E402
+from server import HOST, SRC, Server  # noqa: E402
 from sync import Cpu, credit_code, variant  # noqa: E402
 
 from fieldsync.db import embedded  # noqa: E402
@@ -222,8 +222,10 @@ def line(result: Result) -> str:
 
 
 def markdown(plan: Plan, results: list[Result], loads: list[tuple[str, tuple[float, float, float]]],
-             started: dt.datetime, took_s: float) -> str:
+             started: dt.datetime, took_s: float, src: Path) -> str:
     command = ".venv/bin/python scripts/bench/ingest.py" + (" --quick" if plan.name == "quick" else "")
+    if src != SRC:
+        command += f" --server-src {src}"
     rows = "\n".join(line(result) for result in results)
     load_text = "; ".join(f"{label} {a:.1f}/{b:.1f}/{c:.1f}" for label, (a, b, c) in loads)
     return f"""### Ingest cost per submission ({plan.name}, {started:%Y-%m-%d %H:%M} UTC)
@@ -254,11 +256,11 @@ async def prepare(server: Server, data_dir: Path) -> list[str]:
     return tokens
 
 
-async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None) -> str:
+async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, src: Path) -> str:
     started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
     data_dir = work / "data"
     data_dir.mkdir()
-    server = Server(data_dir)
+    server = Server(data_dir, src=src)
     server.start()
     results: list[Result] = []
     loads = [("start", os.getloadavg())]
@@ -292,7 +294,7 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None) -
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
         print(f"shutdown: {server.stop()}", flush=True)
-    return markdown(plan, results, loads, started, time.perf_counter() - t0)
+    return markdown(plan, results, loads, started, time.perf_counter() - t0, src)
 
 
 def main() -> int:
@@ -302,10 +304,13 @@ def main() -> int:
     parser.add_argument("--only", action="append", default=[],
                         help="run only these phases, e.g. photo:distinct:8 or push (repeatable)")
     parser.add_argument("--profile", type=Path, help="record the server with py-spy into this speedscope file")
+    parser.add_argument("--server-src", type=Path, default=SRC,
+                        help="the src directory the server runs (another checkout's, for a baseline)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fieldsync-bench-ingest-", dir="/tmp"))
     try:
-        text = asyncio.run(run(QUICK if args.quick else FULL, work, only=set(args.only), profile=args.profile))
+        text = asyncio.run(run(QUICK if args.quick else FULL, work, only=set(args.only), profile=args.profile,
+                               src=args.server_src.resolve()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(text)

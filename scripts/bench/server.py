@@ -36,17 +36,19 @@ class Server:
     """``fieldsync serve`` on a loopback port and a fresh data dir; stopped with SIGINT.
 
     ``command`` is how to run the CLI (default: this interpreter with ``-m fieldsync``); ``cli``
-    uses the same command and environment against the same data dir.
+    uses the same command and environment against the same data dir. ``src`` is the source tree
+    it runs (another checkout's ``src`` measures a baseline with the same client).
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, command: Sequence[str] | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, command: Sequence[str] | None = None,
+                 src: Path = SRC) -> None:
         self.data_dir = data_dir
         self.port = free_port() if port is None else port
         self.base_url = f"http://{HOST}:{self.port}"
         self.command = list(command) if command is not None else [sys.executable, "-m", "fieldsync"]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSYNC_")}
         self.env.update(FIELDSYNC_DATA_DIR=str(data_dir), FIELDSYNC_LOG_LEVEL="warning",
-                        PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
+                        PYTHONPATH=os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])))
         self.log_path = data_dir.parent / "serve.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.ps: psutil.Process | None = None
