@@ -17,8 +17,9 @@ Shapes: **distinct** (every report a different enterprise, place and photo pixel
 firm** (every report the same enterprise, nearly the same place, and photos with the same pixels:
 several inspectors at one big mine). A phase's CPU is read from /proc (server process, postmaster
 and backends) from its first request until the job queue is empty again, so near-duplicate
-detection and anything else queued is counted; its rate is submissions over the time until the
-last answer. The client runs on the same cores; its CPU is not counted. The machine's load is
+detection and anything else queued is counted. "Answered" is submissions over the time until the
+last answer; "sustained" adds the drain (a server that answers fast and leaves renders queued is
+not keeping up). The client runs on the same cores; its CPU is not counted. The machine's load is
 printed before and after each phase.
 """
 
@@ -93,6 +94,12 @@ class Result:
     @property
     def rate(self) -> float:
         return self.count / self.load_s
+
+    @property
+    def rate_drained(self) -> float:
+        """Submissions over the time until the last answer and the queued work it caused are done:
+        what a server can keep up with, not what it can acknowledge while a backlog grows."""
+        return self.count / (self.load_s + self.drain_s)
 
     def cpu_ms(self) -> tuple[float, float]:
         return 1000 * self.server_cpu_s / self.count, 1000 * self.pg_cpu_s / self.count
@@ -217,7 +224,7 @@ async def push_phase(server: Server, conn: Any, token: str, batches: int) -> Res
 def line(result: Result) -> str:
     server_ms, pg_ms = result.cpu_ms()
     return (f"| {result.kind} | {result.shape.replace('_', ' ')} | {result.concurrency} | {result.count} | "
-            f"{result.rate:,.0f}/s | {result.p50_ms:.1f} | {server_ms:.2f} | {pg_ms:.2f} | {server_ms + pg_ms:.2f} | "
+            f"{result.rate:,.0f}/s | {result.rate_drained:,.0f}/s | {result.p50_ms:.1f} | {server_ms:.2f} | {pg_ms:.2f} | {server_ms + pg_ms:.2f} | "
             f"{result.drain_s:.1f} s |")
 
 
@@ -232,8 +239,8 @@ def markdown(plan: Plan, results: list[Result], loads: list[tuple[str, tuple[flo
 
 `{command}` — {took_s / 60:.1f} min; nproc {os.cpu_count()}. Load average (1/5/15 min): {load_text}.
 
-| workload | shape | c | n | sustained | p50 ms | server CPU ms | PostgreSQL CPU ms | total CPU ms | drain |
-|---|---|---|---|---|---|---|---|---|---|
+| workload | shape | c | n | answered | sustained (drained) | p50 ms | server CPU ms | PostgreSQL CPU ms | total CPU ms | drain |
+|---|---|---|---|---|---|---|---|---|---|---|
 {rows}
 """
 
