@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
 import socket
 import tempfile
 import time
@@ -62,6 +63,7 @@ def server(database: str) -> Iterator[ServerProcess]:
         yield process
     finally:
         process.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +79,7 @@ def patient_server(database: str) -> Iterator[ServerProcess]:
         yield process
     finally:
         process.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def token(server: ServerProcess, database: str, role: str) -> str:

@@ -64,13 +64,13 @@ class Worker:
 
     async def _loop(self) -> None:
         while True:
+            self._wake.clear()  # before looking: a wake that comes while it looks is not lost
             try:
                 await self._run_due()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a worker must survive a database blip; jobs stay queued
                 log.exception("worker_iteration_failed")
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=IDLE_POLL_S)
             except TimeoutError:
