@@ -367,3 +367,33 @@ async def test_in_a_busy_enterprise_the_report_nearest_in_time_is_searched_first
     assert len(found) <= 2 * rules.CANDIDATES_NEAREST + rules.CANDIDATES_PER_SIGNAL
     listed = (await client.get(f"/v1/reports/{again}/duplicates", headers=people["county"].headers)).json()
     assert listed[0]["id"] == original
+
+
+async def test_a_pair_another_report_keeps_survives_a_search_that_ranks_it_below_ten(client, people, conn, clock):
+    """X keeps N as a candidate. Then eleven reports closer still to N arrive, and N is searched
+    again (its photo came, or it was revised): N's own ten are those eleven, yet X's pair with N
+    stays, rescored, on both sides."""
+    from fieldsync.domain import duplicates as rules
+    from fieldsync.services import duplicates as service
+
+    x, _ = await put(client, people["phone_a"], hazard_report(
+        description="主斜井皮带机跑偏开关损坏, 已安排检修", observed_at="2026-06-01T15:00:00+08:00"))
+    n, _ = await put(client, people["phone_b"], hazard_report(observed_at="2026-06-01T15:30:00+08:00"))
+    await settled(conn)
+    await conn.execute("DELETE FROM report_duplicates")
+    await service.detect(conn, [uuid.UUID(x)], now=clock.now())
+    [owned] = await conn.fetch("SELECT report_id, candidate_id, score FROM report_duplicates")
+    assert (str(owned["report_id"]), str(owned["candidate_id"])) == (x, n)
+    for minute in range(31, 42):
+        await put(client, people["phone_b"], hazard_report(observed_at=f"2026-06-01T15:{minute}:00+08:00"))
+    await settled(conn)
+
+    kept = (await service.detect(conn, [uuid.UUID(n)], now=clock.now()))[uuid.UUID(n)]
+
+    assert len(kept) == rules.CANDIDATES_KEPT and uuid.UUID(x) not in {c.id for c in kept}
+    row = await conn.fetchrow("SELECT score FROM report_duplicates WHERE report_id = $1 AND candidate_id = $2",
+                              uuid.UUID(x), uuid.UUID(n))
+    assert row is not None and row["score"] >= rules.THRESHOLD, "the pair X keeps was dropped by N's search"
+    both = [(await client.get(f"/v1/reports/{r}", headers=people["county"].headers)).json()["possible_duplicates"]
+            for r in (x, n)]
+    assert n in both[0] and x in both[1]

@@ -141,34 +141,35 @@ async def find_candidates(
     )
 
 
-async def replace_pairs(
-    conn: asyncpg.Connection,
-    ids: list[uuid.UUID],
-    pairs: list[tuple[uuid.UUID, uuid.UUID, float, list[dict[str, Any]]]],
-    *,
-    now: dt.datetime,
-) -> set[frozenset[uuid.UUID]]:
-    """Replace every stored pair that involves a report of ``ids``; the unordered pairs before."""
-    old = await conn.fetch(
+async def delete_pairs(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """Delete every stored pair that involves a report of ``ids``; the rows as they were."""
+    return await conn.fetch(
         """
         DELETE FROM report_duplicates WHERE report_id = ANY($1::uuid[]) OR candidate_id = ANY($1::uuid[])
-        RETURNING report_id, candidate_id
+        RETURNING report_id, candidate_id, score, reasons
         """,
         ids,
     )
-    if pairs:
-        await conn.execute(
-            """
-            INSERT INTO report_duplicates (report_id, candidate_id, score, reasons, found_at)
-            SELECT p.report_id, p.candidate_id, p.score, p.reasons::jsonb, $5
-            FROM unnest($1::uuid[], $2::uuid[], $3::real[], $4::text[]) AS p(report_id, candidate_id, score, reasons)
-            ON CONFLICT ON CONSTRAINT report_duplicates_pkey
-            DO UPDATE SET score = excluded.score, reasons = excluded.reasons, found_at = excluded.found_at
-            """,
-            [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs],
-            [msgspec.json.encode(p[3]).decode() for p in pairs], now,
-        )
-    return {frozenset((row["report_id"], row["candidate_id"])) for row in old}
+
+
+async def insert_pairs(
+    conn: asyncpg.Connection, pairs: list[tuple[uuid.UUID, uuid.UUID, float, list[dict[str, Any]]]], *,
+    now: dt.datetime,
+) -> None:
+    """Store (report, candidate, score, reasons) rows, each unordered pair once."""
+    if not pairs:
+        return
+    await conn.execute(
+        """
+        INSERT INTO report_duplicates (report_id, candidate_id, score, reasons, found_at)
+        SELECT p.report_id, p.candidate_id, p.score, p.reasons::jsonb, $5
+        FROM unnest($1::uuid[], $2::uuid[], $3::real[], $4::text[]) AS p(report_id, candidate_id, score, reasons)
+        ON CONFLICT ON CONSTRAINT report_duplicates_pkey
+        DO UPDATE SET score = excluded.score, reasons = excluded.reasons, found_at = excluded.found_at
+        """,
+        [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs],
+        [msgspec.json.encode(p[3]).decode() for p in pairs], now,
+    )
 
 
 async def list_for_report(conn: asyncpg.Connection, report_id: uuid.UUID) -> list[asyncpg.Record]:

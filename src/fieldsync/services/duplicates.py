@@ -94,7 +94,10 @@ async def detect(
     conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: dt.datetime, threshold: float = rules.THRESHOLD
 ) -> dict[uuid.UUID, list[Candidate]]:
     """Recompute and store the candidates at or above ``threshold`` of each report in ``ids``, the
-    best ``CANDIDATES_KEPT`` of each (a pair another report keeps stays visible from both sides)."""
+    best ``CANDIDATES_KEPT`` of each. A pair is stored once, owned by the report that kept it. A
+    pair another report keeps stays, rescored, when this search scores it at or above the
+    threshold even outside its own ten; it goes when this search no longer finds it or scores it
+    below."""
     ids = list(dict.fromkeys(ids))
     scored = await score_candidates(conn, ids)
     kept = {i: [explained(c) for c in [c for c in cands if c.score >= threshold][: rules.CANDIDATES_KEPT]]
@@ -105,8 +108,18 @@ async def detect(
             key = frozenset((src, c.id))
             if key not in pairs or pairs[key][2] < c.score:
                 pairs[key] = (src, c.id, c.score, c.reasons)
-    before = await q.replace_pairs(conn, ids, list(pairs.values()), now=now)
-    changed = before ^ set(pairs)
+    old = await q.delete_pairs(conn, ids)
+    seen = {src: {c.id: c for c in candidates} for src, candidates in scored.items()}
+    for row in old:
+        owner, other = row["report_id"], row["candidate_id"]
+        key = frozenset((owner, other))
+        if key in pairs or owner in seen:
+            continue  # this search decides the pairs its own reports kept
+        again = seen.get(other, {}).get(owner)  # not reached at all: the report changed too much to tell
+        if again is not None and again.score >= threshold:
+            pairs[key] = (owner, other, again.score, explained(again).reasons)  # still its pair, rescored
+    await q.insert_pairs(conn, list(pairs.values()), now=now)
+    changed = {frozenset((row["report_id"], row["candidate_id"])) for row in old} ^ set(pairs)
     await feed.restamp(conn, sorted({member for pair in changed for member in pair}), now=now)
     return kept
 
