@@ -78,12 +78,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _expired(self, name: str) -> None:
         self._timers.pop(name, None)
-        if name == "body_idle" and self.flow is not None and self.flow.read_paused:
+        if name == "body_idle" and self._app_behind():
             self._arm("body_idle", self.limits.idle_timeout_s)  # the app is not reading: not the client's silence
             return
         if self.transport is not None:
             self.logger.info("closing a connection: %s limit reached", name)
             self.transport.abort()  # close() would wait to flush what a stalled client never reads
+
+    def _app_behind(self) -> bool:
+        """Body bytes wait that the app has not taken yet (a busy server, a slow lease), or reading
+        is paused because too many wait: silence then is the server's, and cutting the client off
+        would throw away what it sent."""
+        if self.flow is not None and self.flow.read_paused:
+            return True
+        return self.cycle is not None and bool(self.cycle.body)
 
     def _refuse(self, status: int, reason: str, code: str, title: str, **headers: str) -> None:
         self._disarm()
