@@ -184,6 +184,43 @@ def test_a_patch_that_goes_silent_gives_its_upload_back_for_the_resume(server, d
     assert stored.content == photo
 
 
+
+def test_a_body_that_waits_for_a_busy_server_is_not_the_clients_silence(server, database) -> None:
+    """The handler cannot read yet (another transaction holds the upload's row, as a slow lease or
+    a busy pool would): the half body already sent waits in the server, and the idle limit does
+    not throw it away. Once the handler reads it, the client's own silence is cut as usual."""
+    headers = {"Authorization": f"Bearer {token(server, database, 'inspector')}", "Tus-Resumable": "1.0.0"}
+    photo = images.jpeg(320, 240, seed=43)
+    metadata = (f"sha256 {base64.b64encode(images.sha256(photo).encode()).decode()},"
+                f"content_type {base64.b64encode(b'image/jpeg').decode()}")
+    created = httpx.post(f"{server.base_url}/v1/uploads", timeout=10,
+                         headers={**headers, "Upload-Length": str(len(photo)), "Upload-Metadata": metadata})
+    assert created.status_code == 201, created.text
+    path = httpx.URL(created.headers["Location"]).path
+    upload_id = uuid.UUID(path.rsplit("/", 1)[1])
+    half = len(photo) // 2
+    request = (f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {headers['Authorization']}\r\n"
+               f"Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+               f"Content-Length: {len(photo)}\r\n\r\n").encode()
+
+    async def hold_then_send() -> float:
+        holder = await asyncpg.connect(database)
+        try:
+            async with holder.transaction():
+                await holder.execute("SELECT 1 FROM uploads WHERE id = $1 FOR UPDATE", upload_id)
+                sock = open_socket(server)
+                sock.sendall(request + photo[:half])
+                await asyncio.sleep(LIMIT_S + 1.5)  # past the idle limit, the handler still blocked
+            return await asyncio.to_thread(seconds_until_closed, sock)
+        finally:
+            await holder.close()
+
+    closed_after = asyncio.run(hold_then_send())
+    assert closed_after < LIMIT_S + 1.5, "the client's own silence must still be cut"
+    offset = int(httpx.head(f"{server.base_url}{path}", headers=headers, timeout=10).headers["Upload-Offset"])
+    assert offset == half, "the bytes that waited for the server were thrown away"
+
+
 FILL = """
 INSERT INTO reports (id, kind, category, title, description, jurisdiction, lat, lon, accuracy_m, observed_at,
                      grade, credit_code, body, content_hash, author_id, received_at, updated_at)
