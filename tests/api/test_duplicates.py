@@ -384,6 +384,9 @@ async def test_a_pair_another_report_keeps_survives_a_search_that_ranks_it_below
     await service.detect(conn, [uuid.UUID(x)], now=clock.now())
     [owned] = await conn.fetch("SELECT report_id, candidate_id, score FROM report_duplicates")
     assert (str(owned["report_id"]), str(owned["candidate_id"])) == (x, n)
+    await service.detect(conn, [uuid.UUID(n)], now=clock.now())  # N keeps X too: the pair stays X's
+    [owned] = await conn.fetch("SELECT report_id, candidate_id, score FROM report_duplicates")
+    assert (str(owned["report_id"]), str(owned["candidate_id"])) == (x, n)
     for minute in range(31, 42):
         await put(client, people["phone_b"], hazard_report(observed_at=f"2026-06-01T15:{minute}:00+08:00"))
     await settled(conn)

@@ -113,8 +113,11 @@ async def detect(
     for row in old:
         owner, other = row["report_id"], row["candidate_id"]
         key = frozenset((owner, other))
-        if key in pairs or owner in seen:
+        if owner in seen:
             continue  # this search decides the pairs its own reports kept
+        if key in pairs:  # kept from both sides: it stays the other report's, with the fresh score
+            pairs[key] = (owner, other, *pairs[key][2:])
+            continue
         again = seen.get(other, {}).get(owner)  # not reached at all: the report changed too much to tell
         if again is not None and again.score >= threshold:
             pairs[key] = (owner, other, again.score, explained(again).reasons)  # still its pair, rescored
