@@ -122,7 +122,9 @@ async def detect(
         if again is not None and again.score >= threshold:
             pairs[key] = (owner, other, again.score, explained(again).reasons)  # still its pair, rescored
     await q.insert_pairs(conn, list(pairs.values()), now=now)
-    changed = {frozenset((row["report_id"], row["candidate_id"])) for row in old} ^ set(pairs)
+    before = {frozenset((row["report_id"], row["candidate_id"])): round(row["score"], 4) for row in old}
+    changed = (before.keys() ^ pairs.keys()) | {  # a new score can reorder a report's candidates
+        key for key, pair in pairs.items() if key in before and before[key] != round(pair[2], 4)}
     await feed.restamp(conn, sorted({member for pair in changed for member in pair}), now=now)
     return kept
 
