@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import shutil
 import socket
 import tempfile
@@ -22,8 +23,7 @@ import httpx
 import pytest
 
 from tests import images
-from tests.conftest import with_database
-from tests.e2e.server import ServerProcess, cli
+from tests.e2e.server import ServerProcess, cli, cloned_database
 
 pytestmark = pytest.mark.e2e
 LIMIT_S = 2
@@ -34,52 +34,35 @@ MAX_CONNECTIONS = 12
 
 @pytest.fixture(scope="module")
 def database(pg_server_url: str, template_database: str) -> Iterator[str]:
-    name = f"fs_deadlines_{uuid.uuid4().hex[:8]}"
-
-    async def run(sql: str) -> None:
-        admin = await asyncpg.connect(pg_server_url)
-        try:
-            await admin.execute(sql)
-        finally:
-            await admin.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
-    try:
-        yield with_database(pg_server_url, name)
-    finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with cloned_database(pg_server_url, template_database, prefix="fs_deadlines") as url:
+        yield url
 
 
-@pytest.fixture(scope="module")
-def server(database: str) -> Iterator[ServerProcess]:
+@contextlib.contextmanager
+def serving(database: str, **env: str) -> Iterator[ServerProcess]:
+    """``fieldsync serve`` on ``database`` with these settings, in a data dir removed afterwards."""
     data_dir = Path(tempfile.mkdtemp(prefix="fieldsync-deadlines-", dir="/tmp"))
-    process = ServerProcess(
-        data_dir, FIELDSYNC_DATABASE_URL=database, FIELDSYNC_HEADER_TIMEOUT_S=str(LIMIT_S),
-        FIELDSYNC_IDLE_TIMEOUT_S=str(LIMIT_S), FIELDSYNC_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
-        FIELDSYNC_REQUEST_TIMEOUT_S=str(EXCHANGE_S),
-    )
+    process = ServerProcess(data_dir, FIELDSYNC_DATABASE_URL=database, **env)
     try:
         process.wait_ready()
         yield process
     finally:
         process.kill()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(database: str) -> Iterator[ServerProcess]:
+    with serving(database, FIELDSYNC_HEADER_TIMEOUT_S=str(LIMIT_S), FIELDSYNC_IDLE_TIMEOUT_S=str(LIMIT_S),
+                 FIELDSYNC_MAX_CONNECTIONS=str(MAX_CONNECTIONS), FIELDSYNC_REQUEST_TIMEOUT_S=str(EXCHANGE_S)) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
 def patient_server(database: str) -> Iterator[ServerProcess]:
     """Idle limits far beyond the test, a short request deadline: only the deadline can cut."""
-    data_dir = Path(tempfile.mkdtemp(prefix="fieldsync-deadlines-", dir="/tmp"))
-    process = ServerProcess(
-        data_dir, FIELDSYNC_DATABASE_URL=database, FIELDSYNC_IDLE_TIMEOUT_S="60",
-        FIELDSYNC_REQUEST_TIMEOUT_S=str(PATIENT_EXCHANGE_S),
-    )
-    try:
-        process.wait_ready()
+    with serving(database, FIELDSYNC_IDLE_TIMEOUT_S="60", FIELDSYNC_REQUEST_TIMEOUT_S=str(PATIENT_EXCHANGE_S)) as process:
         yield process
-    finally:
-        process.kill()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def token(server: ServerProcess, database: str, role: str) -> str:
@@ -120,6 +103,23 @@ def seconds_until_closed(sock: socket.socket, *, trickle: bytes = b"", every_s: 
     raise AssertionError(f"the server kept the connection for {give_up_s} s")
 
 
+def half_sent_patch(server: ServerProcess, database: str, seed: int) -> tuple[dict[str, str], bytes, str, bytes]:
+    """A new tus upload of a small photo: (headers, photo, its path, a PATCH of the whole photo
+    whose body holds only the first half)."""
+    headers = {"Authorization": f"Bearer {token(server, database, 'inspector')}", "Tus-Resumable": "1.0.0"}
+    photo = images.jpeg(320, 240, seed=seed)
+    metadata = (f"sha256 {base64.b64encode(images.sha256(photo).encode()).decode()},"
+                f"content_type {base64.b64encode(b'image/jpeg').decode()}")
+    created = httpx.post(f"{server.base_url}/v1/uploads", timeout=10,
+                         headers={**headers, "Upload-Length": str(len(photo)), "Upload-Metadata": metadata})
+    assert created.status_code == 201, created.text
+    path = httpx.URL(created.headers["Location"]).path
+    request = (f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {headers['Authorization']}\r\n"
+               f"Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+               f"Content-Length: {len(photo)}\r\n\r\n").encode()
+    return headers, photo, path, request + photo[:len(photo) // 2]
+
+
 def test_a_connection_that_sends_nothing_is_closed_at_the_header_deadline(server) -> None:
     with open_socket(server) as sock:
         assert seconds_until_closed(sock) < LIMIT_S + 1.5
@@ -158,20 +158,10 @@ def test_connections_beyond_the_limit_are_answered_503_and_the_server_recovers(s
 
 
 def test_a_patch_that_goes_silent_gives_its_upload_back_for_the_resume(server, database) -> None:
-    headers = {"Authorization": f"Bearer {token(server, database, 'inspector')}", "Tus-Resumable": "1.0.0"}
-    photo = images.jpeg(320, 240, seed=41)
-    metadata = (f"sha256 {base64.b64encode(images.sha256(photo).encode()).decode()},"
-                f"content_type {base64.b64encode(b'image/jpeg').decode()}")
-    created = httpx.post(f"{server.base_url}/v1/uploads", timeout=10,
-                         headers={**headers, "Upload-Length": str(len(photo)), "Upload-Metadata": metadata})
-    assert created.status_code == 201, created.text
-    path = httpx.URL(created.headers["Location"]).path
+    headers, photo, path, half_sent = half_sent_patch(server, database, seed=41)
     half = len(photo) // 2
-    request = (f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {headers['Authorization']}\r\n"
-               f"Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
-               f"Content-Length: {len(photo)}\r\n\r\n").encode()
     with open_socket(server) as sock:
-        sock.sendall(request + photo[:half])
+        sock.sendall(half_sent)
         assert seconds_until_closed(sock) < LIMIT_S + 1.5
 
     offset = int(httpx.head(f"{server.base_url}{path}", headers=headers, timeout=10).headers["Upload-Offset"])
@@ -189,19 +179,9 @@ def test_a_body_that_waits_for_a_busy_server_is_not_the_clients_silence(server, 
     """The handler cannot read yet (another transaction holds the upload's row, as a slow lease or
     a busy pool would): the half body already sent waits in the server, and the idle limit does
     not throw it away. Once the handler reads it, the client's own silence is cut as usual."""
-    headers = {"Authorization": f"Bearer {token(server, database, 'inspector')}", "Tus-Resumable": "1.0.0"}
-    photo = images.jpeg(320, 240, seed=43)
-    metadata = (f"sha256 {base64.b64encode(images.sha256(photo).encode()).decode()},"
-                f"content_type {base64.b64encode(b'image/jpeg').decode()}")
-    created = httpx.post(f"{server.base_url}/v1/uploads", timeout=10,
-                         headers={**headers, "Upload-Length": str(len(photo)), "Upload-Metadata": metadata})
-    assert created.status_code == 201, created.text
-    path = httpx.URL(created.headers["Location"]).path
+    headers, photo, path, half_sent = half_sent_patch(server, database, seed=43)
     upload_id = uuid.UUID(path.rsplit("/", 1)[1])
     half = len(photo) // 2
-    request = (f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {headers['Authorization']}\r\n"
-               f"Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
-               f"Content-Length: {len(photo)}\r\n\r\n").encode()
 
     async def hold_then_send() -> float:
         holder = await asyncpg.connect(database)
@@ -209,7 +189,7 @@ def test_a_body_that_waits_for_a_busy_server_is_not_the_clients_silence(server, 
             async with holder.transaction():
                 await holder.execute("SELECT 1 FROM uploads WHERE id = $1 FOR UPDATE", upload_id)
                 sock = open_socket(server)
-                sock.sendall(request + photo[:half])
+                sock.sendall(half_sent)
                 await asyncio.sleep(LIMIT_S + 1.5)  # past the idle limit, the handler still blocked
             return await asyncio.to_thread(seconds_until_closed, sock)
         finally:
