@@ -38,9 +38,8 @@ from typing import NamedTuple
 
 from PIL import Image, ImageCms
 
-from fieldsync.errors import MediaTooManyPixels, MediaUndecodable
 from fieldsync.imaging.jpeg import strip_metadata
-from fieldsync.imaging.probe import open_image
+from fieldsync.imaging.probe import load_checked, open_image
 
 PREVIEW_PX = 1280
 THUMBNAIL_PX = 320
@@ -90,16 +89,7 @@ def decode_for_preview(image: Image.Image, target: tuple[int, int]) -> bool:
     ``target``); True if it decoded at its stored size. A decoder failure is ``MediaUndecodable``,
     a bomb ``MediaTooManyPixels``."""
     stored = image.size
-    try:
-        if image.format == "JPEG" and target != image.size:
-            image.draft("RGB", target)
-        image.load()
-    except Image.DecompressionBombError as exc:
-        raise MediaTooManyPixels(str(exc)) from None
-    except MemoryError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is broken
-        raise MediaUndecodable(f"the image cannot be decoded: {exc}") from exc
+    load_checked(image, draft=("RGB", target) if target != stored else None, broken="the image cannot be decoded")
     return image.size == stored
 
 

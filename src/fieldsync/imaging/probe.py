@@ -135,21 +135,28 @@ def open_checked(path: Path, *, max_pixels: int) -> tuple[Image.Image, str, str]
     return image, name, mime_type
 
 
+def load_checked(image: Image.Image, *, draft: tuple[str | None, tuple[int, int]] | None, broken: str) -> None:
+    """Decode ``image`` (a JPEG through DCT scaling to ``draft``'s mode and smallest covering size,
+    which still reads every entropy-coded byte): a decoder failure is ``MediaUndecodable`` saying
+    ``broken``, a bomb ``MediaTooManyPixels``."""
+    try:
+        if draft is not None and image.format == "JPEG":
+            image.draft(*draft)
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise MediaTooManyPixels(str(exc)) from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is broken
+        raise MediaUndecodable(f"{broken}: {exc}") from exc
+
+
 def probe(path: Path, *, max_pixels: int) -> ImageInfo:
     """Identify, size-check and fully decode the image at ``path``; report its metadata."""
     image, name, mime_type = open_checked(path, max_pixels=max_pixels)
     with image:
         width, height = image.size
-        try:
-            if image.format == "JPEG":
-                image.draft(None, (1, 1))
-            image.load()
-        except Image.DecompressionBombError as exc:
-            raise MediaTooManyPixels(str(exc)) from None
-        except MemoryError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is broken
-            raise MediaUndecodable(f"the {name.upper()} data is truncated or corrupt: {exc}") from exc
+        load_checked(image, draft=(None, (1, 1)), broken=f"the {name.upper()} data is truncated or corrupt")
         photo_hash, photo_print = fingerprints_of(image, path, stored_size=(width, height))
         return ImageInfo(
             format=name, mime_type=mime_type, width=width, height=height, dhash=photo_hash,

@@ -28,7 +28,7 @@ import datetime as dt
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TypeAlias
 
 import anyio
 import anyio.to_thread
@@ -42,7 +42,7 @@ from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.imaging import probe, render_derivatives
 from fieldsync.imaging.process import Processed, process
-from fieldsync.ports import Clock, MediaStore
+from fieldsync.ports import Clock, MediaStore, WholeUpload
 from fieldsync.services import audit, duplicates, worker
 from fieldsync.storage import keys
 
@@ -81,18 +81,9 @@ def normalized_content_type(declared: str | None) -> str:
     return ALLOWED_TYPES[bare]
 
 
-class Staged(Protocol):
-    """A finished local file and what was measured while it arrived: a spool ``StagedFile``, or a
-    completed tus upload (``services.uploads``)."""
-
-    @property
-    def path(self) -> Path: ...
-
-    @property
-    def size(self) -> int: ...
-
-    @property
-    def sha256(self) -> str: ...
+# A finished local file and what was measured while it arrived: a spool ``StagedFile``, or a
+# completed tus upload (``services.uploads``).
+Staged: TypeAlias = WholeUpload
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
