@@ -74,10 +74,19 @@ async def score_candidates(
         max_bits=rules.PHOTO_SEARCH_BITS, per_signal=rules.CANDIDATES_PER_SIGNAL,
         nearest=rules.CANDIDATES_NEAREST,
     )
+    # numpy likeness and the per-pair scoring of a bulk batch (10^4 pairs) run in a worker thread:
+    # the GIL switches every few milliseconds, so requests keep being served meanwhile
+    return await asyncio.to_thread(_score_rows, found, sides, rows, explain)
+
+
+def _score_rows(
+    found: dict[uuid.UUID, list[Candidate]], sides: dict[uuid.UUID, asyncpg.Record], rows: list[asyncpg.Record],
+    explain: bool,
+) -> dict[uuid.UUID, list[Candidate]]:
     photos = [(sides[row["src_id"]]["thumbprints"], row["thumbprints"]) for row in rows]
     likeness: list[float | None] = [None] * len(rows)
     if any(ours and theirs for ours, theirs in photos):
-        likeness = await asyncio.to_thread(best_likeness, photos)  # numpy, off the event loop
+        likeness = best_likeness(photos)
     ours = {report_id: _side(row) for report_id, row in sides.items()}
     sides_seen: dict[uuid.UUID, rules.Side] = {}  # in a dense cell each candidate meets many reports
     for row, like in zip(rows, likeness, strict=True):
