@@ -70,9 +70,14 @@ _CATEGORY_WINDOWS = {
 }
 
 
+_OTHER_WINDOW = Window(500, 2 * _DAY)
+
+
+@functools.lru_cache(maxsize=256)
 def window(kind: str, category: str) -> Window:
-    """How far apart in space and time two reports of this kind and category may be one event."""
-    return _CATEGORY_WINDOWS.get((kind, category)) or _KIND_WINDOWS.get(kind, Window(500, 2 * _DAY))
+    """How far apart in space and time two reports of this kind and category may be one event
+    (cached: a dense cell asks it for every pair)."""
+    return _CATEGORY_WINDOWS.get((kind, category)) or _KIND_WINDOWS.get(kind, _OTHER_WINDOW)
 
 
 def search_radius_m(kind: str, category: str, accuracy_m: float | None) -> float:
