@@ -47,7 +47,7 @@ from fieldsync.ports import Clock, MediaStore, SystemClock
 from fieldsync.services import duplicates, feed, media
 from fieldsync.services.delivery import delivering
 from fieldsync.services.ingest import GroupCommit
-from fieldsync.services.worker import Worker
+from fieldsync.services.worker import Worker, seconds_to_next_job
 from fieldsync.settings import Settings
 from fieldsync.storage import open_media_store, open_spool, open_upload_area
 
@@ -93,9 +93,9 @@ def background_worker(settings: Settings, clock: Clock, pool: asyncpg.Pool, stor
     return Worker([
         lambda: media.run_one_derivative_job(pool, store, clock),
         lambda: duplicates.run_duplicates_jobs(pool, clock),
-        lambda: feed.run_restamp_job(pool, clock),
+        lambda: feed.run_restamp_jobs(pool, clock),
         lambda: media.run_one_fingerprint_job(pool, store, clock, max_pixels=settings.max_media_pixels),
-    ])
+    ], next_due=lambda: seconds_to_next_job(pool, clock))
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Litestar:

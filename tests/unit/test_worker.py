@@ -28,3 +28,25 @@ async def test_a_wake_that_arrives_while_the_worker_looks_makes_it_look_again_at
 
     assert len(looked) >= 2, f"the wake was lost: the worker waited for its {module.IDLE_POLL_S} s poll"
     assert looked[1] - looked[0] < module.GATHER_S + 0.5
+
+
+async def test_a_job_due_later_is_run_when_due_not_at_the_next_idle_poll() -> None:
+    """Nothing wakes the worker for a job queued to run later (a gathered restamp, a retry): it
+    sleeps until that job is due, not for its whole idle poll."""
+    looked: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def runner() -> bool:
+        looked.append(loop.time())
+        return False
+
+    async def next_due() -> float | None:
+        return 0.3 if len(looked) == 1 else None
+
+    async with Worker([runner], next_due=next_due).running(1):
+        deadline = loop.time() + module.IDLE_POLL_S / 2
+        while len(looked) < 2 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
+    assert len(looked) >= 2, f"the worker slept its {module.IDLE_POLL_S} s poll past a job's due time"
+    assert looked[1] - looked[0] >= 0.25

@@ -28,20 +28,25 @@ def _job(row: asyncpg.Record) -> Job:
     return Job(id=row["id"], kind=row["kind"], key=row["key"], attempts=row["attempts"])
 
 
-async def enqueue(conn: asyncpg.Connection, *, kind: str, keys: list[str], now: dt.datetime) -> None:
-    """Queue one job per key, in one statement; a key already queued becomes due now.
+async def enqueue(
+    conn: asyncpg.Connection, *, kind: str, keys: list[str], now: dt.datetime, run_after: dt.datetime | None = None
+) -> None:
+    """Queue one job per key, due at ``run_after`` (default ``now``), in one statement; a key
+    already queued becomes due then if it was due later, and is left as it is otherwise.
 
     Not ``DO NOTHING``: a worker may be running that very job (it holds the row and deletes it
     when done) after reading the state this transaction is changing, and this request would be
-    lost. Updating the row waits for that worker; once it has deleted the row, the insert
-    proceeds and the job runs again after this transaction commits."""
+    lost. ``ON CONFLICT DO UPDATE`` locks the row even where its ``WHERE`` leaves it unchanged, so
+    it waits for that worker; once the worker has deleted the row, the insert proceeds and the
+    job runs again after this transaction commits."""
     await conn.execute(
         """
         INSERT INTO jobs AS j (kind, key, run_after, created_at)
-        SELECT $1, k, $3, $3 FROM unnest($2::text[]) AS k ORDER BY k
-        ON CONFLICT ON CONSTRAINT jobs_kind_key DO UPDATE SET run_after = least(j.run_after, excluded.run_after)
+        SELECT $1, k, $3, $4 FROM unnest($2::text[]) AS k ORDER BY k
+        ON CONFLICT ON CONSTRAINT jobs_kind_key DO UPDATE SET run_after = excluded.run_after
+        WHERE excluded.run_after < j.run_after
         """,
-        kind, sorted(set(keys)), now,
+        kind, sorted(set(keys)), now if run_after is None else run_after, now,
     )
 
 
@@ -63,6 +68,17 @@ async def claim(conn: asyncpg.Connection, *, kind: str, now: dt.datetime, limit:
 
 async def delete(conn: asyncpg.Connection, job_ids: list[int]) -> None:
     await conn.execute("DELETE FROM jobs WHERE id = ANY($1::bigint[])", job_ids)
+
+
+async def postpone(conn: asyncpg.Connection, job_ids: list[int], *, run_after: dt.datetime) -> None:
+    """Make claimed jobs due again at ``run_after`` without counting a failure."""
+    await conn.execute("UPDATE jobs SET run_after = $2 WHERE id = ANY($1::bigint[])", job_ids, run_after)
+
+
+async def next_due(conn: asyncpg.Connection) -> dt.datetime | None:
+    """When the earliest queued job is due (None when the queue is empty)."""
+    due: dt.datetime | None = await conn.fetchval("SELECT min(run_after) FROM jobs")
+    return due
 
 
 async def retry_later(conn: asyncpg.Connection, *, job_id: int, run_after: dt.datetime, error: str) -> None:

@@ -154,18 +154,15 @@ async def insert_mutation_results(
 
 async def restamp_unheld(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> set[uuid.UUID]:
     """Stamp the rows no other transaction holds with this transaction's xid (never waits);
-    returns the ids stamped."""
+    returns the ids stamped. ``NO KEY UPDATE`` is the lock the update takes anyway: it does not
+    conflict with the key-share locks of transactions that only insert rows referencing a report
+    (a near-duplicate pair, a comment), so those do not count as holding it."""
     rows = await conn.fetch(
         """
         UPDATE reports SET change_xid = pg_current_xact_id()
-        WHERE id IN (SELECT id FROM reports WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE SKIP LOCKED)
+        WHERE id IN (SELECT id FROM reports WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED)
         RETURNING id
         """,
         sorted(ids),
     )
     return {row["id"] for row in rows}
-
-
-async def restamp(conn: asyncpg.Connection, report_id: uuid.UUID) -> None:
-    """Stamp one row, waiting for whoever holds it."""
-    await conn.execute("UPDATE reports SET change_xid = pg_current_xact_id() WHERE id = $1", report_id)

@@ -137,7 +137,9 @@ async def detect(
     before = {frozenset((row["report_id"], row["candidate_id"])): round(row["score"], 4) for row in old}
     changed = (before.keys() ^ pairs.keys()) | {  # a new score can reorder a report's candidates
         key for key, pair in pairs.items() if key in before and before[key] != round(pair[2], 4)}
-    await feed.restamp(conn, sorted({member for pair in changed for member in pair}), now=now)
+    members = {member for pair in changed for member in pair}
+    await feed.restamp(conn, sorted(members.intersection(ids)), now=now)
+    await feed.restamp_soon(conn, sorted(members.difference(ids)), now=now)  # in a dense cell, the same few, often
     return kept
 
 

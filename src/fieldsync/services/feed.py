@@ -7,8 +7,16 @@ holds would mean waiting for it, and concurrent reports of one hazard, each stam
 deadlocked that way. Skipping such rows is not enough either: the holder may never write the row
 (a comment, a replayed PUT, a refused transition lock it too), and the change would never reach
 the feed. So the rows that can be stamped now are stamped in the caller's transaction, and each
-held one gets a durable ``restamp`` job in the same transaction, which a background worker runs
-after the holder is done: the change reaches the feed within seconds and is never skipped.
+held one gets a durable ``restamp`` job in the same transaction, which the background worker runs
+once the holder is done: the change reaches the feed within seconds and is never skipped.
+
+A near-duplicate search also changes the candidates of reports it did not search for: in a dense
+cell (one big mine) each new report pairs with ten others, and stamping them at once rewrote ten
+wide rows and their fifteen indexes per report, the same few rows over and over in a burst. Those
+are stamped ``soon`` instead: a ``restamp`` job due ``GATHER_S`` later, which every further search
+in that time joins instead of stamping again (decisions/0018). The runner stamps every due job's
+report that no one holds in one statement, and puts the held ones off by ``HELD_RETRY_S``; it
+never waits for a holder, so it cannot deadlock with one.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from fieldsync.db import sync as q
 from fieldsync.ports import Clock
 
 RESTAMP_JOB = "restamp"
+GATHER_S = 0.5  # a report that many searches pair with in a burst goes back on the feed once
+HELD_RETRY_S = 0.2  # a row another transaction holds is tried again this much later
 
 
 async def restamp(conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: dt.datetime) -> None:
@@ -35,13 +45,25 @@ async def restamp(conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: dt.dat
         await jobs.enqueue(conn, kind=RESTAMP_JOB, keys=[str(i) for i in held], now=now)
 
 
-async def run_restamp_job(pool: asyncpg.Pool, clock: Clock) -> bool:
-    """Stamp one held report, waiting for its holder; one row per transaction, so the worker never
-    holds a report while it waits for another. False when no job is due."""
+async def restamp_soon(conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: dt.datetime) -> None:
+    """Put these reports back on the feed within ``GATHER_S``, once however often it is asked
+    meanwhile: a durable job, committed with the caller's change."""
+    if ids:
+        await jobs.enqueue(conn, kind=RESTAMP_JOB, keys=[str(i) for i in ids], now=now,
+                           run_after=now + dt.timedelta(seconds=GATHER_S))
+
+
+async def run_restamp_jobs(pool: asyncpg.Pool, clock: Clock, *, batch: int = 500) -> bool:
+    """Stamp the reports of up to ``batch`` due jobs in one statement, without waiting for any
+    holder: a held one is tried again shortly. False when no job is due."""
     async with pool.acquire() as conn, conn.transaction():
-        claimed = await jobs.claim(conn, kind=RESTAMP_JOB, now=clock.now())
+        now = clock.now()
+        claimed = await jobs.claim(conn, kind=RESTAMP_JOB, now=now, limit=batch)
         if not claimed:
             return False
-        await q.restamp(conn, uuid.UUID(claimed[0].key))
-        await jobs.delete(conn, [claimed[0].id])
+        stamped = await q.restamp_unheld(conn, [uuid.UUID(job.key) for job in claimed])
+        await jobs.delete(conn, [job.id for job in claimed if uuid.UUID(job.key) in stamped])
+        held = [job.id for job in claimed if uuid.UUID(job.key) not in stamped]
+        if held:
+            await jobs.postpone(conn, held, run_after=now + dt.timedelta(seconds=HELD_RETRY_S))
     return True

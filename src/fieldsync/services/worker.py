@@ -44,11 +44,21 @@ async def retry_later(conn: asyncpg.Connection, job: jobs.Job, exc: Exception, c
                            error=repr(exc))
 
 
-class Worker:
-    """Runs ``runners`` in order until none finds a due job; ``wake`` cuts the idle wait short."""
+async def seconds_to_next_job(pool: asyncpg.Pool, clock: Clock) -> float | None:
+    """How long until the earliest queued job is due (None when none is queued)."""
+    async with pool.acquire() as conn:
+        due = await jobs.next_due(conn)
+    return None if due is None else (due - clock.now()).total_seconds()
 
-    def __init__(self, runners: Sequence[Runner]) -> None:
+
+class Worker:
+    """Runs ``runners`` in order until none finds a due job; ``wake`` cuts the idle wait short,
+    and so does the next queued job's due time when ``next_due`` tells it (a restamp gathered for
+    half a second, a retry after its backoff)."""
+
+    def __init__(self, runners: Sequence[Runner], next_due: Callable[[], Awaitable[float | None]] | None = None) -> None:
         self._runners = tuple(runners)
+        self._next_due = next_due
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -65,14 +75,18 @@ class Worker:
     async def _loop(self) -> None:
         while True:
             self._wake.clear()  # before looking: a wake that comes while it looks is not lost
+            idle_s = IDLE_POLL_S
             try:
                 await self._run_due()
+                due_in = None if self._next_due is None else await self._next_due()
+                if due_in is not None:
+                    idle_s = min(idle_s, max(due_in, 0.01))
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a worker must survive a database blip; jobs stay queued
                 log.exception("worker_iteration_failed")
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=IDLE_POLL_S)
+                await asyncio.wait_for(self._wake.wait(), timeout=idle_s)
             except TimeoutError:
                 continue
             await asyncio.sleep(GATHER_S)  # a burst's jobs gather into one batch (one search, one restamp)
