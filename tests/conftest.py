@@ -25,7 +25,6 @@ from moto.server import ThreadedMotoServer
 from fieldsync.app import create_app
 from fieldsync.db.migrate import migrate
 from fieldsync.db.pool import connect
-from fieldsync.services import feed
 from fieldsync.settings import Settings
 from tests.support import MutableClock
 
@@ -148,15 +147,6 @@ def s3_settings_overrides(moto_s3_endpoint: str) -> dict[str, Any]:
 @pytest.fixture
 def clock() -> MutableClock:
     return MutableClock()
-
-
-@pytest.fixture(autouse=True)
-def restamp_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process apps run on a MutableClock, which never reaches a job due later on its own: here
-    the restamps a near-duplicate search gathers are due at once. Two tests in
-    ``tests/api/test_duplicates.py`` check the gathering on a clock they move; servers in a child
-    process keep the default."""
-    monkeypatch.setattr(feed, "GATHER_S", 0.0)
 
 
 @pytest.fixture

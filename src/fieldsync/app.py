@@ -89,8 +89,10 @@ def openapi_config() -> OpenAPIConfig:
 
 
 def background_worker(settings: Settings, clock: Clock, pool: asyncpg.Pool, store: MediaStore) -> Worker:
-    """The job runners in the order the worker tries them: fresh work first, the backfill last."""
+    """The job runners in the order the worker tries them: fresh work first, the backfill last;
+    restamps after the searches that queue them (a burst's gather into one), unless overdue."""
     return Worker([
+        lambda: feed.run_restamp_jobs(pool, clock, waited_s=feed.OVERDUE_S),
         lambda: media.run_one_derivative_job(pool, store, clock),
         lambda: duplicates.run_duplicates_jobs(pool, clock),
         lambda: feed.run_restamp_jobs(pool, clock),

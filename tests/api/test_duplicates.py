@@ -7,7 +7,6 @@ Nothing is merged automatically."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -403,82 +402,3 @@ async def test_a_pair_another_report_keeps_survives_a_search_that_ranks_it_below
             for r in (x, n)]
     assert n in both[0] and x in both[1]
 
-
-async def stamp_of(conn, report_id: str) -> int:
-    return int(await conn.fetchval("SELECT change_xid::text FROM reports WHERE id = $1", uuid.UUID(report_id)))
-
-
-async def test_a_report_several_searches_pair_with_goes_back_on_the_feed_once_after_the_gather(
-    client, people, conn, clock, monkeypatch
-):
-    """Three new reports of one hazard, searched one after another, each pair with X: X is not
-    rewritten three times as they come, but gets one restamp job due ``GATHER_S`` after the first
-    search, which the later searches join; once due it is stamped, and the pull carries X with all
-    three candidates."""
-    from fieldsync.services import feed
-
-    monkeypatch.setattr(feed, "GATHER_S", 0.5)
-    x, _ = await put(client, people["phone_a"], hazard_report(observed_at="2026-06-01T15:00:00+08:00"))
-    await settled(conn)
-    before = await stamp_of(conn, x)
-    _, cursor = await pull_all(client, people["county"])
-    others = []
-    for minute in (10, 20, 30):
-        other, _ = await put(client, people["phone_b"], hazard_report(observed_at=f"2026-06-01T15:{minute}:00+08:00"))
-        others.append(other)
-        for _ in range(200):  # this report's search has run (its own job is gone)
-            if not await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'duplicates'"):
-                break
-            await asyncio.sleep(0.02)
-
-    restamps = await conn.fetch("SELECT key, run_after, attempts FROM jobs WHERE kind = 'restamp'")
-    due = clock.now() + dt.timedelta(seconds=0.5)  # X three times, the first other twice, the second once
-    assert sorted((r["key"], r["run_after"], r["attempts"]) for r in restamps) == sorted(
-        (r, due, 0) for r in (x, *others[:2]))
-    assert await stamp_of(conn, x) == before, "X was rewritten before the gather ended"
-    clock.advance(seconds=1)
-    await settled(conn)
-
-    assert await stamp_of(conn, x) > before
-    changes, _ = await pull_all(client, people["county"], cursor)
-    seen = {c["id"]: set(c["possible_duplicates"]) for c in changes}
-    assert seen[x] == set(others)
-
-
-async def test_the_restamp_runner_puts_off_a_held_report_without_waiting_and_ignores_key_share_locks(
-    client, people, conn, clock, database_url
-):
-    """A report locked for update by another transaction is tried again ``HELD_RETRY_S`` later (the
-    runner never waits, so it cannot deadlock with the holder); a transaction that merely inserts a
-    row referencing the report (a key-share lock) does not hold it."""
-    from fieldsync.db import jobs
-    from fieldsync.db.pool import connect, create_pool
-    from fieldsync.services import feed
-
-    x, _ = await put(client, people["phone_a"], hazard_report())
-    y, _ = await put(client, people["phone_b"], hazard_report(category="gas", title="燃气管道阀门锈蚀"))
-    await settled(conn)
-    stamps = {r: await stamp_of(conn, r) for r in (x, y)}
-    later = clock.now() + dt.timedelta(days=1)  # the app's own worker, on the frozen clock, leaves them be
-    await jobs.enqueue(conn, kind=feed.RESTAMP_JOB, keys=[x, y], now=clock.now(), run_after=later)
-    pool = await create_pool(database_url, min_size=1, max_size=2)
-    holders = [await connect(database_url), await connect(database_url)]
-    try:
-        updating, sharing = holders
-        async with updating.transaction(), sharing.transaction():
-            await updating.execute("SELECT 1 FROM reports WHERE id = $1 FOR UPDATE", uuid.UUID(x))
-            await sharing.execute("SELECT 1 FROM reports WHERE id = $1 FOR KEY SHARE", uuid.UUID(y))
-            clock.set(later)
-            assert await asyncio.wait_for(feed.run_restamp_jobs(pool, clock), timeout=10)
-            assert await stamp_of(conn, y) > stamps[y], "a key-share lock kept the report off the feed"
-            postponed = await conn.fetchrow("SELECT key, run_after, attempts FROM jobs WHERE kind = 'restamp'")
-            assert (postponed["key"], postponed["run_after"], postponed["attempts"]) == (
-                x, later + dt.timedelta(seconds=feed.HELD_RETRY_S), 0)
-        clock.advance(seconds=feed.HELD_RETRY_S)
-        assert await feed.run_restamp_jobs(pool, clock)
-        assert await stamp_of(conn, x) > stamps[x]
-        assert not await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'restamp'")
-    finally:
-        for holder in holders:
-            await holder.close()
-        await pool.close()

@@ -11,12 +11,14 @@ held one gets a durable ``restamp`` job in the same transaction, which the backg
 once the holder is done: the change reaches the feed within seconds and is never skipped.
 
 A near-duplicate search also changes the candidates of reports it did not search for: in a dense
-cell (one big mine) each new report pairs with ten others, and stamping them at once rewrote ten
-wide rows and their fifteen indexes per report, the same few rows over and over in a burst. Those
-are stamped ``soon`` instead: a ``restamp`` job due ``GATHER_S`` later, which every further search
-in that time joins instead of stamping again (decisions/0018). The runner stamps every due job's
-report that no one holds in one statement, and puts the held ones off by ``HELD_RETRY_S``; it
-never waits for a holder, so it cannot deadlock with one.
+cell (one big mine) each new report pairs with about eight others, and stamping them at once
+rewrote those wide rows and their fifteen indexes per report, the same few rows over and over in a
+burst. Those get a ``restamp`` job instead (``restamp_soon``), which every further search joins
+while it is queued. The worker runs restamps after fresher work (the searches themselves), so a
+burst's restamps gather until it ebbs, and first once one has waited ``OVERDUE_S``: a report's new
+candidates reach the feed within about a second even under a sustained burst (decisions/0018).
+The runner stamps every claimed job's report that no one holds in one statement, and puts the held
+ones off by ``HELD_RETRY_S``; it never waits for a holder, so it cannot deadlock with one.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from fieldsync.db import sync as q
 from fieldsync.ports import Clock
 
 RESTAMP_JOB = "restamp"
-GATHER_S = 0.5  # a report that many searches pair with in a burst goes back on the feed once
+OVERDUE_S = 1.0  # a restamp queued this long runs before fresher work
 HELD_RETRY_S = 0.2  # a row another transaction holds is tried again this much later
 
 
@@ -46,19 +48,18 @@ async def restamp(conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: dt.dat
 
 
 async def restamp_soon(conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: dt.datetime) -> None:
-    """Put these reports back on the feed within ``GATHER_S``, once however often it is asked
-    meanwhile: a durable job, committed with the caller's change."""
+    """Put these reports back on the feed soon, once however often it is asked while queued: a
+    durable job, committed with the caller's change."""
     if ids:
-        await jobs.enqueue(conn, kind=RESTAMP_JOB, keys=[str(i) for i in ids], now=now,
-                           run_after=now + dt.timedelta(seconds=GATHER_S))
+        await jobs.enqueue(conn, kind=RESTAMP_JOB, keys=[str(i) for i in ids], now=now)
 
 
-async def run_restamp_jobs(pool: asyncpg.Pool, clock: Clock, *, batch: int = 500) -> bool:
-    """Stamp the reports of up to ``batch`` due jobs in one statement, without waiting for any
-    holder: a held one is tried again shortly. False when no job is due."""
+async def run_restamp_jobs(pool: asyncpg.Pool, clock: Clock, *, batch: int = 500, waited_s: float = 0.0) -> bool:
+    """Stamp the reports of up to ``batch`` jobs due at least ``waited_s`` ago in one statement,
+    without waiting for any holder: a held one is tried again shortly. False when none is due."""
     async with pool.acquire() as conn, conn.transaction():
         now = clock.now()
-        claimed = await jobs.claim(conn, kind=RESTAMP_JOB, now=now, limit=batch)
+        claimed = await jobs.claim(conn, kind=RESTAMP_JOB, now=now - dt.timedelta(seconds=waited_s), limit=batch)
         if not claimed:
             return False
         stamped = await q.restamp_unheld(conn, [uuid.UUID(job.key) for job in claimed])

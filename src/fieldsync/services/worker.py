@@ -1,12 +1,13 @@
 """The background worker: tasks in the server process that run due jobs of the durable queue
-(``db.jobs``) until none is due, then sleep until woken or ``IDLE_POLL_S`` passes. Woken, it
-waits ``GATHER_S`` first, so that a burst of requests' jobs runs as one batch.
+(``db.jobs``) until none is due, then sleep until woken, until the next queued job is due, or
+``IDLE_POLL_S``, whichever comes first. Woken, it waits ``GATHER_S`` first, so that a burst of
+requests' jobs runs as one batch.
 
 Each kind of job has a runner owned by its domain that claims, runs and deletes its jobs in one
 transaction and answers whether it found one: previews and thumbnails whose rendering failed at
 upload (``services.media``), the near-duplicate search every written report queues
-(``services.duplicates``), restamps of reports another
-transaction held (``services.feed``), and the fingerprint backfill of photos stored before
+(``services.duplicates``), restamps of reports another transaction held or a search paired
+with (``services.feed``), and the fingerprint backfill of photos stored before
 migration 0009. Fresh work comes first, so an upgrade's backlog never delays today's reports.
 A failing runner is logged and the loop goes on: its job stays queued (``retry_later``).
 """
@@ -53,8 +54,8 @@ async def seconds_to_next_job(pool: asyncpg.Pool, clock: Clock) -> float | None:
 
 class Worker:
     """Runs ``runners`` in order until none finds a due job; ``wake`` cuts the idle wait short,
-    and so does the next queued job's due time when ``next_due`` tells it (a restamp gathered for
-    half a second, a retry after its backoff)."""
+    and so does the next queued job's due time when ``next_due`` tells it (a held report's
+    restamp, a retry after its backoff)."""
 
     def __init__(self, runners: Sequence[Runner], next_due: Callable[[], Awaitable[float | None]] | None = None) -> None:
         self._runners = tuple(runners)
