@@ -38,7 +38,7 @@ PHOTO_SEARCH_BITS = 16  # dHash distance at which the band index search still of
 LIKE_FROM, LIKE_FULL = 0.75, 0.88  # likeness: re-photographed scenes start above / nearly all reach
 UNLIKE_FULL = 0.40  # likeness at or below which two photos count fully as different scenes
 MAX_ACCURACY_M = 500.0  # a worse fix widens the window no further
-CANDIDATES_PER_SIGNAL = 20  # per report and photo signal (unordered): keeps a dense cell's cost bounded
+CANDIDATES_PER_SIGNAL = 10  # per report and photo signal (unordered): keeps a dense cell's cost bounded
 CANDIDATES_NEAREST = 5  # per report: same enterprise before and after in time, same window nearest in space
 CANDIDATES_KEPT = 10  # stored per report, best first: what a reviewer compares; a dense cell scores ~100
 
