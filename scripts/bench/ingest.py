@@ -1,7 +1,7 @@
 """Ingest at batch cost (issue 12): the cost of one acknowledged submission, split server /
 PostgreSQL, with the background work it causes drained and counted.
 
-    .venv/bin/python scripts/bench/ingest.py [--quick] [--markdown PATH]
+    .venv/bin/python scripts/bench/ingest.py [--quick] [--markdown PATH] [--only PHASE] [--statements]
 
 One ``fieldsync serve`` on its embedded PostgreSQL in a fresh data directory (default settings:
 one background worker), 32 inspectors logged in through the API, one keep-alive connection per
@@ -21,6 +21,11 @@ detection and anything else queued is counted. "Answered" is submissions over th
 last answer; "sustained" adds the drain (a server that answers fast and leaves renders queued is
 not keeping up). The client runs on the same cores; its CPU is not counted. The machine's load is
 printed before and after each phase.
+
+``--statements`` restarts the cluster with ``pg_stat_statements`` loaded and prints, after each
+phase, the statements that took the most execution time per submission (nested ones included:
+foreign-key checks show as their own lines). Loading it costs PostgreSQL CPU, so its CPU columns
+are not comparable with a run without it.
 """
 
 from __future__ import annotations
@@ -229,8 +234,9 @@ def line(result: Result) -> str:
 
 
 def markdown(plan: Plan, results: list[Result], loads: list[tuple[str, tuple[float, float, float]]],
-             started: dt.datetime, took_s: float, src: Path) -> str:
+             started: dt.datetime, took_s: float, src: Path, statements: bool = False) -> str:
     command = ".venv/bin/python scripts/bench/ingest.py" + (" --quick" if plan.name == "quick" else "")
+    command += " --statements" if statements else ""
     if src != SRC:
         command += f" --server-src {src}"
     rows = "\n".join(line(result) for result in results)
@@ -263,7 +269,43 @@ async def prepare(server: Server, data_dir: Path) -> list[str]:
     return tokens
 
 
-async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, src: Path) -> str:
+async def load_statements(server: Server, data_dir: Path, src: Path) -> Server:
+    """Restart the server's cluster with pg_stat_statements loaded; the new server, same port."""
+    async with embedded.database_url("", data_dir) as dsn:
+        conn = await connect(dsn)
+        try:
+            await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            await conn.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+        finally:
+            await conn.close()
+    server.stop()
+    restarted = Server(data_dir, server.port, src=src)
+    restarted.start()
+    async with embedded.database_url("", data_dir) as dsn:
+        conn = await connect(dsn)
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        finally:
+            await conn.close()
+    return restarted
+
+
+async def top_statements(conn: Any, count: int, limit: int = 12) -> str:
+    """The statements with the most execution time since the last reset, per submission."""
+    rows = await conn.fetch(
+        """SELECT total_exec_time, calls, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 100) AS query
+           FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'
+           ORDER BY total_exec_time DESC LIMIT $1""", limit)
+    total = await conn.fetchval("SELECT sum(total_exec_time) FROM pg_stat_statements")
+    lines = [f"    executing: {1000 * total / count:.1f} µs per submission"]
+    lines += [f"    {1000 * r['total_exec_time'] / count:7.1f} µs {r['calls'] / count:6.2f} calls {r['rows'] / count:6.2f} rows"
+              f"  {r['query']}" for r in rows]
+    await conn.execute("SELECT pg_stat_statements_reset()")
+    return "\n".join(lines)
+
+
+async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, src: Path,
+              statements: bool = False) -> str:
     started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
     data_dir = work / "data"
     data_dir.mkdir()
@@ -274,11 +316,15 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
     spy = None
     try:
         tokens = await prepare(server, data_dir)
+        if statements:
+            server = await load_statements(server, data_dir, src)
         if profile is not None:
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid),
                                     "--output", str(profile), "--format", "speedscope", "--rate", "200", "--nonblocking"])
         async with embedded.database_url("", data_dir) as dsn:
             conn = await connect(dsn)
+            if statements:
+                await conn.execute("SELECT pg_stat_statements_reset()")
             try:
                 seed = 1
                 for kind in ("metadata", "photo"):
@@ -290,9 +336,13 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
                             result = await phase(server, conn, tokens, shape, kind, concurrency, count, seed)
                             results.append(result)
                             print(line(result), flush=True)
+                            if statements:
+                                print(await top_statements(conn, result.count), flush=True)
                 if not only or "push" in only:
                     results.append(await push_phase(server, conn, tokens[0], plan.push_batches))
                     print(line(results[-1]), flush=True)
+                    if statements:
+                        print(await top_statements(conn, results[-1].count), flush=True)
                 loads.append(("end", os.getloadavg()))
             finally:
                 await conn.close()
@@ -301,7 +351,7 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
         print(f"shutdown: {server.stop()}", flush=True)
-    return markdown(plan, results, loads, started, time.perf_counter() - t0, src)
+    return markdown(plan, results, loads, started, time.perf_counter() - t0, src, statements)
 
 
 def main() -> int:
@@ -313,11 +363,13 @@ def main() -> int:
     parser.add_argument("--profile", type=Path, help="record the server with py-spy into this speedscope file")
     parser.add_argument("--server-src", type=Path, default=SRC,
                         help="the src directory the server runs (another checkout's, for a baseline)")
+    parser.add_argument("--statements", action="store_true",
+                        help="load pg_stat_statements and print each phase's costliest statements")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fieldsync-bench-ingest-", dir="/tmp"))
     try:
         text = asyncio.run(run(QUICK if args.quick else FULL, work, only=set(args.only), profile=args.profile,
-                               src=args.server_src.resolve()))
+                               src=args.server_src.resolve(), statements=args.statements))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(text)
