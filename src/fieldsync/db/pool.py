@@ -22,6 +22,14 @@ CLIENT_STATE_FAILURES = (asyncpg.InterfaceError, asyncpg.InternalClientError)
 log = structlog.get_logger("fieldsync.db")
 
 
+# The array types statements bind or return. asyncpg looks an array type up the first time a
+# connection meets it: one introspection (three statements, one of them a recursive query that
+# takes milliseconds to plan) per type and connection, in the middle of whatever request met it.
+# Naming them all in one statement at connect makes it one introspection per connection.
+_ARRAY_TYPES = ("uuid[]", "text[]", "float8[]", "float4[]", "int8[]", "int4[]", "int2[]", "bool[]", "bytea[]",
+                "timestamptz[]", "jsonb[]")
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(
@@ -30,6 +38,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
             decoder=msgspec.json.decode,
             schema="pg_catalog",
         )
+    await conn.fetchrow("SELECT " + ", ".join(f"NULL::{name}" for name in _ARRAY_TYPES))
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
