@@ -65,6 +65,10 @@ async def emit(conn: asyncpg.Connection, events: list[NewEvent], *, now: dt.date
     delivery workers (``NOTIFY``, sent when the transaction commits) if there are any."""
     if not events:
         return 0
+    if all(e.dedupe_key is None for e in events) and not await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM webhook_subscriptions WHERE disabled_at IS NULL)"
+    ):
+        return 0  # nothing wants them: the statement below would write nothing, after ~0.4 ms of planning
     created = await conn.fetchval(
         f"""
         WITH incoming AS (
