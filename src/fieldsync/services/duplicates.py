@@ -152,6 +152,7 @@ async def detect_later(conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: d
 async def run_duplicates_jobs(pool: asyncpg.Pool, clock: Clock, *, batch: int = 500) -> bool:
     """Claim up to ``batch`` queued detections and run them together; False when none is due."""
     async with pool.acquire() as conn, conn.transaction():
+        await q.plan_once(conn)
         return await detect_queued(conn, now=clock.now(), batch=batch)
 
 
