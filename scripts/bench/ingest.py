@@ -23,7 +23,7 @@ not keeping up). The client runs on the same cores; its CPU is not counted. The 
 printed before and after each phase.
 
 ``--statements`` restarts the cluster with ``pg_stat_statements`` loaded and prints, after each
-phase, the statements that took the most execution time per submission (nested ones included:
+phase, the statements that took the most time per submission, executing and planning (nested ones included:
 foreign-key checks show as their own lines). Loading it costs PostgreSQL CPU, so its CPU columns
 are not comparable with a run without it.
 """
@@ -285,21 +285,25 @@ async def load_statements(server: Server, data_dir: Path, src: Path) -> Server:
         conn = await connect(dsn)
         try:
             await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            await conn.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
+            await conn.execute("SELECT pg_reload_conf()")
         finally:
             await conn.close()
     return restarted
 
 
 async def top_statements(conn: Any, count: int, limit: int = 12) -> str:
-    """The statements with the most execution time since the last reset, per submission."""
+    """The statements with the most time (executing and planning) since the last reset, per submission."""
     rows = await conn.fetch(
-        """SELECT total_exec_time, calls, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 100) AS query
+        r"""SELECT total_exec_time, total_plan_time, calls, rows,
+                  left(regexp_replace(query, '\s+', ' ', 'g'), 100) AS query
            FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'
-           ORDER BY total_exec_time DESC LIMIT $1""", limit)
-    total = await conn.fetchval("SELECT sum(total_exec_time) FROM pg_stat_statements")
-    lines = [f"    executing: {1000 * total / count:.1f} µs per submission"]
-    lines += [f"    {1000 * r['total_exec_time'] / count:7.1f} µs {r['calls'] / count:6.2f} calls {r['rows'] / count:6.2f} rows"
-              f"  {r['query']}" for r in rows]
+           ORDER BY total_exec_time + total_plan_time DESC LIMIT $1""", limit)
+    total = await conn.fetchrow(
+        "SELECT sum(total_exec_time) AS run, sum(total_plan_time) AS plan FROM pg_stat_statements")
+    lines = [f"    per submission: executing {1000 * total['run'] / count:.1f} µs, planning {1000 * total['plan'] / count:.1f} µs"]
+    lines += [f"    {1000 * r['total_exec_time'] / count:7.1f} µs + plan {1000 * r['total_plan_time'] / count:5.1f} µs"
+              f" {r['calls'] / count:6.2f} calls {r['rows'] / count:6.2f} rows  {r['query']}" for r in rows]
     await conn.execute("SELECT pg_stat_statements_reset()")
     return "\n".join(lines)
 
@@ -320,7 +324,7 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
             server = await load_statements(server, data_dir, src)
         if profile is not None:
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid),
-                                    "--output", str(profile), "--format", "speedscope", "--rate", "200", "--nonblocking"])
+                                    "--output", str(profile), "--format", "speedscope", "--rate", "500", "--nonblocking"])
         async with embedded.database_url("", data_dir) as dsn:
             conn = await connect(dsn)
             if statements:
