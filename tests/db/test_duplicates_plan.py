@@ -151,3 +151,48 @@ async def test_a_mine_with_thousands_of_open_reports_in_one_spot_is_probed_by_it
     read = sum(examined(n) for n in probes)
     assert read <= 50, f"the enterprise and window probes read {read} rows of reports"
     assert 20 <= len(rows) <= 30
+
+
+async def test_the_generic_plan_the_worker_runs_probes_a_busy_mine_by_its_nearest_rows_too(conn, clock) -> None:
+    """The near-duplicate worker runs the search on its generic plan (``plan_once``, ADR 0019):
+    planned without the searched reports in hand, it still probes the enterprise and window indexes
+    per report, reads the nearest rows, not the mine's thousands, and looks each candidate up by
+    key (its first version hashed all of ``reports`` to join them)."""
+    author = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
+    await conn.execute(
+        f"""
+        INSERT INTO reports (id, kind, category, title, jurisdiction, lat, lon, observed_at, body, content_hash,
+                             author_id, received_at, updated_at, credit_code)
+        SELECT gen_random_uuid(), 'hazard', 'coal_mine', 'filler ' || n, '140431', 36.5 + (n % 70) * 1e-6,
+               112.3 + (n % 13) * 1e-6, $2::timestamptz - (n % 600) * interval '1 hour',
+               '{{}}', sha256(n::text::bytea), $1, now(), now(), '91140431MA0K2B3C49'
+        FROM generate_series(1, {HOT}) AS n
+        """,
+        author.user_id, clock.now(),
+    )
+    searched = [row["id"] for row in await conn.fetch("SELECT id FROM reports ORDER BY observed_at OFFSET 250 LIMIT 3")]
+    await conn.execute("ANALYZE reports")
+    recording = Recording(conn)
+    await q.find_candidates(recording, searched, [300.0] * 3, [86400.0 * 30] * 3, max_bits=16, per_signal=10,  # type: ignore[arg-type]
+                            nearest=5)
+    [(sql, args)] = recording.statements
+
+    def literal(value: object) -> str:  # EXECUTE takes no bound parameters: the same values, written out
+        if isinstance(value, list):
+            cast = "uuid[]" if isinstance(value[0], uuid.UUID) else "float8[]"
+            return f"ARRAY[{', '.join(repr(str(v)) if isinstance(v, uuid.UUID) else repr(v) for v in value)}]::{cast}"
+        return repr(value)
+
+    async with conn.transaction():
+        await q.plan_once(conn)
+        await conn.execute(f"PREPARE candidates AS {sql}")
+        raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE candidates({', '.join(map(literal, args))})")
+        await conn.execute("DEALLOCATE candidates")
+    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    probes = [n for n in scans_of(plan, "reports") if n.get("Index Name") in
+              ("reports_credit_category_idx", "reports_dedupe_window_idx")]
+
+    assert {n["Index Name"] for n in probes} == {"reports_credit_category_idx", "reports_dedupe_window_idx"}
+    read = sum(examined(n) for n in probes)
+    assert read <= 3 * 25, f"the generic plan's enterprise and window probes read {read} rows of reports"
+    assert not [n for n in scans_of(plan, "reports") if n["Node Type"] == "Seq Scan"], "the generic plan scans reports"

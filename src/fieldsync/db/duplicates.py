@@ -139,13 +139,15 @@ async def find_candidates(
                 LIMIT $6
             ) o
         )
-        SELECT p.src_id, {_SIDE},
+        SELECT p.src_id, c.*,
                (SELECT min(sp.sha256) FROM sp JOIN report_media orm
                     ON orm.sha256 = sp.sha256 AND orm.report_id = p.cand_id AND orm.role IN ('photo', 'before')
                    AND {possessed_sql("orm")}
                 WHERE sp.report_id = p.src_id) AS same_photo
-        FROM pairs p JOIN reports r ON r.id = p.cand_id
-        WHERE r.status <> 'merged'
+        FROM pairs p
+        CROSS JOIN LATERAL (  -- LIMIT keeps it a lookup by key per pair: never a scan of reports, whatever the plan
+            SELECT {_SIDE} FROM reports r WHERE r.id = p.cand_id AND r.status <> 'merged' LIMIT 1
+        ) c
         """,
         ids, radii_m, windows_s, max_bits, per_signal, nearest,
     )
