@@ -14,6 +14,21 @@ from tests.support import make_user
 HOT = 5_000
 
 
+async def busy_mine(conn, author_id: uuid.UUID, now) -> None:
+    """``HOT`` open hazards of one mine at one spot over the 600 hours before ``now``."""
+    await conn.execute(
+        f"""
+        INSERT INTO reports (id, kind, category, title, jurisdiction, lat, lon, observed_at, body, content_hash,
+                             author_id, received_at, updated_at, credit_code)
+        SELECT gen_random_uuid(), 'hazard', 'coal_mine', 'filler ' || n, '140431', 36.5 + (n % 70) * 1e-6,
+               112.3 + (n % 13) * 1e-6, $2::timestamptz - (n % 600) * interval '1 hour',
+               '{{}}', sha256(n::text::bytea), $1, now(), now(), '91140431MA0K2B3C49'
+        FROM generate_series(1, {HOT}) AS n
+        """,
+        author_id, now,
+    )
+
+
 async def test_a_band_of_zeros_shared_by_thousands_of_photos_is_not_read(conn, clock) -> None:
     author = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
     # thousands of photos whose bottom rows are flat (low band 0), otherwise unlike anything
@@ -116,17 +131,7 @@ async def test_a_mine_with_thousands_of_open_reports_in_one_spot_is_probed_by_it
     over a month): the enterprise probe reads the nearest in time each way and the window probe
     the nearest in space, not every report of the mine."""
     author = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
-    await conn.execute(
-        f"""
-        INSERT INTO reports (id, kind, category, title, jurisdiction, lat, lon, observed_at, body, content_hash,
-                             author_id, received_at, updated_at, credit_code)
-        SELECT gen_random_uuid(), 'hazard', 'coal_mine', 'filler ' || n, '140431', 36.5 + (n % 70) * 1e-6,
-               112.3 + (n % 13) * 1e-6, $2::timestamptz - (n % 600) * interval '1 hour',
-               '{{}}', sha256(n::text::bytea), $1, now(), now(), '91140431MA0K2B3C49'
-        FROM generate_series(1, {HOT}) AS n
-        """,
-        author.user_id, clock.now(),
-    )
+    await busy_mine(conn, author.user_id, clock.now())
     report_id = uuid.uuid4()
     await conn.execute(
         """
@@ -159,17 +164,7 @@ async def test_the_generic_plan_the_worker_runs_probes_a_busy_mine_by_its_neares
     per report, reads the nearest rows, not the mine's thousands, and looks each candidate up by
     key (its first version hashed all of ``reports`` to join them)."""
     author = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
-    await conn.execute(
-        f"""
-        INSERT INTO reports (id, kind, category, title, jurisdiction, lat, lon, observed_at, body, content_hash,
-                             author_id, received_at, updated_at, credit_code)
-        SELECT gen_random_uuid(), 'hazard', 'coal_mine', 'filler ' || n, '140431', 36.5 + (n % 70) * 1e-6,
-               112.3 + (n % 13) * 1e-6, $2::timestamptz - (n % 600) * interval '1 hour',
-               '{{}}', sha256(n::text::bytea), $1, now(), now(), '91140431MA0K2B3C49'
-        FROM generate_series(1, {HOT}) AS n
-        """,
-        author.user_id, clock.now(),
-    )
+    await busy_mine(conn, author.user_id, clock.now())
     searched = [row["id"] for row in await conn.fetch("SELECT id FROM reports ORDER BY observed_at OFFSET 250 LIMIT 3")]
     await conn.execute("ANALYZE reports")
     recording = Recording(conn)
