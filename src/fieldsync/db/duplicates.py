@@ -43,6 +43,19 @@ _SIDE = f"""r.id, r.kind, r.category, r.title, r.description, r.lat, r.lon, r.ac
                     '{{}}') AS thumbprints"""
 
 
+# The ``$6`` nearest open reports of the same enterprise and category on one side in time of each
+# searched report: one ordered range scan of (credit_code, category, observed_at) per side.
+_NEAREST_AT_ENTERPRISE = """
+            SELECT s.id, o.id FROM src s
+            CROSS JOIN LATERAL (
+                SELECT o.id FROM reports o
+                WHERE o.credit_code = s.credit_code AND o.category = s.category AND o.id <> s.id
+                  AND o.status NOT IN ('merged', 'rejected', 'closed') AND o.observed_at {side} s.observed_at
+                ORDER BY o.observed_at {order} LIMIT $6
+            ) o
+            WHERE s.credit_code IS NOT NULL"""
+
+
 async def plan_once(conn: asyncpg.Connection) -> None:
     """For the rest of the caller's transaction, run prepared statements on their generic plan.
 
@@ -106,23 +119,9 @@ async def find_candidates(
             ) o
             WHERE sp.dhash IS NOT NULL
             UNION
-            SELECT s.id, o.id FROM src s
-            CROSS JOIN LATERAL (
-                SELECT o.id FROM reports o
-                WHERE o.credit_code = s.credit_code AND o.category = s.category AND o.id <> s.id
-                  AND o.status NOT IN ('merged', 'rejected', 'closed') AND o.observed_at >= s.observed_at
-                ORDER BY o.observed_at LIMIT $6
-            ) o
-            WHERE s.credit_code IS NOT NULL
+            {_NEAREST_AT_ENTERPRISE.format(side=">=", order="")}
             UNION
-            SELECT s.id, o.id FROM src s
-            CROSS JOIN LATERAL (
-                SELECT o.id FROM reports o
-                WHERE o.credit_code = s.credit_code AND o.category = s.category AND o.id <> s.id
-                  AND o.status NOT IN ('merged', 'rejected', 'closed') AND o.observed_at < s.observed_at
-                ORDER BY o.observed_at DESC LIMIT $6
-            ) o
-            WHERE s.credit_code IS NOT NULL
+            {_NEAREST_AT_ENTERPRISE.format(side="<", order="DESC")}
             UNION
             SELECT s.id, o.id FROM src s
             CROSS JOIN LATERAL (
