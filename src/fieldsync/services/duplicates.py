@@ -102,6 +102,12 @@ def _score_rows(
     return found
 
 
+def _best_explained(scored: dict[uuid.UUID, list[Candidate]], threshold: float) -> dict[uuid.UUID, list[Candidate]]:
+    """Each report's best ``CANDIDATES_KEPT`` at or above ``threshold``, with their reasons."""
+    return {i: [explained(c) for c in [c for c in cands if c.score >= threshold][: rules.CANDIDATES_KEPT]]
+            for i, cands in scored.items()}
+
+
 async def detect(
     conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: dt.datetime, threshold: float = rules.THRESHOLD
 ) -> dict[uuid.UUID, list[Candidate]]:
@@ -112,8 +118,7 @@ async def detect(
     below."""
     ids = list(dict.fromkeys(ids))
     scored = await score_candidates(conn, ids)
-    kept = {i: [explained(c) for c in [c for c in cands if c.score >= threshold][: rules.CANDIDATES_KEPT]]
-            for i, cands in scored.items()}
+    kept = await asyncio.to_thread(_best_explained, scored, threshold)  # string work, off the event loop
     pairs: dict[frozenset[uuid.UUID], tuple[uuid.UUID, uuid.UUID, float, list[dict[str, Any]]]] = {}
     for src, candidates in kept.items():
         for c in candidates:
