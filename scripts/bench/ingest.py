@@ -305,7 +305,7 @@ async def load_statements(server: Server, data_dir: Path, src: Path) -> Server:
     return restarted
 
 
-async def top_statements(conn: Any, count: int, limit: int = 12) -> str:
+async def top_statements(conn: Any, count: int, limit: int = 16) -> str:
     """The statements with the most time (executing and planning) since the last reset, per submission."""
     rows = await conn.fetch(
         r"""SELECT total_exec_time, total_plan_time, calls, rows,
@@ -335,13 +335,14 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
         tokens = await prepare(server, data_dir)
         if statements:
             server = await load_statements(server, data_dir, src)
-        if profile is not None:
-            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid),
-                                    "--output", str(profile), "--format", "speedscope", "--rate", "500", "--nonblocking"])
         async with embedded.database_url("", data_dir) as dsn:
             conn = await connect(dsn)
             try:
                 await warm_up(server, conn, tokens)
+                if profile is not None:  # after the warm-up, whose connection set-up is not the phases' cost
+                    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                                            str(server.pid), "--output", str(profile), "--format", "speedscope",
+                                            "--rate", "500", "--nonblocking"])
                 if statements:
                     await conn.execute("SELECT pg_stat_statements_reset()")
                 seed = 1

@@ -417,26 +417,30 @@ def test_derivatives_of_broken_or_foreign_files_raise_catalogue_errors(tmp_path:
 
 
 @pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Counts pixel decodes (``ImageFile.load`` of a file not yet loaded), by file name."""
-    seen: list[str] = []
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[int, int]]]:
+    """Each pixel decode (``ImageFile.load`` of a file not yet loaded): file name, decoded size."""
+    seen: list[tuple[str, tuple[int, int]]] = []
     original = ImageFile.ImageFile.load
 
     def counting(self: ImageFile.ImageFile):  # type: ignore[no-untyped-def]
-        if self.tile:
-            seen.append(Path(getattr(self, "filename", "") or "?").name)
-        return original(self)
+        if not self.tile:
+            return original(self)
+        loaded = original(self)
+        seen.append((Path(getattr(self, "filename", "") or "?").name, self.size))
+        return loaded
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", counting)
     return seen
 
 
-def test_process_decodes_once_and_agrees_with_probe_and_render(tmp_path: Path, decodes: list[str]) -> None:
+def test_process_decodes_once_and_agrees_with_probe_and_render(
+    tmp_path: Path, decodes: list[tuple[str, tuple[int, int]]]
+) -> None:
     path = save(tmp_path, noisy((2400, 1800)), "photo.jpg", "JPEG", quality=88, exif=exif_block(orientation=6))
 
     checked = process(path, max_pixels=LIMIT)
 
-    assert decodes == ["photo.jpg"], "validation, EXIF, fingerprints and both derivatives from one decode"
+    assert decodes == [("photo.jpg", (2400, 1800))], "validation, EXIF, fingerprints and both derivatives from one decode"
     probed = probe(path, max_pixels=LIMIT)
     assert checked.info == dataclasses.replace(probed, dhash=checked.info.dhash, thumbprint=checked.info.thumbprint)
     assert (checked.info.width, checked.info.height, checked.info.orientation) == (2400, 1800, 6)
@@ -449,13 +453,18 @@ def test_process_decodes_once_and_agrees_with_probe_and_render(tmp_path: Path, d
     assert assert_clean_jpeg(checked.derivatives.thumbnail).size == (240, 320)
 
 
-def test_an_upright_photo_that_fits_keeps_its_own_scan_as_its_preview(tmp_path: Path) -> None:
-    """No new pixels: the original's scan, every metadata segment and what follows EOI removed."""
+def test_an_upright_photo_that_fits_keeps_its_own_scan_as_its_preview(
+    tmp_path: Path, decodes: list[tuple[str, tuple[int, int]]]
+) -> None:
+    """No new pixels: the original's scan, every metadata segment and what follows EOI removed;
+    decoded only at the thumbnail's scale (to check it and for the thumbnail)."""
     path = save(tmp_path, noisy((1280, 960)), "phone.jpg", "JPEG", quality=85, exif=exif_block(),
                 comment=b"secret comment", xmp=b"<x:xmpmeta>secret GPS</x:xmpmeta>")
     path.write_bytes(path.read_bytes() + b"\xff\xd8 a second picture, secret")
 
     checked = process(path, max_pixels=LIMIT)
+
+    assert decodes == [("phone.jpg", (320, 240))]
 
     assert checked.derivatives is not None
     preview = checked.derivatives.preview
