@@ -6,7 +6,7 @@ its thumbnail) and COM segment removed, which costs a scan for the end marker in
 encode, and loses nothing. Only the simplest layout is rewritten: segments DQT, DHT, DRI and one
 baseline SOF0 before a single scan that runs to EOI. Anything else (progressive, several scans,
 an Adobe APP14 marker, which can change how the three channels are read) answers ``None`` and the
-caller re-encodes. The input must already have decoded cleanly: this reads structure, not pixels.
+caller re-encodes. This reads structure, not pixels: the caller must still decode the input.
 Whatever follows EOI (phones append a second picture there) is dropped.
 """
 

@@ -7,10 +7,12 @@ scale the preview needs, answers all of it:
 
 1. open with the allowed plugins and check the pixel count from the header (``probe.open_checked``);
 2. EXIF (orientation, time, position, camera) from the header;
-3. decode once, a JPEG through DCT scaling to the smallest size covering the preview box: every
-   entropy-coded byte is still read, so a truncated or corrupt file fails here as in ``probe``;
-4. preview and thumbnail from those pixels (``derivatives.render``; a photo that already fits
-   keeps its own scan as the preview, losslessly);
+3. decode once, a JPEG through DCT scaling to the smallest size covering the preview box, or the
+   thumbnail box when the photo is its own preview (``derivatives.own_scan``: upright, fits, no
+   colour profile, a plain baseline layout): every entropy-coded byte is still read, so a
+   truncated or corrupt file fails here as in ``probe``;
+4. preview and thumbnail from those pixels (``derivatives.render``), or only the thumbnail next
+   to the original's own scan;
 5. dHash and thumbprint from the thumbnail, which is already oriented, small and area-averaged.
 
 A decode failure is the caller's 4xx. A rendering failure after a clean decode (which would be a
@@ -28,9 +30,11 @@ import structlog
 
 from fieldsync.imaging.derivatives import (
     PREVIEW_PX,
+    THUMBNAIL_PX,
     Derivatives,
     decode_for_preview,
     fit,
+    own_scan,
     render,
 )
 from fieldsync.imaging.dhash import dhash_image
@@ -52,10 +56,12 @@ def process(path: Path, *, max_pixels: int) -> Processed:
     with image:
         width, height = image.size
         exif = exif_fields(image)
-        full_size = decode_for_preview(image, fit(image.size, PREVIEW_PX))
+        orientation = exif.get("orientation", 1)
+        preview = own_scan(image, orientation, path)
+        decode_for_preview(image, fit(image.size, THUMBNAIL_PX if preview is not None else PREVIEW_PX))
         base = ImageInfo(format=name, mime_type=mime_type, width=width, height=height, **exif)
         try:
-            derivatives, small = render(image, orientation=exif.get("orientation", 1), original=path if full_size else None)
+            derivatives, small = render(image, orientation=orientation, preview=preview)
         except Exception as exc:  # noqa: BLE001 - the upload is sound; its derivatives are retried later
             log.warning("derivatives_not_rendered", error=repr(exc))
             photo_hash, photo_print = fingerprints_of(image, path, stored_size=(width, height))
