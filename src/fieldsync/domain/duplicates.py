@@ -29,7 +29,7 @@ import datetime as dt
 import functools
 import math
 import unicodedata
-from typing import Any
+from typing import Any, NamedTuple
 
 from fieldsync.domain.evidence import haversine_m
 
@@ -121,11 +121,23 @@ class PairFeatures:
     likeness: float | None  # the best photo likeness in [-1, 1], None when either side has no thumbprint
 
 
+class Measures(NamedTuple):
+    """What a pair's reasons quote, kept from scoring so that explaining does not score again."""
+
+    text: float
+    enterprise: bool
+    near: bool
+    distance_m: float
+    seconds_apart: float
+    reach_m: float
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Scored:
     score: float
     reasons: list[dict[str, Any]]
     features: dict[str, float]
+    measures: Measures
 
 
 OPEN_STATUSES = frozenset({"submitted", "needs_info", "verified", "rectifying", "rectified"})
@@ -178,26 +190,32 @@ def score(a: Side, b: Side, pair: PairFeatures, *, explain: bool = True) -> Scor
     value = round(value, 4)
     features = {"same_photo": 1.0 if same_photo else 0.0, "photo_like": like, "photo_unlike": unlike,
                 "text": text, "place": place}
-    if not explain:
-        return Scored(value, [], features)
-    reasons: list[dict[str, Any]] = []
-    if same_photo:
-        reasons.append({"signal": "same_photo", "sha256": pair.same_photo,
-                        "detail": "the same photo (equal sha256) is attached to both"})
+    measures = Measures(text, enterprise, near, dist, gap, reach)
+    return Scored(value, reasons(a, pair, measures) if explain else [], features, measures)
+
+
+def reasons(a: Side, pair: PairFeatures, measures: Measures) -> list[dict[str, Any]]:
+    """The signals that fired for a pair ``score`` measured, each with its numbers and a sentence."""
+    found: list[dict[str, Any]] = []
+    if pair.same_photo is not None:
+        found.append({"signal": "same_photo", "sha256": pair.same_photo,
+                      "detail": "the same photo (equal sha256) is attached to both"})
     elif pair.likeness is not None and pair.likeness >= LIKE_FROM:
-        reasons.append({"signal": "similar_photo", "likeness": round(pair.likeness, 3),
-                        "detail": f"the photos match at {round(pair.likeness * 100)}% (32×32 grey "
-                                  "thumbnails, normalised correlation, best of small shifts)"})
+        found.append({"signal": "similar_photo", "likeness": round(pair.likeness, 3),
+                      "detail": f"the photos match at {round(pair.likeness * 100)}% (32×32 grey "
+                                "thumbnails, normalised correlation, best of small shifts)"})
+    text = measures.text
     if text >= 0.5:
-        reasons.append({"signal": "similar_text", "similarity": round(text, 3),
-                        "detail": f"title and description share {round(text * 100)}% of their characters"})
-    if enterprise:
-        reasons.append({"signal": "same_enterprise", "credit_code": a.credit_code,
-                        "detail": f"same enterprise {a.credit_code} and category, still open"})
-    if near:
+        found.append({"signal": "similar_text", "similarity": round(text, 3),
+                      "detail": f"title and description share {round(text * 100)}% of their characters"})
+    if measures.enterprise:
+        found.append({"signal": "same_enterprise", "credit_code": a.credit_code,
+                      "detail": f"same enterprise {a.credit_code} and category, still open"})
+    if measures.near:
         win = window(a.kind, a.category)
-        reasons.append({"signal": "nearby", "distance_m": round(dist, 1), "hours_apart": round(gap / _HOUR, 1),
-                        "detail": f"same {a.kind} category {a.category}, {round(dist)} m and "
-                                  f"{round(gap / _HOUR, 1)} h apart (window {round(reach)} m, "
-                                  f"{round(win.seconds / _HOUR)} h)"})
-    return Scored(value, reasons, features)
+        dist, gap = measures.distance_m, measures.seconds_apart
+        found.append({"signal": "nearby", "distance_m": round(dist, 1), "hours_apart": round(gap / _HOUR, 1),
+                      "detail": f"same {a.kind} category {a.category}, {round(dist)} m and "
+                                f"{round(gap / _HOUR, 1)} h apart (window {round(measures.reach_m)} m, "
+                                f"{round(win.seconds / _HOUR)} h)"})
+    return found

@@ -39,7 +39,7 @@ class Candidate:
     score: float
     reasons: list[dict[str, Any]]
     features: dict[str, float] | None = None  # what the score was computed from (fresh scores only)
-    pair: tuple[rules.Side, rules.Side, rules.PairFeatures] | None = None  # to explain a fresh score later
+    pair: tuple[rules.Side, rules.PairFeatures, rules.Measures] | None = None  # to explain a fresh score later
 
 
 def explained(candidate: Candidate) -> Candidate:
@@ -48,7 +48,7 @@ def explained(candidate: Candidate) -> Candidate:
         return candidate
     # built directly: dataclasses.replace inspects the fields on every call, and a dense cell
     # explains ten candidates per report
-    return Candidate(candidate.id, candidate.score, rules.score(*candidate.pair).reasons, candidate.features,
+    return Candidate(candidate.id, candidate.score, rules.reasons(*candidate.pair), candidate.features,
                      candidate.pair)
 
 
@@ -94,9 +94,10 @@ def _score_rows(
     sides_seen: dict[uuid.UUID, rules.Side] = {}  # in a dense cell each candidate meets many reports
     for row, like in zip(rows, likeness, strict=True):
         theirs = sides_seen.get(row["id"]) or sides_seen.setdefault(row["id"], _side(row))
-        pair = (ours[row["src_id"]], theirs, rules.PairFeatures(same_photo=row["same_photo"], likeness=like))
-        scored = rules.score(*pair, explain=explain)
-        found[row["src_id"]].append(Candidate(row["id"], scored.score, scored.reasons, scored.features, pair))
+        side, features = ours[row["src_id"]], rules.PairFeatures(same_photo=row["same_photo"], likeness=like)
+        scored = rules.score(side, theirs, features, explain=explain)
+        found[row["src_id"]].append(
+            Candidate(row["id"], scored.score, scored.reasons, scored.features, (side, features, scored.measures)))
     for candidates in found.values():
         candidates.sort(key=lambda c: (-c.score, c.id))  # a UUID orders as its text does
     return found
