@@ -210,16 +210,18 @@ async def stored_candidates(
 
 
 async def receipt_candidates(
-    conn: asyncpg.Connection, viewed: list[tuple[uuid.UUID, Visibility]]
+    conn: asyncpg.Connection, *, stored: list[tuple[uuid.UUID, Visibility]],
+    with_photos: list[tuple[uuid.UUID, Visibility]],
 ) -> dict[uuid.UUID, list[Candidate]]:
     """What a receipt names before detection has run, for each (report, its sender's view): the
-    stored candidates, and reports holding the very same photo scored now (at or above the
-    threshold). Two statements when no photo is shared, which is nearly always."""
-    found = {
-        report_id: [Candidate(row["id"], float(row["score"]), row["reasons"]) for row in rows]
-        for report_id, rows in (await q.candidates_for(conn, viewed)).items()
-    }
-    shared = await q.sharing_a_photo(conn, viewed)
+    stored candidates of the reports in ``stored`` (a report created just now has none yet), and
+    for those in ``with_photos`` the reports holding the very same photo, scored now (at or above
+    the threshold). One statement per list when no photo is shared, which is nearly always."""
+    found: dict[uuid.UUID, list[Candidate]] = {report_id: [] for report_id, _ in (*stored, *with_photos)}
+    if stored:
+        for report_id, rows in (await q.candidates_for(conn, stored)).items():
+            found[report_id] = [Candidate(row["id"], float(row["score"]), row["reasons"]) for row in rows]
+    shared = await q.sharing_a_photo(conn, with_photos) if with_photos else set()
     if shared:
         scored = await score_candidates(conn, sorted({report_id for report_id, _ in shared}))
         for report_id, candidates in scored.items():

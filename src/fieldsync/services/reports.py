@@ -275,9 +275,9 @@ async def _fill_receipts(
     with_media = [report.id for report, _ in receipts if report.media]
     missing = await q.missing_media(conn, with_media) if with_media else {}
     # a report created just now has no stored candidates yet, and one without photos shares none
-    viewed = [(report.id, items[i].actor.visibility) for i in indices
-              if (report := items[i].report).media or not _created(outcomes[i])]
-    candidates = await duplicates.receipt_candidates(conn, viewed) if viewed else {}
+    stored = [(items[i].report.id, items[i].actor.visibility) for i in indices if not _created(outcomes[i])]
+    with_photos = [(items[i].report.id, items[i].actor.visibility) for i in indices if items[i].report.media]
+    candidates = await duplicates.receipt_candidates(conn, stored=stored, with_photos=with_photos)
     for report, receipt in receipts:
         receipt.missing_media = missing.get(report.id, [])
         receipt.possible_duplicates = [(c.id, c.score, c.reasons) for c in candidates.get(report.id, [])]
