@@ -8,6 +8,7 @@ import json
 import uuid
 
 from fieldsync.db import duplicates as q
+from fieldsync.domain.principals import Visibility
 from tests.db.test_pull_plan import Recording, examined, explain, scans_of
 from tests.support import make_user
 
@@ -191,3 +192,34 @@ async def test_the_generic_plan_the_worker_runs_probes_a_busy_mine_by_its_neares
     read = sum(examined(n) for n in probes)
     assert read <= 3 * 25, f"the generic plan's enterprise and window probes read {read} rows of reports"
     assert not [n for n in scans_of(plan, "reports") if n["Node Type"] == "Seq Scan"], "the generic plan scans reports"
+
+
+async def test_a_report_with_stored_candidates_reads_each_candidate_once(conn, clock) -> None:
+    """Each report of a busy mine paired with ten others: the stored-candidate lookups (the
+    receipt's, and ``possible_duplicates`` in every read of a report) probe a candidate's row once,
+    not once for every jurisdiction that might hold it."""
+    author = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
+    await busy_mine(conn, author.user_id, clock.now())
+    await conn.execute(
+        """
+        WITH numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM reports)
+        INSERT INTO report_duplicates (report_id, candidate_id, score, reasons, found_at)
+        SELECT a.id, b.id, 0.8, '[]', now() FROM numbered a JOIN numbered b ON b.n BETWEEN a.n + 1 AND a.n + 10
+        """
+    )
+    await conn.execute("ANALYZE")
+    report_id = await conn.fetchval("SELECT id FROM reports ORDER BY id OFFSET 100 LIMIT 1")
+    everyone = Visibility(author_id=None, path_prefix="/")
+
+    recording = Recording(conn)
+    found = await q.candidates_for(recording, [(report_id, everyone)])  # type: ignore[arg-type]
+    assert len(found[report_id]) == 20
+    [(sql, args)] = recording.statements
+    probes = sum(examined(node) for node in scans_of(await explain(conn, sql, args), "reports"))
+    assert probes <= 2 * 20, f"the receipt's lookup probed reports {probes} times for 20 candidates"
+
+    listed = f"SELECT {q.possible_duplicates_sql('$2', '$3')} AS found FROM reports r WHERE r.id = $1"
+    args = (report_id, None, "/")
+    assert len(await conn.fetchval(listed, *args)) == 20
+    probes = sum(examined(node) for node in scans_of(await explain(conn, listed, args), "reports"))
+    assert probes <= 2 * 20 + 1, f"possible_duplicates probed reports {probes} times for 20 candidates"

@@ -31,7 +31,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from fieldsync.db.rules import possessed_sql, visible_sql
+from fieldsync.db.rules import path_sql, possessed_sql, visible_sql
 from fieldsync.domain.principals import Visibility
 
 _SIDE = f"""r.id, r.kind, r.category, r.title, r.description, r.lat, r.lon, r.accuracy_m, r.observed_at,
@@ -225,8 +225,8 @@ async def candidates_for(
             UNION ALL
             SELECT v.report_id, v.author, v.prefix, rd.report_id, rd.score, rd.reasons
             FROM v JOIN report_duplicates rd ON rd.candidate_id = v.report_id
-        ) d JOIN reports r ON r.id = d.other JOIN jurisdictions j ON j.code = r.jurisdiction
-        WHERE r.status <> 'merged' AND {visible_sql("r", "j.path", "d.author", "d.prefix")}
+        ) d JOIN reports r ON r.id = d.other
+        WHERE r.status <> 'merged' AND {visible_sql("r", path_sql("r"), "d.author", "d.prefix")}
         ORDER BY d.report_id, d.score DESC, d.other
         """,
         [report_id for report_id, _ in viewed], [v.author_id for _, v in viewed],
@@ -251,8 +251,7 @@ async def sharing_a_photo(
         JOIN report_media rm ON rm.report_id = v.report_id AND rm.role IN ('photo', 'before')
         JOIN report_media o ON o.sha256 = rm.sha256 AND o.report_id <> v.report_id
         JOIN reports r ON r.id = o.report_id AND r.status <> 'merged'
-        JOIN jurisdictions j ON j.code = r.jurisdiction
-        WHERE {possessed_sql("rm")} AND {possessed_sql("o")} AND {visible_sql("r", "j.path", "v.author", "v.prefix")}
+        WHERE {possessed_sql("rm")} AND {possessed_sql("o")} AND {visible_sql("r", path_sql("r"), "v.author", "v.prefix")}
         """,
         [report_id for report_id, _ in viewed], [v.author_id for _, v in viewed],
         [v.path_prefix for _, v in viewed],
@@ -279,8 +278,8 @@ def possible_duplicates_sql(author: str, prefix: str) -> str:
         SELECT candidate_id AS other, score FROM report_duplicates WHERE report_id = r.id
         UNION ALL
         SELECT report_id, score FROM report_duplicates WHERE candidate_id = r.id
-    ) d JOIN reports dr ON dr.id = d.other JOIN jurisdictions dj ON dj.code = dr.jurisdiction
-    WHERE dr.status <> 'merged' AND {visible_sql("dr", "dj.path", author, prefix)}), '{{}}')
+    ) d JOIN reports dr ON dr.id = d.other
+    WHERE dr.status <> 'merged' AND {visible_sql("dr", path_sql("dr"), author, prefix)}), '{{}}')
 """
 
 
@@ -291,5 +290,5 @@ def has_duplicates_sql(author: str, prefix: str) -> str:
             SELECT candidate_id AS other FROM report_duplicates WHERE report_id = r.id
             UNION ALL
             SELECT report_id FROM report_duplicates WHERE candidate_id = r.id
-        ) d JOIN reports dr ON dr.id = d.other JOIN jurisdictions dj ON dj.code = dr.jurisdiction
-        WHERE dr.status <> 'merged' AND {visible_sql("dr", "dj.path", author, prefix)})"""
+        ) d JOIN reports dr ON dr.id = d.other
+        WHERE dr.status <> 'merged' AND {visible_sql("dr", path_sql("dr"), author, prefix)})"""

@@ -20,6 +20,14 @@ def visible_sql(report: str, path: str, author: str, prefix: str) -> str:
     return f"(({author}::uuid IS NULL OR {report}.author_id = {author}::uuid) AND {path} LIKE {prefix}::text || '%')"
 
 
+def path_sql(report: str) -> str:
+    """The jurisdiction path of report alias ``report``, looked up once per row. Where a few stored
+    pairs drive a query, a join to ``jurisdictions`` filtered by ``path LIKE prefix`` may be planned
+    as every jurisdiction times every pair, probing ``reports`` once for each: a scalar subquery
+    is never turned into a join."""
+    return f"(SELECT jp.path FROM jurisdictions jp WHERE jp.code = {report}.jurisdiction)"
+
+
 def possessed_sql(rm: str) -> str:
     """The ``report_media`` reference ``rm`` counts: its attacher or its report's author uploaded
     the bytes (an inspector's device may upload the 'after' photo a supervisor attaches)."""
