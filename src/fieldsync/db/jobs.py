@@ -28,11 +28,9 @@ def _job(row: asyncpg.Record) -> Job:
     return Job(id=row["id"], kind=row["kind"], key=row["key"], attempts=row["attempts"])
 
 
-async def enqueue(
-    conn: asyncpg.Connection, *, kind: str, keys: list[str], now: dt.datetime, run_after: dt.datetime | None = None
-) -> None:
-    """Queue one job per key, due at ``run_after`` (default ``now``), in one statement; a key
-    already queued becomes due then if it was due later, and is left as it is otherwise.
+async def enqueue(conn: asyncpg.Connection, *, kind: str, keys: list[str], now: dt.datetime) -> None:
+    """Queue one job per key, due ``now``, in one statement; a key already queued becomes due now
+    if it was due later, and is left as it is otherwise.
 
     Not ``DO NOTHING``: a worker may be running that very job (it holds the row and deletes it
     when done) after reading the state this transaction is changing, and this request would be
@@ -42,11 +40,11 @@ async def enqueue(
     await conn.execute(
         """
         INSERT INTO jobs AS j (kind, key, run_after, created_at)
-        SELECT $1, k, $3, $4 FROM unnest($2::text[]) AS k ORDER BY k
+        SELECT $1, k, $3, $3 FROM unnest($2::text[]) AS k ORDER BY k
         ON CONFLICT ON CONSTRAINT jobs_kind_key DO UPDATE SET run_after = excluded.run_after
         WHERE excluded.run_after < j.run_after
         """,
-        kind, sorted(set(keys)), now if run_after is None else run_after, now,
+        kind, sorted(set(keys)), now,
     )
 
 
