@@ -62,9 +62,10 @@ async def run_restamp_jobs(pool: asyncpg.Pool, clock: Clock, *, batch: int = 500
         claimed = await jobs.claim(conn, kind=RESTAMP_JOB, now=now - dt.timedelta(seconds=waited_s), limit=batch)
         if not claimed:
             return False
-        stamped = await q.restamp_unheld(conn, [uuid.UUID(job.key) for job in claimed])
-        await jobs.delete(conn, [job.id for job in claimed if uuid.UUID(job.key) in stamped])
-        held = [job.id for job in claimed if uuid.UUID(job.key) not in stamped]
+        reports = {job.id: uuid.UUID(job.key) for job in claimed}
+        stamped = await q.restamp_unheld(conn, list(reports.values()))
+        await jobs.delete(conn, [job_id for job_id, report_id in reports.items() if report_id in stamped])
+        held = [job_id for job_id, report_id in reports.items() if report_id not in stamped]
         if held:
             await jobs.postpone(conn, held, run_after=now + dt.timedelta(seconds=HELD_RETRY_S))
     return True
