@@ -48,7 +48,7 @@ from fieldsync.ports import Clock, MediaStore, SystemClock
 from fieldsync.services import duplicates, feed, media
 from fieldsync.services.delivery import delivering
 from fieldsync.services.ingest import GroupCommit
-from fieldsync.services.worker import Worker, seconds_to_next_job
+from fieldsync.services.worker import Batched, Worker, seconds_to_next_job
 from fieldsync.settings import Settings
 from fieldsync.storage import open_media_store, open_spool, open_upload_area
 
@@ -95,7 +95,7 @@ def background_worker(settings: Settings, clock: Clock, pool: asyncpg.Pool, stor
     return Worker([
         lambda: feed.run_restamp_jobs(pool, clock, waited_s=feed.OVERDUE_S),
         lambda: media.run_one_derivative_job(pool, store, clock),
-        lambda: duplicates.run_duplicates_jobs(pool, clock),
+        Batched(lambda batch: duplicates.run_duplicates_jobs(pool, clock, batch), duplicates.DETECT_BATCH),
         lambda: feed.run_restamp_jobs(pool, clock),
         lambda: media.run_one_fingerprint_job(pool, store, clock, max_pixels=settings.max_media_pixels),
     ], next_due=lambda: seconds_to_next_job(pool, clock))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from fieldsync.services import worker as module
-from fieldsync.services.worker import Worker
+from fieldsync.services.worker import Batched, Worker
 
 
 async def test_a_wake_that_arrives_while_the_worker_looks_makes_it_look_again_at_once() -> None:
@@ -50,3 +51,62 @@ async def test_a_job_due_later_is_run_when_due_not_at_the_next_idle_poll() -> No
 
     assert len(looked) >= 2, f"the worker slept its {module.IDLE_POLL_S} s poll past a job's due time"
     assert looked[1] - looked[0] >= 0.25
+
+
+async def _passes(runner: Batched, *, waking: bool, until: int) -> list[float]:
+    """Start times of ``runner``'s passes, with requests waking the worker every 10 ms if ``waking``."""
+    loop = asyncio.get_running_loop()
+    started: list[float] = []
+
+    async def run(batch: int) -> int:
+        started.append(loop.time())
+        return await runner.run(batch)
+
+    worker = Worker([Batched(run, runner.batch)])
+    async with worker.running(1):
+        deadline = loop.time() + module.IDLE_POLL_S / 2
+        while len(started) < until and loop.time() < deadline:
+            if waking:
+                worker.wake()
+            await asyncio.sleep(0.01)
+    return started
+
+
+async def test_under_a_stream_of_requests_a_drained_batch_runner_waits_for_the_next_batch_to_gather() -> None:
+    """Requests keep waking the worker and each pass takes every due job (fewer than its batch):
+    the next pass starts ``GATHER_S`` after the last one started, not as soon as it ends, so a
+    burst is searched in a few large batches rather than many of the few reports queued meanwhile."""
+    passes = await _passes(Batched(lambda batch: asyncio.sleep(0.03, result=3), 10), waking=True, until=4)
+
+    assert len(passes) >= 4
+    gaps = [b - a for a, b in itertools.pairwise(passes)]
+    assert min(gaps) >= module.GATHER_S * 0.9, gaps
+
+
+async def test_a_full_batch_runs_again_at_once() -> None:
+    """A pass that reached its batch limit leaves jobs due (a bulk push's backlog): the next pass
+    does not wait, however busy the server is."""
+    results = iter([10, 10, 10, 0])
+
+    async def run(batch: int) -> int:
+        await asyncio.sleep(0.03)  # requests wake the worker meanwhile
+        return next(results, 0)
+
+    passes = await _passes(Batched(run, 10), waking=True, until=4)
+
+    assert len(passes) >= 4
+    assert passes[3] - passes[0] < 3 * 0.03 + module.GATHER_S / 2, passes
+
+
+async def test_a_drained_pass_nobody_added_to_is_not_followed_by_a_wait() -> None:
+    """Nothing woke the worker during a drained pass (the burst ended): it looks again at once, so
+    the restamps the pass queued run without the gathering delay."""
+    results = iter([3, 0])
+
+    async def run(batch: int) -> int:
+        return next(results, 0)
+
+    passes = await _passes(Batched(run, 10), waking=False, until=2)
+
+    assert len(passes) >= 2
+    assert passes[1] - passes[0] < module.GATHER_S / 2, passes

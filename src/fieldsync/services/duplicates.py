@@ -31,6 +31,7 @@ from fieldsync.ports import Clock
 from fieldsync.services import feed
 
 DUPLICATES_JOB = "duplicates"
+DETECT_BATCH = 500  # reports per search: a burst's, or a bulk push's backlog in slices
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -155,21 +156,20 @@ async def detect_later(conn: asyncpg.Connection, ids: list[uuid.UUID], *, now: d
     await jobs.enqueue(conn, kind=DUPLICATES_JOB, keys=[str(i) for i in ids], now=now)
 
 
-async def run_duplicates_jobs(pool: asyncpg.Pool, clock: Clock, *, batch: int = 500) -> bool:
-    """Claim up to ``batch`` queued detections and run them together; False when none is due."""
+async def run_duplicates_jobs(pool: asyncpg.Pool, clock: Clock, batch: int = DETECT_BATCH) -> int:
+    """Claim up to ``batch`` queued detections and run them together; how many (0: none was due)."""
     async with pool.acquire() as conn, conn.transaction():
         await q.plan_once(conn)
         return await detect_queued(conn, now=clock.now(), batch=batch)
 
 
-async def detect_queued(conn: asyncpg.Connection, *, now: dt.datetime, batch: int = 500) -> bool:
+async def detect_queued(conn: asyncpg.Connection, *, now: dt.datetime, batch: int = DETECT_BATCH) -> int:
     """``run_duplicates_jobs`` inside the caller's transaction (``scripts/eval_dedupe`` drives it)."""
     claimed = await jobs.claim(conn, kind=DUPLICATES_JOB, now=now, limit=batch)
-    if not claimed:
-        return False
-    await detect(conn, [uuid.UUID(job.key) for job in claimed], now=now)
-    await jobs.delete(conn, [job.id for job in claimed])
-    return True
+    if claimed:
+        await detect(conn, [uuid.UUID(job.key) for job in claimed], now=now)
+        await jobs.delete(conn, [job.id for job in claimed])
+    return len(claimed)
 
 
 async def references_completed(conn: asyncpg.Connection, report_ids: list[uuid.UUID], *, now: dt.datetime) -> None:

@@ -1,7 +1,11 @@
 """The background worker: tasks in the server process that run due jobs of the durable queue
 (``db.jobs``) until none is due, then sleep until woken, until the next queued job is due, or
 ``IDLE_POLL_S``, whichever comes first. Woken, it waits ``GATHER_S`` first, so that a burst of
-requests' jobs runs as one batch.
+requests' jobs runs as one batch. Under a sustained stream the queue is never empty, and a batch
+runner (``Batched``) would otherwise run again as soon as its pass ended, on the few jobs queued
+meanwhile: a pass that took every due job is followed by the same gathering, counted from the
+pass's start, whenever requests woke the worker during it. In a dense cell (one big mine) a
+search of ten times as many reports costs about a quarter less per report (decisions/0023).
 
 Each kind of job has a runner owned by its domain that claims, runs and deletes its jobs in one
 transaction and answers whether it found one: previews and thumbnails whose rendering failed at
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
@@ -30,7 +35,16 @@ IDLE_POLL_S = 5.0
 GATHER_S = 0.2  # after a wake: the near-duplicate search of 200 ms of PUTs runs as one batch
 MAX_BACKOFF_S = 3600
 
-Runner = Callable[[], Awaitable[bool]]
+Runner = Callable[[], Awaitable[bool]]  # ran a job (look again at once), or found none due
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batched:
+    """A runner that claims up to ``batch`` due jobs and answers how many it ran: fewer means it
+    took every due one, and the next pass may wait for more to gather."""
+
+    run: Callable[[int], Awaitable[int]]
+    batch: int
 
 
 def backoff_s(attempts: int) -> int:
@@ -57,7 +71,9 @@ class Worker:
     and so does the next queued job's due time when ``next_due`` tells it (a held report's
     restamp, a retry after its backoff)."""
 
-    def __init__(self, runners: Sequence[Runner], next_due: Callable[[], Awaitable[float | None]] | None = None) -> None:
+    def __init__(
+        self, runners: Sequence[Runner | Batched], next_due: Callable[[], Awaitable[float | None]] | None = None
+    ) -> None:
         self._runners = tuple(runners)
         self._next_due = next_due
         self._wake = asyncio.Event()
@@ -65,20 +81,34 @@ class Worker:
     def wake(self) -> None:
         self._wake.set()
 
-    async def _run_due(self) -> None:
+    async def _run_due(self) -> float | None:
+        """Run until no runner finds a due job (None), or until a batch runner's pass took every
+        due job: then the loop time that pass started."""
+        loop = asyncio.get_running_loop()
         while True:
             for runner in self._runners:
-                if await runner():
+                if isinstance(runner, Batched):
+                    started = loop.time()
+                    ran = await runner.run(runner.batch)
+                    if 0 < ran < runner.batch:
+                        return started
+                    if ran:
+                        break
+                elif await runner():
                     break
             else:
-                return
+                return None
 
     async def _loop(self) -> None:
         while True:
             self._wake.clear()  # before looking: a wake that comes while it looks is not lost
             idle_s = IDLE_POLL_S
             try:
-                await self._run_due()
+                drained_at = await self._run_due()
+                if drained_at is not None:
+                    if self._wake.is_set():  # requests queued more during the pass: let them gather
+                        await asyncio.sleep(max(0.0, drained_at + GATHER_S - asyncio.get_running_loop().time()))
+                    continue
                 due_in = None if self._next_due is None else await self._next_due()
                 if due_in is not None:
                     idle_s = min(idle_s, max(due_in, 0.01))
