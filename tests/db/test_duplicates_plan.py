@@ -9,6 +9,7 @@ import uuid
 
 from fieldsync.db import duplicates as q
 from fieldsync.domain.principals import Visibility
+from fieldsync.services import duplicates as service
 from tests.db.test_pull_plan import Recording, examined, explain, scans_of
 from tests.support import make_user
 
@@ -223,3 +224,25 @@ async def test_a_report_with_stored_candidates_reads_each_candidate_once(conn, c
     assert len(await conn.fetchval(listed, *args)) == 20
     probes = sum(examined(node) for node in scans_of(await explain(conn, listed, args), "reports"))
     assert probes <= 2 * 20 + 1, f"possible_duplicates probed reports {probes} times for 20 candidates"
+
+
+async def test_a_batch_of_neighbours_in_a_busy_mine_reads_each_candidate_once(conn, clock) -> None:
+    """Twenty reports of one mine an hour or two apart, searched in one batch (a burst at one big
+    mine): they find mostly the same few candidates, and each candidate's row is looked up once
+    for the batch, not once for every report that found it."""
+    author = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
+    await busy_mine(conn, author.user_id, clock.now())
+    searched = [row["id"] for row in await conn.fetch("SELECT id FROM reports ORDER BY observed_at OFFSET 2500 LIMIT 20")]
+    await conn.execute("ANALYZE reports")
+
+    recording = Recording(conn)
+    found = await service.score_candidates(recording, searched)  # type: ignore[arg-type]
+    pairs = sum(len(candidates) for candidates in found.values())
+    others = {c.id for candidates in found.values() for c in candidates}.difference(searched)
+    assert pairs > 2 * (len(searched) + len(others)), (pairs, len(others))  # they do share candidates
+
+    by_key = 0
+    for sql, args in recording.statements:
+        by_key += sum(examined(node) for node in scans_of(await explain(conn, sql, args), "reports")
+                      if node.get("Index Name") == "reports_pkey")
+    assert by_key <= 2 * len(searched) + len(others), f"{by_key} lookups by key for {pairs} pairs"

@@ -71,34 +71,38 @@ async def score_candidates(
         return found
     sides = {row["id"]: row for row in await q.get_sides(conn, ids)}
     order = [i for i in ids if i in sides]
-    rows = await q.find_candidates(
+    found_pairs = await q.find_candidates(
         conn, order,
         [rules.search_radius_m(sides[i]["kind"], sides[i]["category"], sides[i]["accuracy_m"]) for i in order],
         [rules.window(sides[i]["kind"], sides[i]["category"]).seconds for i in order],
         max_bits=rules.PHOTO_SEARCH_BITS, per_signal=rules.CANDIDATES_PER_SIGNAL,
         nearest=rules.CANDIDATES_NEAREST,
     )
+    others = sorted({row["id"] for row in found_pairs}.difference(sides))
+    if others:
+        sides.update({row["id"]: row for row in await q.get_sides(conn, others)})
+    pairs = [(row["src_id"], row["id"], row["same_photo"]) for row in found_pairs
+             if row["id"] in sides and sides[row["id"]]["status"] != "merged"]
     # numpy likeness and the per-pair scoring of a bulk batch (10^4 pairs) run in a worker thread:
     # the GIL switches every few milliseconds, so requests keep being served meanwhile
-    return await asyncio.to_thread(_score_rows, found, sides, rows, explain)
+    return await asyncio.to_thread(_score_pairs, found, sides, pairs, explain)
 
 
-def _score_rows(
-    found: dict[uuid.UUID, list[Candidate]], sides: dict[uuid.UUID, asyncpg.Record], rows: list[asyncpg.Record],
-    explain: bool,
+def _score_pairs(
+    found: dict[uuid.UUID, list[Candidate]], rows: dict[uuid.UUID, asyncpg.Record],
+    pairs: list[tuple[uuid.UUID, uuid.UUID, str | None]], explain: bool,
 ) -> dict[uuid.UUID, list[Candidate]]:
-    photos = [(sides[row["src_id"]]["thumbprints"], row["thumbprints"]) for row in rows]
-    likeness: list[float | None] = [None] * len(rows)
+    photos = [(rows[src]["thumbprints"], rows[other]["thumbprints"]) for src, other, _ in pairs]
+    likeness: list[float | None] = [None] * len(pairs)
     if any(ours and theirs for ours, theirs in photos):
         likeness = best_likeness(photos)
-    ours = {report_id: _side(row) for report_id, row in sides.items()}
-    sides_seen: dict[uuid.UUID, rules.Side] = {}  # in a dense cell each candidate meets many reports
-    for row, like in zip(rows, likeness, strict=True):
-        theirs = sides_seen.get(row["id"]) or sides_seen.setdefault(row["id"], _side(row))
-        side, features = ours[row["src_id"]], rules.PairFeatures(same_photo=row["same_photo"], likeness=like)
+    sides: dict[uuid.UUID, rules.Side] = {}  # in a dense cell each candidate meets many reports
+    for (src, other, same_photo), like in zip(pairs, likeness, strict=True):
+        side = sides.get(src) or sides.setdefault(src, _side(rows[src]))
+        theirs = sides.get(other) or sides.setdefault(other, _side(rows[other]))
+        features = rules.PairFeatures(same_photo=same_photo, likeness=like)
         scored = rules.score(side, theirs, features, explain=explain)
-        found[row["src_id"]].append(
-            Candidate(row["id"], scored.score, scored.reasons, scored.features, (side, features, scored.measures)))
+        found[src].append(Candidate(other, scored.score, scored.reasons, scored.features, (side, features, scored.measures)))
     for candidates in found.values():
         candidates.sort(key=lambda c: (-c.score, c.id))  # a UUID orders as its text does
     return found
