@@ -136,3 +136,36 @@ async def test_the_restamp_runner_puts_off_a_held_report_without_waiting_and_ign
     finally:
         await updating.close()
         await sharing.close()
+
+
+async def test_a_search_never_waits_for_a_report_a_revision_holds(client, people, conn, clock, pool, database_url):
+    """A revision (or a review transition) of Y locks Y's row for update and, at its end, queues Y's
+    search again; meanwhile the worker runs Y's queued search, which stores the pair Y–X. Storing a
+    pair takes no lock on either report (decisions/0024): with foreign keys it took a key-share
+    lock on Y, waited for the revision, which waited for the search's claim on Y's job: a deadlock,
+    and one of the two rolled back after a second."""
+    x = await put(client, people["phone_a"], hazard_report(observed_at="2026-06-01T15:00:00+08:00"))
+    y = await put(client, people["phone_b"], hazard_report(observed_at="2026-06-01T15:20:00+08:00"))
+    async with conn.transaction():
+        await duplicates.detect_queued(conn, now=clock.now())
+        await conn.execute("DELETE FROM report_duplicates")
+        await duplicates.detect_later(conn, [uuid.UUID(y)], now=clock.now())
+    revising, searching = await connect(database_url), await connect(database_url)
+    try:
+        async with revising.transaction():
+            await revising.execute("SELECT 1 FROM reports WHERE id = $1 FOR UPDATE", uuid.UUID(y))
+
+            async def search() -> int:
+                async with searching.transaction():
+                    return await duplicates.detect_queued(searching, now=clock.now())
+
+            running = asyncio.create_task(search())
+            await asyncio.wait({running}, timeout=3)
+            await asyncio.wait_for(duplicates.detect_later(revising, [uuid.UUID(y)], now=clock.now()), timeout=10)
+        assert await asyncio.wait_for(running, timeout=10) == 1
+    finally:
+        await revising.close()
+        await searching.close()
+
+    pairs = await conn.fetch("SELECT report_id, candidate_id FROM report_duplicates")
+    assert {(str(p["report_id"]), str(p["candidate_id"])) for p in pairs} == {(y, x)}

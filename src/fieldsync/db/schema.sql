@@ -539,10 +539,6 @@ ALTER TABLE ONLY public.openrosa_instances
     ADD CONSTRAINT openrosa_instances_device_fkey FOREIGN KEY (device_id) REFERENCES public.devices(id);
 ALTER TABLE ONLY public.openrosa_instances
     ADD CONSTRAINT openrosa_instances_user_fkey FOREIGN KEY (user_id) REFERENCES public.users(id);
-ALTER TABLE ONLY public.report_duplicates
-    ADD CONSTRAINT report_duplicates_candidate_fkey FOREIGN KEY (candidate_id) REFERENCES public.reports(id);
-ALTER TABLE ONLY public.report_duplicates
-    ADD CONSTRAINT report_duplicates_report_fkey FOREIGN KEY (report_id) REFERENCES public.reports(id);
 ALTER TABLE ONLY public.report_media
     ADD CONSTRAINT report_media_attached_by_fkey FOREIGN KEY (attached_by) REFERENCES public.users(id);
 ALTER TABLE ONLY public.report_media
