@@ -96,8 +96,8 @@ BY_STATE: frozenset[str] = frozenset({
     "media_thumbprint_size_check", "uploads_user_fkey", "uploads_device_fkey", "uploads_offset_check",
     "uploads_completed_check", "report_moves_report_fkey", "report_moves_jurisdiction_fkey",
     "sync_mutations_user_fkey", "comments_report_fkey", "comments_author_fkey", "comments_device_fkey",
-    "events_report_fkey", "events_actor_fkey", "events_device_fkey", "report_duplicates_not_self", "report_duplicates_score_check",
-    "report_duplicates_reasons_check",
+    "events_report_fkey", "events_actor_fkey", "events_device_fkey", "report_duplicates_not_self",
+    "report_duplicates_score_check", "report_duplicates_reasons_check",
     # OpenRosa (migration 0012): every value is the server's (ids parsed, form ids from its own table)
     "openrosa_instances_deprecated_fkey", "openrosa_instances_user_fkey", "openrosa_instances_device_fkey",
     "openrosa_instances_form_check", "openrosa_instances_completed_check", "openrosa_attachments_instance_fkey",
