@@ -194,6 +194,21 @@ async def test_the_generic_plan_the_worker_runs_probes_a_busy_mine_by_its_neares
     assert read <= 3 * 25, f"the generic plan's enterprise and window probes read {read} rows of reports"
     assert not [n for n in scans_of(plan, "reports") if n["Node Type"] == "Seq Scan"], "the generic plan scans reports"
 
+    # the candidates' rows, read once each (``get_sides``), are looked up by key on the generic plan too
+    others = [row["id"] for row in await conn.fetch("SELECT id FROM reports ORDER BY observed_at LIMIT 300")]
+    await q.get_sides(recording, others)  # type: ignore[arg-type]
+    sides_sql, _ = recording.statements[-1]
+    async with conn.transaction():
+        await q.plan_once(conn)
+        await conn.execute(f"PREPARE sides AS {sides_sql}")
+        raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE sides({literal(others)})")
+        await conn.execute("DEALLOCATE sides")
+    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    scans = scans_of(plan, "reports")
+    assert not [n for n in scans if n["Node Type"] == "Seq Scan"], "the generic plan scans reports for their sides"
+    rows = [n for n in scans if "Subplan Name" not in n]  # the lookup itself (a bitmap of the keys), not its subquery
+    assert sum(examined(n) for n in rows) == len(others), [(n["Node Type"], examined(n)) for n in rows]
+
 
 async def test_a_report_with_stored_candidates_reads_each_candidate_once(conn, clock) -> None:
     """Each report of a busy mine paired with ten others: the stored-candidate lookups (the
