@@ -31,6 +31,24 @@ async def busy_mine(conn, author_id: uuid.UUID, now) -> None:
     )
 
 
+def _literal(value: object) -> str:
+    """A parameter written out in SQL: ``EXECUTE`` of a prepared statement takes no bound ones."""
+    if isinstance(value, list):
+        cast = "uuid[]" if isinstance(value[0], uuid.UUID) else "float8[]"
+        return f"ARRAY[{', '.join(repr(str(v)) if isinstance(v, uuid.UUID) else repr(v) for v in value)}]::{cast}"
+    return repr(value)
+
+
+async def explain_generic(conn, sql: str, args: tuple) -> dict:
+    """``EXPLAIN ANALYZE`` of the statement as the worker runs it: prepared, on its generic plan."""
+    async with conn.transaction():
+        await q.plan_once(conn)
+        await conn.execute(f"PREPARE generic AS {sql}")
+        raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE generic({', '.join(map(_literal, args))})")
+        await conn.execute("DEALLOCATE generic")
+    return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+
+
 async def test_a_band_of_zeros_shared_by_thousands_of_photos_is_not_read(conn, clock) -> None:
     author = await make_user(conn, role="inspector", jurisdiction="140431", now=clock.now())
     # thousands of photos whose bottom rows are flat (low band 0), otherwise unlike anything
@@ -173,19 +191,7 @@ async def test_the_generic_plan_the_worker_runs_probes_a_busy_mine_by_its_neares
     await q.find_candidates(recording, searched, [300.0] * 3, [86400.0 * 30] * 3, max_bits=16, per_signal=10,  # type: ignore[arg-type]
                             nearest=5)
     [(sql, args)] = recording.statements
-
-    def literal(value: object) -> str:  # EXECUTE takes no bound parameters: the same values, written out
-        if isinstance(value, list):
-            cast = "uuid[]" if isinstance(value[0], uuid.UUID) else "float8[]"
-            return f"ARRAY[{', '.join(repr(str(v)) if isinstance(v, uuid.UUID) else repr(v) for v in value)}]::{cast}"
-        return repr(value)
-
-    async with conn.transaction():
-        await q.plan_once(conn)
-        await conn.execute(f"PREPARE candidates AS {sql}")
-        raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE candidates({', '.join(map(literal, args))})")
-        await conn.execute("DEALLOCATE candidates")
-    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    plan = await explain_generic(conn, sql, args)
     probes = [n for n in scans_of(plan, "reports") if n.get("Index Name") in
               ("reports_credit_category_idx", "reports_dedupe_window_idx")]
 
@@ -197,14 +203,8 @@ async def test_the_generic_plan_the_worker_runs_probes_a_busy_mine_by_its_neares
     # the candidates' rows, read once each (``get_sides``), are looked up by key on the generic plan too
     others = [row["id"] for row in await conn.fetch("SELECT id FROM reports ORDER BY observed_at LIMIT 300")]
     await q.get_sides(recording, others)  # type: ignore[arg-type]
-    sides_sql, _ = recording.statements[-1]
-    async with conn.transaction():
-        await q.plan_once(conn)
-        await conn.execute(f"PREPARE sides AS {sides_sql}")
-        raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE sides({literal(others)})")
-        await conn.execute("DEALLOCATE sides")
-    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
-    scans = scans_of(plan, "reports")
+    sides_sql, sides_args = recording.statements[-1]
+    scans = scans_of(await explain_generic(conn, sides_sql, sides_args), "reports")
     assert not [n for n in scans if n["Node Type"] == "Seq Scan"], "the generic plan scans reports for their sides"
     rows = [n for n in scans if "Subplan Name" not in n]  # the lookup itself (a bitmap of the keys), not its subquery
     assert sum(examined(n) for n in rows) == len(others), [(n["Node Type"], examined(n)) for n in rows]
