@@ -20,9 +20,11 @@ and backends) from its first request until the job queue is empty again, so near
 detection and anything else queued is counted. "Answered" is submissions over the time until the
 last answer; "sustained" adds the drain (a server that answers fast and leaves renders queued is
 not keeping up). The client runs on the same cores; its CPU is not counted. The machine's load is
-printed before and after each phase. Before the first phase the server is warmed up with
-``WARM_UP`` metadata PUTs at c=32 (not counted): its pool grows and each connection makes its
-one-off type lookups and plans, as in a server that has been up for a while.
+printed at the start and the end, and each phase names the autovacuum runs and checkpoints
+PostgreSQL made during it ("maintenance seen"): their CPU is in the phase's. Before the first
+phase the server is warmed up with ``WARM_UP`` metadata PUTs at c=32 (not counted): its pool
+grows and each connection makes its one-off type lookups and plans, as in a server that has been
+up for a while.
 
 ``--statements`` restarts the cluster with ``pg_stat_statements`` loaded and prints, after each
 phase, the statements that took the most time per submission, executing and planning (nested ones included:
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -97,6 +100,7 @@ class Result:
     server_cpu_s: float
     pg_cpu_s: float
     latencies: list[float]
+    maintenance: frozenset[str] = frozenset()
 
     @property
     def rate(self) -> float:
@@ -162,6 +166,46 @@ async def submit(client: Connection, token: str, body: bytes, data: bytes | None
     return time.perf_counter() - started
 
 
+class Maintenance:
+    """What PostgreSQL's own maintenance did during a phase, sampled every ``every_s`` on a
+    connection of its own: the autovacuum and autoanalyze runs seen (``vacuum reports``) and any
+    checkpoint. Their CPU is in the phase's PostgreSQL CPU, and a short phase that meets one is
+    slower: the column says which runs to read with that in mind."""
+
+    def __init__(self, dsn: str, every_s: float = 0.1) -> None:
+        self.dsn, self.every_s = dsn, every_s
+        self.seen: set[str] = set()
+
+    @staticmethod
+    async def _checkpoints(conn: Any) -> int:
+        return int(await conn.fetchval("SELECT num_timed + num_requested FROM pg_stat_checkpointer"))
+
+    async def _sample(self) -> None:
+        while True:
+            for row in await self.conn.fetch(
+                "SELECT query FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND query <> ''"
+            ):
+                words = row["query"].removeprefix("autovacuum: ").split()
+                self.seen.add(f"{words[0].lower()} {words[-1].split('.')[-1]}")
+            await asyncio.sleep(self.every_s)
+
+    async def __aenter__(self) -> Maintenance:
+        self.conn = await connect(self.dsn)
+        self.checkpoints = await self._checkpoints(self.conn)
+        self.sampler = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.sampler
+        try:
+            if await self._checkpoints(self.conn) > self.checkpoints:
+                self.seen.add("checkpoint")
+        finally:
+            await self.conn.close()
+
+
 async def drain(conn: Any, timeout_s: float = 300) -> float:
     started = time.perf_counter()
     while await conn.fetchval("SELECT count(*) FROM jobs") and time.perf_counter() - started < timeout_s:
@@ -172,15 +216,15 @@ async def drain(conn: Any, timeout_s: float = 300) -> float:
 WARM_UP = 256  # metadata PUTs at c=32 before the first phase, not counted
 
 
-async def warm_up(server: Server, conn: Any, tokens: list[str]) -> None:
+async def warm_up(server: Server, conn: Any, dsn: str, tokens: list[str]) -> None:
     """A server that has been up for a while: its pool has grown to its working size, and every
     connection has looked up its types and planned its statements (a few milliseconds each, once).
     Without this a 600-report phase counts that one-off cost as a third of a millisecond per
     report. Distinct reports of their own seed; the job queue is drained before the phases."""
-    await phase(server, conn, tokens, "distinct", "metadata", 32, WARM_UP, seed=0)
+    await phase(server, conn, dsn, tokens, "distinct", "metadata", 32, WARM_UP, seed=0)
 
 
-async def phase(server: Server, conn: Any, tokens: list[str], shape: str, kind: str, concurrency: int,
+async def phase(server: Server, conn: Any, dsn: str, tokens: list[str], shape: str, kind: str, concurrency: int,
                 count: int, seed: int) -> Result:
     rng = random.Random(seed)
     work = []
@@ -202,16 +246,18 @@ async def phase(server: Server, conn: Any, tokens: list[str], shape: str, kind: 
 
     cpu = Cpu(server)
     spans: list[tuple[float, float]] = []
-    with cpu.span(spans):
-        started = time.perf_counter()
-        await asyncio.gather(*(client_task(i) for i in range(concurrency)))
-        load_s = time.perf_counter() - started
-        drain_s = await drain(conn)
+    async with Maintenance(dsn) as maintenance:
+        with cpu.span(spans):
+            started = time.perf_counter()
+            await asyncio.gather(*(client_task(i) for i in range(concurrency)))
+            load_s = time.perf_counter() - started
+            drain_s = await drain(conn)
     (server_s, pg_s), = spans
-    return Result(shape, kind, concurrency, count, load_s, drain_s, server_s, pg_s, latencies)
+    return Result(shape, kind, concurrency, count, load_s, drain_s, server_s, pg_s, latencies,
+                  frozenset(maintenance.seen))
 
 
-async def push_phase(server: Server, conn: Any, token: str, batches: int) -> Result:
+async def push_phase(server: Server, conn: Any, dsn: str, token: str, batches: int) -> Result:
     rng = random.Random(99)
     bodies = []
     for b in range(batches):
@@ -221,7 +267,7 @@ async def push_phase(server: Server, conn: Any, token: str, batches: int) -> Res
         bodies.append({"mutations": mutations})
     latencies = []
     spans: list[tuple[float, float]] = []
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=300) as client:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=300) as client, Maintenance(dsn) as maintenance:
         with Cpu(server).span(spans):
             started = time.perf_counter()
             for body in bodies:
@@ -233,7 +279,8 @@ async def push_phase(server: Server, conn: Any, token: str, batches: int) -> Res
             load_s = time.perf_counter() - started
             drain_s = await drain(conn)
     (server_s, pg_s), = spans
-    return Result("distinct", "push", 1, 1000 * batches, load_s, drain_s, server_s, pg_s, latencies)
+    return Result("distinct", "push", 1, 1000 * batches, load_s, drain_s, server_s, pg_s, latencies,
+                  frozenset(maintenance.seen))
 
 
 # --- report ----------------------------------------------------------------------------------------------
@@ -243,7 +290,7 @@ def line(result: Result) -> str:
     server_ms, pg_ms = result.cpu_ms()
     return (f"| {result.kind} | {result.shape.replace('_', ' ')} | {result.concurrency} | {result.count} | "
             f"{result.rate:,.0f}/s | {result.rate_drained:,.0f}/s | {result.p50_ms:.1f} | {server_ms:.2f} | {pg_ms:.2f} | {server_ms + pg_ms:.2f} | "
-            f"{result.drain_s:.1f} s |")
+            f"{result.drain_s:.1f} s | {', '.join(sorted(result.maintenance)) or '—'} |")
 
 
 def markdown(plan: Plan, results: list[Result], loads: list[tuple[str, tuple[float, float, float]]],
@@ -258,8 +305,8 @@ def markdown(plan: Plan, results: list[Result], loads: list[tuple[str, tuple[flo
 
 `{command}` — {took_s / 60:.1f} min; nproc {os.cpu_count()}. Load average (1/5/15 min): {load_text}.
 
-| workload | shape | c | n | answered | sustained (drained) | p50 ms | server CPU ms | PostgreSQL CPU ms | total CPU ms | drain |
-|---|---|---|---|---|---|---|---|---|---|---|
+| workload | shape | c | n | answered | sustained (drained) | p50 ms | server CPU ms | PostgreSQL CPU ms | total CPU ms | drain | maintenance seen |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 {rows}
 """
 
@@ -338,7 +385,7 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
         async with embedded.database_url("", data_dir) as dsn:
             conn = await connect(dsn)
             try:
-                await warm_up(server, conn, tokens)
+                await warm_up(server, conn, dsn, tokens)
                 if profile is not None:  # after the warm-up, whose connection set-up is not the phases' cost
                     spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
                                             str(server.pid), "--output", str(profile), "--format", "speedscope",
@@ -352,13 +399,13 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
                             seed += 1
                             if only and f"{kind}:{shape}:{concurrency}" not in only:
                                 continue
-                            result = await phase(server, conn, tokens, shape, kind, concurrency, count, seed)
+                            result = await phase(server, conn, dsn, tokens, shape, kind, concurrency, count, seed)
                             results.append(result)
                             print(line(result), flush=True)
                             if statements:
                                 print(await top_statements(conn, result.count), flush=True)
                 if not only or "push" in only:
-                    results.append(await push_phase(server, conn, tokens[0], plan.push_batches))
+                    results.append(await push_phase(server, conn, dsn, tokens[0], plan.push_batches))
                     print(line(results[-1]), flush=True)
                     if statements:
                         print(await top_statements(conn, results[-1].count), flush=True)
