@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import logging
 import uuid
@@ -16,9 +17,10 @@ import asyncpg
 import httpx
 import pytest
 import structlog
+from litestar import Litestar
 from prometheus_client.parser import text_string_to_metric_families
 
-from fieldsync.app import create_app
+from fieldsync.app import YOUNG_COLLECTION_EVERY, create_app
 from fieldsync.logging import configure_logging
 from fieldsync.settings import Settings
 from tests.conftest import running
@@ -393,3 +395,15 @@ async def test_metrics_show_the_background_job_backlog_by_kind(
     assert pending[(("kind", "duplicates"),)] == 0 and pending[(("kind", "derivatives"),)] == 0
     waited = _samples(text, "fieldsync_jobs_oldest_due_seconds")
     assert waited[(("kind", "fingerprint"),)] == 0 and waited[(("kind", "retired"),)] == 90
+
+
+async def test_a_serving_app_collects_young_objects_rarely_and_skips_its_startup_heap(app: Litestar) -> None:
+    """decisions/0019: at Python's default (700 allocations) the collector ran hundreds of times a
+    second under a push or a dense cell's search, full passes over the heap among them."""
+    before = gc.get_threshold()
+    async with running(app):
+        assert gc.get_threshold()[0] == YOUNG_COLLECTION_EVERY > before[0]
+        assert gc.get_threshold()[1:] == before[1:]
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
