@@ -294,8 +294,10 @@ def line(result: Result) -> str:
 
 
 def markdown(plan: Plan, results: list[Result], loads: list[tuple[str, tuple[float, float, float]]],
-             started: dt.datetime, took_s: float, src: Path, statements: bool = False) -> str:
+             started: dt.datetime, took_s: float, src: Path, statements: bool = False,
+             only: frozenset[str] = frozenset()) -> str:
     command = ".venv/bin/python scripts/bench/ingest.py" + (" --quick" if plan.name == "quick" else "")
+    command += "".join(f" --only {phase}" for phase in sorted(only))
     command += " --statements" if statements else ""
     if src != SRC:
         command += f" --server-src {src}"
@@ -417,7 +419,7 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
         print(f"shutdown: {server.stop()}", flush=True)
-    return markdown(plan, results, loads, started, time.perf_counter() - t0, src, statements)
+    return markdown(plan, results, loads, started, time.perf_counter() - t0, src, statements, frozenset(only))
 
 
 def main() -> int:

@@ -1,0 +1,33 @@
+"""``scripts/bench/ingest.py`` (issue 12's benchmark) keeps working: a few quick phases against a
+real ``fieldsync serve`` on its embedded PostgreSQL. The numbers themselves are docs/BENCHMARKS.md's
+business; this checks that every phase is measured and reported, and that nothing is left running."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PHASES = {("metadata", "one firm", "8"): 120, ("photo", "distinct", "1"): 40, ("push", "distinct", "1"): 2000}
+
+
+def test_the_ingest_benchmark_measures_each_phase_and_stops_its_server(tmp_path: Path) -> None:
+    table = tmp_path / "ingest.md"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench" / "ingest.py"), "--quick", "--markdown", str(table),
+         "--only", "metadata:one_firm:8", "--only", "photo:distinct:1", "--only", "push"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no postgres process left" in result.stdout, result.stdout[-2000:]
+    text = table.read_text()
+    assert "--quick --only metadata:one_firm:8 --only photo:distinct:1 --only push" in text
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| workload")]
+    assert {(kind, shape, c): int(n) for kind, shape, c, n, *_ in rows} == PHASES
+    for kind, shape, c, n, answered, sustained, p50, server_ms, pg_ms, total_ms, drain, maintenance in rows:
+        assert float(server_ms) > 0 and float(pg_ms) > 0, (kind, shape)
+        assert abs(float(server_ms) + float(pg_ms) - float(total_ms)) <= 0.011, (kind, shape)
+        assert float(answered.removesuffix("/s").replace(",", "")) >= float(sustained.removesuffix("/s").replace(",", ""))
+        assert maintenance, (kind, shape)
