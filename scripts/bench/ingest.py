@@ -11,7 +11,8 @@ millisecond of the two cores per request from the server it measures). For each 
 - **metadata**: ``PUT /v1/reports/{id}`` of a new hazard report;
 - **photo**: ``PUT /v1/media/{sha256}`` of a ~200 KB 1280×960 JPEG, then ``PUT /v1/reports/{id}``
   naming it (preview, thumbnail and fingerprints included, wherever the server makes them);
-- **push**: ``POST /v1/sync/push`` of 1000-report batches (JSON).
+- **push**: ``POST /v1/sync/push`` of 1000-report batches (JSON), by one inspector (one batch
+  after another) and by four at once.
 
 Shapes: **distinct** (every report a different enterprise, place and photo pixels) and **one
 firm** (every report the same enterprise, nearly the same place, and photos with the same pixels:
@@ -82,11 +83,11 @@ ONE_FIRM = "91140431MA0K2B3C49"
 class Plan:
     name: str
     per_phase: dict[int, int]  # concurrency -> submissions per phase
-    push_batches: int
+    push_batches: dict[int, int]  # concurrent pushers -> 1000-report batches in all
 
 
-FULL = Plan("full", {1: 200, 8: 600, 32: 800}, push_batches=6)
-QUICK = Plan("quick", {1: 40, 8: 120, 32: 160}, push_batches=2)
+FULL = Plan("full", {1: 200, 8: 600, 32: 800}, push_batches={1: 6, 4: 8})
+QUICK = Plan("quick", {1: 40, 8: 120, 32: 160}, push_batches={1: 2, 4: 4})
 
 
 @dataclasses.dataclass
@@ -257,29 +258,37 @@ async def phase(server: Server, conn: Any, dsn: str, tokens: list[str], shape: s
                   frozenset(maintenance.seen))
 
 
-async def push_phase(server: Server, conn: Any, dsn: str, token: str, batches: int) -> Result:
-    rng = random.Random(99)
+async def push_phase(server: Server, conn: Any, dsn: str, tokens: list[str], concurrency: int,
+                     batches: int) -> Result:
+    """``batches`` pushes of 1000 new reports, ``concurrency`` inspectors pushing at once (each its
+    own connection, one batch after another)."""
+    rng = random.Random(98 + concurrency)
     bodies = []
     for b in range(batches):
         mutations = [{"mutation_id": str(uuid.uuid4()), "op": "upsert_report",
                       "report": {**report(rng, "distinct", b * 1000 + n, None), "id": str(uuid.uuid4())}}
                      for n in range(1000)]
         bodies.append({"mutations": mutations})
-    latencies = []
+    latencies: list[float] = []
     spans: list[tuple[float, float]] = []
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=300) as client, Maintenance(dsn) as maintenance:
-        with Cpu(server).span(spans):
-            started = time.perf_counter()
-            for body in bodies:
+
+    async def pusher(token: str, mine: list[dict[str, Any]]) -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=300) as client:
+            for body in mine:
                 t0 = time.perf_counter()
                 answer = await client.post("/v1/sync/push", json=body, headers={"Authorization": f"Bearer {token}"})
                 if answer.status_code != 200:
                     raise RuntimeError(f"push {answer.status_code}: {answer.text[:300]}")
                 latencies.append(time.perf_counter() - t0)
+
+    async with Maintenance(dsn) as maintenance:
+        with Cpu(server).span(spans):
+            started = time.perf_counter()
+            await asyncio.gather(*(pusher(tokens[i], bodies[i::concurrency]) for i in range(concurrency)))
             load_s = time.perf_counter() - started
             drain_s = await drain(conn)
     (server_s, pg_s), = spans
-    return Result("distinct", "push", 1, 1000 * batches, load_s, drain_s, server_s, pg_s, latencies,
+    return Result("distinct", "push", concurrency, 1000 * batches, load_s, drain_s, server_s, pg_s, latencies,
                   frozenset(maintenance.seen))
 
 
@@ -406,8 +415,10 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
                             print(line(result), flush=True)
                             if statements:
                                 print(await top_statements(conn, result.count), flush=True)
-                if not only or "push" in only:
-                    results.append(await push_phase(server, conn, dsn, tokens[0], plan.push_batches))
+                for concurrency, batches in plan.push_batches.items():
+                    if only and "push" not in only and f"push:{concurrency}" not in only:
+                        continue
+                    results.append(await push_phase(server, conn, dsn, tokens, concurrency, batches))
                     print(line(results[-1]), flush=True)
                     if statements:
                         print(await top_statements(conn, results[-1].count), flush=True)
@@ -427,7 +438,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--markdown", type=Path, help="also write the results table here")
     parser.add_argument("--only", action="append", default=[],
-                        help="run only these phases, e.g. photo:distinct:8 or push (repeatable)")
+                        help="run only these phases, e.g. photo:distinct:8, push:4 or push (both) (repeatable)")
     parser.add_argument("--profile", type=Path, help="record the server with py-spy into this speedscope file")
     parser.add_argument("--server-src", type=Path, default=SRC,
                         help="the src directory the server runs (another checkout's, for a baseline)")

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PHASES = {("metadata", "one firm", "8"): 120, ("photo", "distinct", "1"): 40, ("push", "distinct", "1"): 2000}
+PHASES = {("metadata", "one firm", "8"): 120, ("photo", "distinct", "1"): 40, ("push", "distinct", "1"): 2000,
+          ("push", "distinct", "4"): 4000}
 
 
 def test_the_ingest_benchmark_measures_each_phase_and_stops_its_server(tmp_path: Path) -> None:
