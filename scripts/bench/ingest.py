@@ -53,6 +53,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +97,11 @@ class Result:
     kind: str
     concurrency: int
     count: int
-    load_s: float
-    drain_s: float
-    server_cpu_s: float
-    pg_cpu_s: float
-    latencies: list[float]
+    load_s: float = 0.0
+    drain_s: float = 0.0
+    server_cpu_s: float = 0.0
+    pg_cpu_s: float = 0.0
+    latencies: list[float] = dataclasses.field(default_factory=list)
     maintenance: frozenset[str] = frozenset()
 
     @property
@@ -245,17 +246,8 @@ async def phase(server: Server, conn: Any, dsn: str, tokens: list[str], shape: s
                 body, data = queue.get_nowait()
                 latencies.append(await submit(client, tokens[index % len(tokens)], body, data))
 
-    cpu = Cpu(server)
-    spans: list[tuple[float, float]] = []
-    async with Maintenance(dsn) as maintenance:
-        with cpu.span(spans):
-            started = time.perf_counter()
-            await asyncio.gather(*(client_task(i) for i in range(concurrency)))
-            load_s = time.perf_counter() - started
-            drain_s = await drain(conn)
-    (server_s, pg_s), = spans
-    return Result(shape, kind, concurrency, count, load_s, drain_s, server_s, pg_s, latencies,
-                  frozenset(maintenance.seen))
+    return await measured(Result(shape, kind, concurrency, count, latencies=latencies), server, conn, dsn,
+                          [client_task(i) for i in range(concurrency)])
 
 
 async def push_phase(server: Server, conn: Any, dsn: str, tokens: list[str], concurrency: int,
@@ -270,7 +262,6 @@ async def push_phase(server: Server, conn: Any, dsn: str, tokens: list[str], con
                      for n in range(1000)]
         bodies.append({"mutations": mutations})
     latencies: list[float] = []
-    spans: list[tuple[float, float]] = []
 
     async def pusher(token: str, mine: list[dict[str, Any]]) -> None:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=300) as client:
@@ -281,15 +272,24 @@ async def push_phase(server: Server, conn: Any, dsn: str, tokens: list[str], con
                     raise RuntimeError(f"push {answer.status_code}: {answer.text[:300]}")
                 latencies.append(time.perf_counter() - t0)
 
+    return await measured(Result("distinct", "push", concurrency, 1000 * batches, latencies=latencies), server,
+                          conn, dsn, [pusher(tokens[i], bodies[i::concurrency]) for i in range(concurrency)])
+
+
+async def measured(result: Result, server: Server, conn: Any, dsn: str, clients: list[Coroutine[Any, Any, None]]
+                   ) -> Result:
+    """``result`` filled in by running ``clients`` at once: the time to the last answer, the drain
+    of the queued work they caused, the CPU of both (server, PostgreSQL) and the maintenance seen."""
+    spans: list[tuple[float, float]] = []
     async with Maintenance(dsn) as maintenance:
         with Cpu(server).span(spans):
             started = time.perf_counter()
-            await asyncio.gather(*(pusher(tokens[i], bodies[i::concurrency]) for i in range(concurrency)))
-            load_s = time.perf_counter() - started
-            drain_s = await drain(conn)
-    (server_s, pg_s), = spans
-    return Result("distinct", "push", concurrency, 1000 * batches, load_s, drain_s, server_s, pg_s, latencies,
-                  frozenset(maintenance.seen))
+            await asyncio.gather(*clients)
+            result.load_s = time.perf_counter() - started
+            result.drain_s = await drain(conn)
+    (result.server_cpu_s, result.pg_cpu_s), = spans
+    result.maintenance = frozenset(maintenance.seen)
+    return result
 
 
 # --- report ----------------------------------------------------------------------------------------------
