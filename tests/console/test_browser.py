@@ -117,7 +117,8 @@ def _walk(page, county: str, expect, base_url: str) -> None:  # type: ignore[no-
     page.select_option("form.filters select[name=jurisdiction]", county)
     page.select_option("form.filters select[name=overdue]", "true")
     page.click("form.filters .filters-head button")
-    assert "overdue=true" in page.url and f"jurisdiction={county}" in page.url and "kind=hazard" in page.url
+    # the click may return before the new page has loaded; wait for the filtered queue's load event
+    page.wait_for_url(lambda url: all(part in url for part in ("overdue=true", f"jurisdiction={county}", "kind=hazard")))
     rows = page.locator("table.queue tbody tr")
     assert rows.count() > 0
     assert page.locator("table.queue tbody tr .marker.overdue").count() == rows.count()

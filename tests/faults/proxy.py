@@ -162,11 +162,13 @@ class FaultProxy:
                 if self.mode is Mode.STALL:
                     continue
                 if self.mode is Mode.RESET_BODY and sent + len(data) >= self.reset_after:
-                    upstream.write(data[: max(self.reset_after - sent, 0)])
-                    await upstream.drain()
-                    self.reset += 1
-                    _abort(upstream)
-                    _abort(client)
+                    self.reset += 1  # counted first: the client is cut off even if the server left already
+                    try:
+                        upstream.write(data[: max(self.reset_after - sent, 0)])
+                        await upstream.drain()
+                    finally:
+                        _abort(upstream)
+                        _abort(client)
                     return
                 sent += len(data)
                 upstream.write(data)
