@@ -28,7 +28,6 @@ import datetime as dt
 import hashlib
 import os
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -137,14 +136,10 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=Path("/tmp"), help="where the stores live (their filesystem)")
     args = parser.parse_args()
     started = dt.datetime.now(dt.UTC)
-    work = Path(tempfile.mkdtemp(prefix="fieldsync-bench-store-", dir=args.dir))
-    try:
-        costs = asyncio.run(run(args.count, work))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    command = ".venv/bin/python scripts/bench/store_puts.py" + (f" --count {args.count}" if args.count != 600 else "")
-    command += f" --dir {args.dir}" if args.dir != Path("/tmp") else ""
-    text = markdown(costs, args.count, started, command)
+    with tempfile.TemporaryDirectory(prefix="fieldsync-bench-store-", dir=args.dir) as work:
+        costs = asyncio.run(run(args.count, Path(work)))
+    options = [f"--count {args.count}"] * (args.count != 600) + [f"--dir {args.dir}"] * (args.dir != Path("/tmp"))
+    text = markdown(costs, args.count, started, " ".join([".venv/bin/python scripts/bench/store_puts.py", *options]))
     print(text)
     if args.markdown:
         args.markdown.write_text(text)
