@@ -1,6 +1,7 @@
 """What the filesystem media store's puts of one photo cost in CPU (this process: user and system)
-and time, as an accepted upload makes them: the original durably (``put_file`` from a spool
-file), its preview and thumbnail without fsync (``put_bytes``), the three at once.
+and time, as an accepted upload makes them (``services.media._put_objects``): the original
+durably (``put_file`` from a spool file), its preview and thumbnail without fsync
+(``put_bytes``), the three at once.
 
 Why: the ingest benchmark's photo phases spend about a third of the server's CPU in the kernel.
 This separates the store's share, on two stores:
@@ -16,7 +17,7 @@ and, as the floor measured in the same run, writing the same bytes to a spool fi
 it. Bytes are random (the store does not look inside); the preview is as large as the original,
 as an in-box JPEG's own scan is. Sequential, one photo at a time.
 
-    .venv/bin/python scripts/bench/store_puts.py [--count 600] [--markdown FILE]
+    .venv/bin/python scripts/bench/store_puts.py [--count 600] [--dir /tmp] [--markdown FILE]
 """
 
 from __future__ import annotations
@@ -37,10 +38,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
-from fieldsync.storage import FilesystemMediaStore, keys  # noqa: E402 - after the path is set
+from fieldsync.imaging.derivatives import Derivatives  # noqa: E402 - after the path is set
+from fieldsync.imaging.probe import ImageInfo  # noqa: E402
+from fieldsync.imaging.process import Processed  # noqa: E402
+from fieldsync.services.media import _put_objects  # noqa: E402 - the very puts of an accepted upload
+from fieldsync.storage import FilesystemMediaStore  # noqa: E402
 
 PHOTO_BYTES = 200_000
 THUMBNAIL_BYTES = 10_000
+INFO = ImageInfo(format="JPEG", mime_type="image/jpeg", width=1280, height=960)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spooled:
+    """A finished spool file, as ``services.media`` receives it (``ports.WholeUpload``)."""
+
+    path: Path
+    size: int
+    sha256: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,13 +102,8 @@ async def run(count: int, work: Path) -> list[Cost]:
     def puts(store: FilesystemMediaStore, *, derivatives: bool = True) -> Callable[[bytes, str], Awaitable[None]]:
         async def one(photo: bytes, sha: str) -> None:
             path = spooled(photo, sha)
-            original = store.put_file(keys.original_key(sha), path, sha256=sha, size=len(photo),
-                                      content_type="image/jpeg")
-            await asyncio.gather(original, *([
-                store.put_bytes(keys.derivative_key(sha, "preview"), photo, content_type="image/jpeg", durable=False),
-                store.put_bytes(keys.derivative_key(sha, "thumbnail"), photo[:THUMBNAIL_BYTES],
-                                content_type="image/jpeg", durable=False),
-            ] if derivatives else []))
+            rendered = Derivatives(preview=photo, thumbnail=photo[:THUMBNAIL_BYTES]) if derivatives else None
+            await _put_objects(store, Spooled(path, len(photo), sha), Processed(INFO, rendered))
             path.unlink()
         return one
 
@@ -101,6 +111,7 @@ async def run(count: int, work: Path) -> list[Cost]:
     await fresh.ensure_root()
     established = FilesystemMediaStore(work / "established")
     await established.ensure_root()
+
     def fan_out(shas: list[str]) -> None:
         """The directories a store of long standing has already, for these photos."""
         for sha in shas:
