@@ -9,7 +9,7 @@ import gc
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,6 +64,17 @@ class Outage:
         await self.admin.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
 
 
+async def answered_again(ask: Callable[[], Awaitable[httpx.Response]], *, within_s: float = 2.0) -> int:
+    """The status once the service answers 200 again, asking every 50 ms for up to ``within_s``.
+    SPEC §6 promises the first success within 2 s of the database answering, not on the very
+    first request: that one may still meet a pooled connection the outage cut, or a reconnect that
+    began before the outage ended."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while (status := (await ask()).status_code) != 200 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    return status
+
+
 @pytest.fixture
 async def database_refusing(pg_server_url: str, database_url: str) -> AsyncIterator[Outage]:
     admin = await asyncpg.connect(pg_server_url)
@@ -87,7 +98,7 @@ async def test_readyz_answers_503_naming_the_database_while_it_is_unreachable(cl
     assert body["checks"]["database"].startswith("unreachable")
 
     await database_refusing.end()
-    assert (await client.get("/readyz")).status_code == 200
+    assert await answered_again(lambda: client.get("/readyz")) == 200
 
 
 async def test_requests_needing_the_database_answer_503_while_it_is_unreachable(client: httpx.AsyncClient, admin: Actor, database_refusing: Outage) -> None:
@@ -102,7 +113,7 @@ async def test_requests_needing_the_database_answer_503_while_it_is_unreachable(
         assert body["dependency"] == "database"
 
     await database_refusing.end()
-    assert (await client.get("/v1/me", headers=admin.headers)).status_code == 200
+    assert await answered_again(lambda: client.get("/v1/me", headers=admin.headers)) == 200
 
 
 _WAITING_DEVICE_UPDATE = """
