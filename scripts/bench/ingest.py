@@ -2,6 +2,7 @@
 PostgreSQL, with the background work it causes drained and counted.
 
     .venv/bin/python scripts/bench/ingest.py [--quick] [--markdown PATH] [--only PHASE] [--statements]
+        [--pg-set NAME=VALUE]
 
 One ``fieldsync serve`` on its embedded PostgreSQL in a fresh data directory (default settings:
 one background worker), 32 inspectors logged in through the API, one keep-alive connection per
@@ -31,6 +32,10 @@ up for a while.
 phase, the statements that took the most time per submission, executing and planning (nested ones included:
 foreign-key checks show as their own lines). Loading it costs PostgreSQL CPU, so its CPU columns
 are not comparable with a run without it.
+
+``--pg-set NAME=VALUE`` (repeatable) sets a PostgreSQL setting with ``ALTER SYSTEM`` after the
+warm-up, for an A/B of the cluster's configuration (e.g. ``wal_writer_delay=200ms``, the default
+before docs/decisions/0054).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -304,10 +310,11 @@ def line(result: Result) -> str:
 
 def markdown(plan: Plan, results: list[Result], loads: list[tuple[str, tuple[float, float, float]]],
              started: dt.datetime, took_s: float, src: Path, statements: bool = False,
-             only: frozenset[str] = frozenset()) -> str:
+             only: frozenset[str] = frozenset(), pg_set: tuple[str, ...] = ()) -> str:
     command = ".venv/bin/python scripts/bench/ingest.py" + (" --quick" if plan.name == "quick" else "")
     command += "".join(f" --only {phase}" for phase in sorted(only))
     command += " --statements" if statements else ""
+    command += "".join(f" --pg-set {setting}" for setting in pg_set)
     if src != SRC:
         command += f" --server-src {src}"
     rows = "\n".join(line(result) for result in results)
@@ -380,7 +387,7 @@ async def top_statements(conn: Any, count: int, limit: int = 16) -> str:
 
 
 async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, src: Path,
-              statements: bool = False) -> str:
+              statements: bool = False, pg_set: tuple[str, ...] = ()) -> str:
     started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
     data_dir = work / "data"
     data_dir.mkdir()
@@ -397,6 +404,9 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
             conn = await connect(dsn)
             try:
                 await warm_up(server, conn, dsn, tokens)
+                for name, value in (setting.split("=", 1) for setting in pg_set):
+                    await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+                    await conn.fetchval("SELECT pg_reload_conf()")
                 if profile is not None:  # after the warm-up, whose connection set-up is not the phases' cost
                     spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
                                             str(server.pid), "--output", str(profile), "--format", "speedscope",
@@ -430,7 +440,15 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
         print(f"shutdown: {server.stop()}", flush=True)
-    return markdown(plan, results, loads, started, time.perf_counter() - t0, src, statements, frozenset(only))
+    return markdown(plan, results, loads, started, time.perf_counter() - t0, src, statements, frozenset(only),
+                    pg_set)
+
+
+def _setting(text: str) -> str:
+    name, _, value = text.partition("=")
+    if not re.fullmatch(r"[a-z_][a-z0-9_.]*", name) or not value or "'" in value:
+        raise argparse.ArgumentTypeError(f"not NAME=VALUE: {text!r}")
+    return text
 
 
 def main() -> int:
@@ -444,11 +462,14 @@ def main() -> int:
                         help="the src directory the server runs (another checkout's, for a baseline)")
     parser.add_argument("--statements", action="store_true",
                         help="load pg_stat_statements and print each phase's costliest statements")
+    parser.add_argument("--pg-set", action="append", default=[], type=_setting, metavar="NAME=VALUE",
+                        help="set this PostgreSQL setting after the warm-up (repeatable)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fieldsync-bench-ingest-", dir="/tmp"))
     try:
         text = asyncio.run(run(QUICK if args.quick else FULL, work, only=set(args.only), profile=args.profile,
-                               src=args.server_src.resolve(), statements=args.statements))
+                               src=args.server_src.resolve(), statements=args.statements,
+                               pg_set=tuple(args.pg_set)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(text)

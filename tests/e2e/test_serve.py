@@ -106,6 +106,21 @@ async def _service_role_cannot_rewrite_history(data_dir: Path) -> None:
         handle.stop()
 
 
+async def _cluster_settings(data_dir: Path) -> dict[str, str]:
+    """The embedded cluster's values of the settings fieldsync sets on it (db.embedded.SETTINGS)."""
+    from fieldsync.db.embedded import SETTINGS, EmbeddedPostgres
+
+    handle = EmbeddedPostgres(data_dir / "pg")
+    try:
+        conn = await asyncpg.connect(handle.dsn)
+        try:
+            return {name: await conn.fetchval("SELECT current_setting($1)", name) for name in SETTINGS}
+        finally:
+            await conn.close()
+    finally:
+        handle.stop()
+
+
 def test_serve_on_embedded_postgres_stops_cleanly_and_reuses_its_data(data_dir: Path) -> None:
     first = ServerProcess(data_dir)
     try:
@@ -125,6 +140,8 @@ def test_serve_on_embedded_postgres_stops_cleanly_and_reuses_its_data(data_dir: 
         assert _alive(postmaster), "the CLI stopped the cluster the server still uses"
         assert httpx.get(f"{first.base_url}/readyz", timeout=10).status_code == 200
         asyncio.run(_service_role_cannot_rewrite_history(data_dir))
+        # the WAL writer flushes a push's WAL along the way (docs/decisions/0054)
+        assert asyncio.run(_cluster_settings(data_dir)) == {"wal_writer_delay": "10ms"}
     except BaseException:
         first.kill()
         raise

