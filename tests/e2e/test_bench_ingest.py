@@ -17,13 +17,14 @@ def test_the_ingest_benchmark_measures_each_phase_and_stops_its_server(tmp_path:
     table = tmp_path / "ingest.md"
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench" / "ingest.py"), "--quick", "--markdown", str(table),
-         "--only", "metadata:one_firm:8", "--only", "photo:distinct:1", "--only", "push"],
+         "--only", "metadata:one_firm:8", "--only", "photo:distinct:1", "--only", "push",
+         "--pg-set", "wal_writer_delay=200ms"],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no postgres process left" in result.stdout, result.stdout[-2000:]
     text = table.read_text()
-    assert "--quick --only metadata:one_firm:8 --only photo:distinct:1 --only push" in text
+    assert "--quick --only metadata:one_firm:8 --only photo:distinct:1 --only push --pg-set wal_writer_delay=200ms" in text
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
             if line.startswith("| ") and not line.startswith("| workload")]
     assert {(kind, shape, c): int(n) for kind, shape, c, n, *_ in rows} == PHASES
@@ -32,3 +33,11 @@ def test_the_ingest_benchmark_measures_each_phase_and_stops_its_server(tmp_path:
         assert abs(float(server_ms) + float(pg_ms) - float(total_ms)) <= 0.011, (kind, shape)
         assert float(answered.removesuffix("/s").replace(",", "")) >= float(sustained.removesuffix("/s").replace(",", ""))
         assert maintenance, (kind, shape)
+
+
+def test_the_ingest_benchmark_refuses_a_setting_it_could_not_quote() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench" / "ingest.py"), "--pg-set", "wal_writer_delay='1s'; DROP"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert result.returncode == 2 and "not NAME=VALUE" in result.stderr, result.stderr
