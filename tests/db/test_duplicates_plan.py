@@ -8,6 +8,7 @@ import json
 import uuid
 
 from fieldsync.db import duplicates as q
+from fieldsync.db.transactions import generic_plans
 from fieldsync.domain.principals import Visibility
 from fieldsync.services import duplicates as service
 from tests.db.test_pull_plan import Recording, examined, explain, scans_of
@@ -42,7 +43,7 @@ def _literal(value: object) -> str:
 async def explain_generic(conn, sql: str, args: tuple) -> dict:
     """``EXPLAIN ANALYZE`` of the statement as the worker runs it: prepared, on its generic plan."""
     async with conn.transaction():
-        await q.plan_once(conn)
+        await generic_plans(conn)
         await conn.execute(f"PREPARE generic AS {sql}")
         raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE generic({', '.join(map(_literal, args))})")
         await conn.execute("DEALLOCATE generic")
@@ -179,7 +180,7 @@ async def test_a_mine_with_thousands_of_open_reports_in_one_spot_is_probed_by_it
 
 
 async def test_the_generic_plan_the_worker_runs_probes_a_busy_mine_by_its_nearest_rows_too(conn, clock) -> None:
-    """The near-duplicate worker runs the search on its generic plan (``plan_once``, ADR 0019):
+    """The near-duplicate worker runs the search on its generic plan (``generic_plans``, ADR 0019):
     planned without the searched reports in hand, it still probes the enterprise and window indexes
     per report, reads the nearest rows, not the mine's thousands, and looks each candidate up by
     key (its first version hashed all of ``reports`` to join them)."""

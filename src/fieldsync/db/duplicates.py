@@ -56,16 +56,6 @@ _NEAREST_AT_ENTERPRISE = """
             WHERE s.credit_code IS NOT NULL"""
 
 
-async def plan_once(conn: asyncpg.Connection) -> None:
-    """For the rest of the caller's transaction, run prepared statements on their generic plan.
-
-    The candidate search is a five-branch union whose custom plan took about a millisecond to make
-    for every batch, more than running it; its generic plan has the same shape (every branch is an
-    index probe per searched report) and is made once per connection. The search's other
-    statements are single-table lookups by key, for which the generic plan is the custom one."""
-    await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-
-
 async def get_sides(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
     return await conn.fetch(f"SELECT {_SIDE} FROM reports r WHERE r.id = ANY($1::uuid[])", ids)
 

@@ -35,7 +35,7 @@ import asyncpg
 from fieldsync import errors
 from fieldsync.db import reference
 from fieldsync.db import reports as q
-from fieldsync.db.transactions import transaction
+from fieldsync.db.transactions import generic_plans, transaction
 from fieldsync.domain import reports as rules
 from fieldsync.domain.principals import Principal, Role
 from fieldsync.services import audit, duplicates, events
@@ -114,6 +114,10 @@ async def submit_many(
     """Create or revise each report; one outcome per input, in input order. With ``isolate``, a
     report the database refuses becomes its own ``rejected`` outcome; without, its error is raised."""
     outcomes: list[Outcome | None] = [None] * len(items)
+    if any(item.report.media for item in items):
+        # the photo statements (the media rows' key-share locks, missing photos, photos shared
+        # with other reports) would each be planned again on every call, for more than they run
+        await generic_plans(conn)
     categories, paths = await reference.lookup(
         conn,
         categories=sorted({(i.report.kind, i.report.category) for i in items}),
