@@ -8,10 +8,9 @@ import json
 import uuid
 
 from fieldsync.db import duplicates as q
-from fieldsync.db.transactions import generic_plans
 from fieldsync.domain.principals import Visibility
 from fieldsync.services import duplicates as service
-from tests.db.test_pull_plan import Recording, examined, explain, scans_of
+from tests.db.test_pull_plan import Recording, examined, explain, explain_generic, scans_of
 from tests.support import make_user
 
 HOT = 5_000
@@ -30,24 +29,6 @@ async def busy_mine(conn, author_id: uuid.UUID, now) -> None:
         """,
         author_id, now,
     )
-
-
-def _literal(value: object) -> str:
-    """A parameter written out in SQL: ``EXECUTE`` of a prepared statement takes no bound ones."""
-    if isinstance(value, list):
-        cast = "uuid[]" if isinstance(value[0], uuid.UUID) else "float8[]"
-        return f"ARRAY[{', '.join(repr(str(v)) if isinstance(v, uuid.UUID) else repr(v) for v in value)}]::{cast}"
-    return repr(value)
-
-
-async def explain_generic(conn, sql: str, args: tuple) -> dict:
-    """``EXPLAIN ANALYZE`` of the statement as the worker runs it: prepared, on its generic plan."""
-    async with conn.transaction():
-        await generic_plans(conn)
-        await conn.execute(f"PREPARE generic AS {sql}")
-        raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE generic({', '.join(map(_literal, args))})")
-        await conn.execute("DEALLOCATE generic")
-    return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
 
 
 async def test_a_band_of_zeros_shared_by_thousands_of_photos_is_not_read(conn, clock) -> None:

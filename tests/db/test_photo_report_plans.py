@@ -11,7 +11,6 @@ second checks, on a county with 20,000 photo reports, that the generic plans rea
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -20,11 +19,11 @@ import msgspec
 
 from fieldsync.api.reports import to_submission
 from fieldsync.api.schemas.reports import HazardReport
-from fieldsync.db.transactions import generic_plans, transaction
+from fieldsync.db.transactions import transaction
 from fieldsync.domain.principals import Principal
 from fieldsync.domain.reports import ReportSubmission
 from fieldsync.services import reports
-from tests.db.test_pull_plan import examined, nodes
+from tests.db.test_pull_plan import examined, explain_generic, nodes
 from tests.support import hazard_report, make_user, principal_of
 
 BUSY = 20_000
@@ -76,27 +75,6 @@ async def test_a_photo_reports_statements_run_on_the_generic_plan_the_connection
         assert made["generic"] is not None, f"the {name} statement did not run"
         # a custom plan is made for each execution; the generic one once, then kept
         assert (made["generic"], made["custom"]) == (8, 0), f"{name}: {dict(made)} for 8 batches"
-
-
-def _literal(value: object) -> str:
-    """A parameter written out in SQL: ``EXECUTE`` of a prepared statement takes no bound ones."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, list):
-        return "'{" + ",".join("NULL" if v is None else f'"{v}"' for v in value) + "}'"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-async def explain_generic(conn: asyncpg.Connection, sql: str, args: tuple[Any, ...]) -> dict[str, Any]:
-    """``EXPLAIN ANALYZE`` of the statement on its generic plan (these only read, or lock rows)."""
-    async with conn.transaction():
-        await generic_plans(conn)
-        await conn.execute(f"PREPARE generic AS {sql}")
-        raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE generic({', '.join(map(_literal, args))})")
-        await conn.execute("DEALLOCATE generic")
-    return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
 
 
 async def busy_county(conn: asyncpg.Connection, author_id: uuid.UUID) -> None:

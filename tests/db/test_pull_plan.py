@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from fieldsync.db.transactions import generic_plans
 from fieldsync.domain.principals import Principal
 from fieldsync.services import sync
 from tests.support import Actor, make_user, principal_of
@@ -67,6 +68,29 @@ async def explain(conn: asyncpg.Connection, sql: str, args: tuple[Any, ...]) -> 
     raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
     document = json.loads(raw) if isinstance(raw, str) else raw
     return document[0]["Plan"]
+
+
+def _literal(value: object) -> str:
+    """A parameter written out in SQL: ``EXECUTE`` of a prepared statement takes no bound ones
+    (arrays and text as untyped literals, typed by the statement's own casts)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, list):
+        return "'{" + ",".join("NULL" if v is None else f'"{v}"' for v in value) + "}'"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+async def explain_generic(conn: asyncpg.Connection, sql: str, args: tuple[Any, ...]) -> dict[str, Any]:
+    """``EXPLAIN ANALYZE`` of the statement prepared and on its generic plan (``generic_plans``),
+    as the worker and a batch with photos run it; for statements that only read or lock rows."""
+    async with conn.transaction():
+        await generic_plans(conn)
+        await conn.execute(f"PREPARE generic AS {sql}")
+        raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE generic({', '.join(map(_literal, args))})")
+        await conn.execute("DEALLOCATE generic")
+    return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
 
 
 async def make_reports(conn: asyncpg.Connection, authors: list[Actor]) -> None:
