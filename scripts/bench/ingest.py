@@ -404,9 +404,7 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
             conn = await connect(dsn)
             try:
                 await warm_up(server, conn, dsn, tokens)
-                for name, value in (setting.split("=", 1) for setting in pg_set):
-                    await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-                    await conn.fetchval("SELECT pg_reload_conf()")
+                await embedded.apply_settings(conn, dict(setting.split("=", 1) for setting in pg_set))
                 if profile is not None:  # after the warm-up, whose connection set-up is not the phases' cost
                     spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
                                             str(server.pid), "--output", str(profile), "--format", "speedscope",
