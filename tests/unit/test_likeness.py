@@ -148,7 +148,7 @@ def test_the_same_words_at_the_same_place_outweigh_two_different_photos() -> Non
 
 
 def test_the_correlation_equals_the_plain_definition_for_every_shift() -> None:
-    """``_correlate`` takes its sums from summed-area tables; this is the definition it must equal:
+    """``_correlate`` takes its sums from block tables; this is the definition it must equal:
     for each shift of up to two cells, the Pearson correlation of the overlapping pixels."""
     import numpy as np
 
