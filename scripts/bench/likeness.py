@@ -30,12 +30,14 @@ SHAPES = {  # name: (reports, candidates per report, photos alike)
 
 
 def measure(runs: int) -> dict[str, float]:
+    """Median ms per shape, and under "code" the file of the likeness module that ran."""
     sys.path.insert(0, str(ROOT))
+    from fieldsync.imaging import likeness
     from fieldsync.imaging.likeness import best_likeness, thumbprint
     from tests import images
 
     prints = [thumbprint(images.scene(seed, width=320, height=240)) for seed in range(64)]
-    results = {}
+    results: dict[str, float | str] = {"code": likeness.__file__ or "?"}
     for name, (reports, candidates, alike) in SHAPES.items():
         pairs = [([prints[0 if alike else r % 64]], [prints[0 if alike else (r * 7 + c) % 61 + 1]])
                  for r in range(reports) for c in range(candidates)]
@@ -59,17 +61,19 @@ def main() -> int:
     if args.json:
         print(json.dumps(current))
         return 0
-    baseline: dict[str, float] = {}
+    baseline: dict[str, float | str] = {}
     if args.baseline_src:
         env = os.environ | {"PYTHONPATH": str(args.baseline_src.resolve())}
         out = subprocess.run([sys.executable, __file__, "--json", "--runs", str(args.runs)], env=env,
                              check=True, capture_output=True, text=True).stdout
         baseline = json.loads(out)
-    print(f"best_likeness, median of {args.runs} runs, ms per call")
+    print(f"best_likeness, median of {args.runs} runs, ms per call; this code: {current.pop('code')}"
+          + (f"; baseline: {baseline.pop('code')}" if baseline else ""))
     print("| shape | this code | baseline | ratio |")
     print("|---|---|---|---|")
     for name, ms in current.items():
         base = baseline.get(name)
+        assert isinstance(ms, float) and (base is None or isinstance(base, float))
         print(f"| {name} | {ms:.2f} | {f'{base:.2f}' if base else '—'} | {f'{base / ms:.1f}×' if base else '—'} |")
     return 0
 
