@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,4 +26,5 @@ def test_the_likeness_benchmark_times_each_shape_on_both_builds(tmp_path: Path) 
     assert len(rows) == 4
     for name, ours, theirs, ratio in rows:
         assert float(ours) > 0 and float(theirs) > 0, name
-        assert abs(float(ratio.removesuffix("×")) - float(theirs) / float(ours)) <= 0.05 + 1e-9, name
+        # both times are printed rounded to 0.01 ms, the ratio to 0.1: agree within that rounding
+        assert float(ratio.removesuffix("×")) == pytest.approx(float(theirs) / float(ours), rel=0.15, abs=0.06), name
