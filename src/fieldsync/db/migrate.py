@@ -18,7 +18,7 @@ import asyncpg
 
 from fieldsync.errors import MigrationError
 
-_LOCK_KEY = 0x6669656C6473  # "fields"
+LOCK_KEY = 0x6669656C6473  # "fields": also held while the service role is granted (db.roles)
 _NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
 _CREATE_LEDGER = """
@@ -59,7 +59,7 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
     """Apply pending migrations; return the names applied (empty when up to date)."""
     migrations = load_migrations() if migrations is None else migrations
     applied_now: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
     try:
         await conn.execute(_CREATE_LEDGER)
         rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
@@ -93,5 +93,5 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
                 )
             applied_now.append(migration.name)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+        await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
     return applied_now

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import structlog
 
+from fieldsync.db.migrate import LOCK_KEY
+
 log = structlog.get_logger("fieldsync.db")
 APP_ROLE = "fieldsync_app"
 APPEND_ONLY = ("events",)
@@ -58,7 +60,15 @@ async def grant_service_rights(conn: asyncpg.Connection, role: str) -> None:
 
 async def service_dsn(owner: asyncpg.Connection, owner_dsn: str, *, app_dsn: str | None) -> str:
     """After migrating as the owner: the DSN the service's pool uses, its rights granted.
-    ``app_dsn`` None means the embedded default (create ``fieldsync_app``)."""
+    ``app_dsn`` None means the embedded default (create ``fieldsync_app``). Under the migrations'
+    lock: processes starting together would otherwise fail on each other's grants ("tuple
+    concurrently updated") or both create the role."""
+    async with owner.transaction():
+        await owner.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+        return await _grant(owner, owner_dsn, app_dsn)
+
+
+async def _grant(owner: asyncpg.Connection, owner_dsn: str, app_dsn: str | None) -> str:
     if app_dsn is None:
         await ensure_login_role(owner, APP_ROLE)
         await grant_service_rights(owner, APP_ROLE)
