@@ -2,7 +2,7 @@
 PostgreSQL, with the background work it causes drained and counted.
 
     .venv/bin/python scripts/bench/ingest.py [--quick] [--markdown PATH] [--only PHASE] [--statements]
-        [--pg-set NAME=VALUE]
+        [--pg-set NAME=VALUE] [--processes N]
 
 One ``fieldsync serve`` on its embedded PostgreSQL in a fresh data directory (default settings:
 one background worker), 32 inspectors logged in through the API, one keep-alive connection per
@@ -36,6 +36,9 @@ are not comparable with a run without it.
 ``--pg-set NAME=VALUE`` (repeatable) sets a PostgreSQL setting with ``ALTER SYSTEM`` after the
 warm-up, for an A/B of the cluster's configuration (e.g. ``wal_writer_delay=200ms``, the default
 before docs/decisions/0054).
+
+``--processes N`` runs the server with ``FIELDSYNC_PROCESSES=N`` (decisions/0056); the server CPU
+column then sums its supervisor and its worker processes.
 """
 
 from __future__ import annotations
@@ -310,11 +313,12 @@ def line(result: Result) -> str:
 
 def markdown(plan: Plan, results: list[Result], loads: list[tuple[str, tuple[float, float, float]]],
              started: dt.datetime, took_s: float, src: Path, statements: bool = False,
-             only: frozenset[str] = frozenset(), pg_set: tuple[str, ...] = ()) -> str:
+             only: frozenset[str] = frozenset(), pg_set: tuple[str, ...] = (), processes: int = 1) -> str:
     command = ".venv/bin/python scripts/bench/ingest.py" + (" --quick" if plan.name == "quick" else "")
     command += "".join(f" --only {phase}" for phase in sorted(only))
     command += " --statements" if statements else ""
     command += "".join(f" --pg-set {setting}" for setting in pg_set)
+    command += f" --processes {processes}" if processes != 1 else ""
     if src != SRC:
         command += f" --server-src {src}"
     rows = "\n".join(line(result) for result in results)
@@ -357,7 +361,7 @@ async def load_statements(server: Server, data_dir: Path, src: Path) -> Server:
         finally:
             await conn.close()
     server.stop()
-    restarted = Server(data_dir, server.port, src=src)
+    restarted = Server(data_dir, server.port, src=src, processes=server.processes_wanted)
     restarted.start()
     async with embedded.database_url("", data_dir) as dsn:
         conn = await connect(dsn)
@@ -387,11 +391,11 @@ async def top_statements(conn: Any, count: int, limit: int = 16) -> str:
 
 
 async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, src: Path,
-              statements: bool = False, pg_set: tuple[str, ...] = ()) -> str:
+              statements: bool = False, pg_set: tuple[str, ...] = (), processes: int = 1) -> str:
     started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
     data_dir = work / "data"
     data_dir.mkdir()
-    server = Server(data_dir, src=src)
+    server = Server(data_dir, src=src, processes=processes)
     server.start()
     results: list[Result] = []
     loads = [("start", os.getloadavg())]
@@ -407,7 +411,7 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
                 await embedded.apply_settings(conn, dict(setting.split("=", 1) for setting in pg_set))
                 if profile is not None:  # after the warm-up, whose connection set-up is not the phases' cost
                     spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
-                                            str(server.pid), "--output", str(profile), "--format", "speedscope",
+                                            str(server.pid), "--subprocesses", "--output", str(profile), "--format", "speedscope",
                                             "--rate", "500", "--nonblocking"])
                 if statements:
                     await conn.execute("SELECT pg_stat_statements_reset()")
@@ -439,7 +443,7 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
             spy.wait(timeout=60)
         print(f"shutdown: {server.stop()}", flush=True)
     return markdown(plan, results, loads, started, time.perf_counter() - t0, src, statements, frozenset(only),
-                    pg_set)
+                    pg_set, processes)
 
 
 def _setting(text: str) -> str:
@@ -462,12 +466,13 @@ def main() -> int:
                         help="load pg_stat_statements and print each phase's costliest statements")
     parser.add_argument("--pg-set", action="append", default=[], type=_setting, metavar="NAME=VALUE",
                         help="set this PostgreSQL setting after the warm-up (repeatable)")
+    parser.add_argument("--processes", type=int, default=1, help="FIELDSYNC_PROCESSES of the server")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fieldsync-bench-ingest-", dir="/tmp"))
     try:
         text = asyncio.run(run(QUICK if args.quick else FULL, work, only=set(args.only), profile=args.profile,
                                src=args.server_src.resolve(), statements=args.statements,
-                               pg_set=tuple(args.pg_set)))
+                               pg_set=tuple(args.pg_set), processes=args.processes))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(text)

@@ -37,17 +37,19 @@ class Server:
 
     ``command`` is how to run the CLI (default: this interpreter with ``-m fieldsync``); ``cli``
     uses the same command and environment against the same data dir. ``src`` is the source tree
-    it runs (another checkout's ``src`` measures a baseline with the same client).
+    it runs (another checkout's ``src`` measures a baseline with the same client). ``processes``
+    is ``FIELDSYNC_PROCESSES``.
     """
 
     def __init__(self, data_dir: Path, port: int | None = None, *, command: Sequence[str] | None = None,
-                 src: Path = SRC) -> None:
+                 src: Path = SRC, processes: int = 1) -> None:
         self.data_dir = data_dir
         self.port = free_port() if port is None else port
         self.base_url = f"http://{HOST}:{self.port}"
         self.command = list(command) if command is not None else [sys.executable, "-m", "fieldsync"]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSYNC_")}
-        self.env.update(FIELDSYNC_DATA_DIR=str(data_dir), FIELDSYNC_LOG_LEVEL="warning",
+        self.processes_wanted = processes
+        self.env.update(FIELDSYNC_DATA_DIR=str(data_dir), FIELDSYNC_LOG_LEVEL="warning", FIELDSYNC_PROCESSES=str(processes),
                         PYTHONPATH=os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])))
         self.log_path = data_dir.parent / "serve.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -125,13 +127,14 @@ class Server:
         return found
 
     def cpu_pids(self) -> tuple[list[int], list[int]]:
-        """(server pids, postgres pids: the postmaster of this data dir and its backends)."""
+        """(server pids: the process and its worker processes, if ``FIELDSYNC_PROCESSES`` made
+        any; postgres pids: the postmaster of this data dir and its backends)."""
         assert self.process is not None
         pg = self.postgres_pids()
         for pid in list(pg):
             with contextlib.suppress(psutil.Error):
                 pg += [c.pid for c in psutil.Process(pid).children(recursive=True) if c.pid not in pg]
-        return [self.process.pid], pg
+        return [proc.pid for proc in self.processes() if proc.pid not in pg] or [self.process.pid], pg
 
     def postgres_left(self, wait_s: float = 15.0) -> list[int]:
         """Postgres pids still serving this data dir (waits a little: shutdown is asynchronous)."""

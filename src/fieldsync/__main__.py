@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
-import ctypes.util
 import getpass
-import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -21,50 +18,11 @@ from typing import Any, TextIO
 from fieldsync import errors
 from fieldsync.settings import Settings
 
-MALLOC_ARENAS = 2
-
-
-def _limit_malloc_arenas() -> None:
-    """glibc gives every thread that allocates under contention an arena of its own (up to 8 per
-    core) and rarely hands their memory back; the upload and store worker threads made RSS climb
-    by a fifth before it levelled off (scripts/soak). Two arenas keep it flat at no measurable
-    cost. ``MALLOC_ARENA_MAX`` in the environment wins; elsewhere than glibc this does nothing."""
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-8, MALLOC_ARENAS)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        return
-
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from fieldsync.serving import serve
 
-    from fieldsync.api.connections import ConnectionLimits, guarded
-    from fieldsync.app import create_app
-    from fieldsync.logging import configure_logging
-
-    configure_logging(json=settings.log_json, level=settings.log_level)
-    _limit_malloc_arenas()
-    app = create_app(settings)
-    print(f"fieldsync listening on http://{args.host}:{args.port} (data: {settings.data_dir}, "
-          f"database: {settings.database_url_redacted})", file=sys.stderr, flush=True)
-    limits = ConnectionLimits(
-        header_timeout_s=settings.header_timeout_s, idle_timeout_s=settings.idle_timeout_s,
-        request_timeout_s=settings.request_timeout_s, max_connections=settings.max_connections,
-    )
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        http=guarded(limits),
-        access_log=False,
-        log_level="warning",
-        log_config=None,  # uvicorn logs through the one pipeline (fieldsync.logging)
-        timeout_graceful_shutdown=20,
-        timeout_keep_alive=30,
-    )
+    serve(settings, args.host, args.port)
     return 0
 
 

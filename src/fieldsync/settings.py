@@ -62,6 +62,7 @@ class Settings:
     upload_expiry_s: int
     upload_lease_s: int
     derivative_workers: int
+    processes: int
     header_timeout_s: int
     idle_timeout_s: int
     request_timeout_s: int
@@ -112,6 +113,7 @@ class Settings:
             upload_expiry_s=read.number("UPLOAD_EXPIRY_S", 7 * 24 * 3600, 60),
             upload_lease_s=read.number("UPLOAD_LEASE_S", 20, 1),
             derivative_workers=read.number("DERIVATIVE_WORKERS", 1),
+            processes=read.number("PROCESSES", 1, 1),
             header_timeout_s=read.number("HEADER_TIMEOUT_S", 30, 1),
             idle_timeout_s=read.number("IDLE_TIMEOUT_S", 60, 1),
             request_timeout_s=read.number("REQUEST_TIMEOUT_S", 3600, 1),

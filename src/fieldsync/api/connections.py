@@ -158,6 +158,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm("write_stall")
 
 
-def guarded(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
+def guarded(limits: ConnectionLimits) -> type[GuardedHttpToolsProtocol]:
     """The protocol class to hand uvicorn as ``http=``, bound to these limits."""
     return type("FieldsyncHttpProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})

@@ -3,6 +3,7 @@ Prometheus request counts and latencies labelled by route template, method and s
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -10,7 +11,7 @@ from typing import Any
 
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 REQUEST_ID_HEADER = "x-request-id"
 _PATH_KEY = re.compile(r"(/openrosa/key/)[^/]*", re.IGNORECASE)
@@ -19,7 +20,11 @@ log = structlog.get_logger("fieldsync.access")
 
 
 class Metrics:
-    """The app's own registry, so that several apps in one process (tests) do not collide."""
+    """The app's own registry, so that several apps in one process (tests) do not collide.
+
+    Under ``serve`` with several processes, ``prometheus_client`` keeps every process's values in
+    files under ``PROMETHEUS_MULTIPROC_DIR`` (``fieldsync.serving``), and a scrape reads them all:
+    counts and histograms are summed, a job gauge is the value its latest scrape read."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -41,13 +46,23 @@ class Metrics:
             "Background jobs queued, by kind (read from the database at each scrape)",
             ["kind"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.jobs_oldest_due_s = Gauge(
             "fieldsync_jobs_oldest_due_seconds",
             "How long the longest-waiting due job of each kind has been due (0 when none is due)",
             ["kind"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
+
+    def exposition(self) -> bytes:
+        """A scrape's text: this registry's, or with several serve processes, all of theirs."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        everyone = CollectorRegistry()
+        multiprocess.MultiProcessCollector(everyone)
+        return generate_latest(everyone)
 
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

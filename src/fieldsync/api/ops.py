@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, MediaType, Response, get
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from fieldsync.api.deps import pool_exhausted, runtime_of
 from fieldsync.services import duplicates, feed, health, media
@@ -69,7 +69,7 @@ class OpsController(Controller):
     @get("/metrics", summary="Prometheus metrics", media_type=MediaType.TEXT)
     async def metrics(self, state: State) -> Response[bytes]:
         await _refresh_job_gauges(state)
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 JOB_KINDS = (media.DERIVATIVE_JOB, duplicates.DUPLICATES_JOB, feed.RESTAMP_JOB, media.FINGERPRINT_JOB)

@@ -36,7 +36,7 @@ SETTINGS = {"wal_writer_delay": "10ms"}
 log = structlog.get_logger("fieldsync.db")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -50,7 +50,7 @@ def _prune_dead_handles(pgdata: Path) -> None:
     handles = pgdata / ".handle_pids.json"
     with contextlib.suppress(FileNotFoundError, ValueError):
         pids = json.loads(handles.read_text())
-        alive = [pid for pid in pids if isinstance(pid, int) and _pid_alive(pid)]
+        alive = [pid for pid in pids if isinstance(pid, int) and pid_alive(pid)]
         if alive != pids:
             handles.write_text(json.dumps(alive))
 

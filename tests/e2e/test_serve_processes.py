@@ -1,0 +1,100 @@
+"""``fieldsync serve`` with ``FIELDSYNC_PROCESSES=2`` on embedded defaults: two worker processes
+share the port and the cluster, ``/metrics`` counts the requests of both, SIGINT stops them all
+and the cluster, and a supervisor killed with SIGKILL takes its workers with it
+(decisions/0056)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.e2e.server import ServerProcess, cli, postgres_pids
+from tests.e2e.test_serve import _assert_no_postgres_left, _postmaster_pid, _stop, data_dir  # noqa: F401
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+def _workers(server: ServerProcess) -> list[psutil.Process]:
+    """The supervisor's worker processes (uvicorn spawns them; its resource tracker is not one)."""
+    return [child for child in psutil.Process(server.process.pid).children()
+            if "spawn_main" in " ".join(child.cmdline())]
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _readyz_count(server: ServerProcess) -> float:
+    text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+    found = re.search(r'fieldsync_http_requests_total\{method="GET",route="/readyz",status="200"\} (\S+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_two_processes_share_the_port_the_cluster_and_the_metrics(data_dir: Path) -> None:  # noqa: F811
+    server = ServerProcess(data_dir, FIELDSYNC_PROCESSES="2")
+    try:
+        server.wait_ready(timeout_s=90)
+        workers = _workers(server)
+        assert len(workers) == 2, [w.cmdline() for w in workers]
+        postmaster = _postmaster_pid(data_dir)
+        added = cli(data_dir, "user", "add", "e2e-admin", "--role", "admin", "--jurisdiction", "140400", "--token")
+        token = added.stdout.strip().splitlines()[-1]
+
+        before = _readyz_count(server)
+        for _ in range(60):  # a new connection each time: the kernel hands each to either worker
+            assert httpx.get(f"{server.base_url}/readyz", timeout=10).status_code == 200
+            me = httpx.get(f"{server.base_url}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert me.status_code == 200, me.text
+        metrics_dir = data_dir / "metrics" / str(server.process.pid)
+        files = {p.name for p in metrics_dir.iterdir()}
+        assert {f"counter_{w.pid}.db" for w in workers} <= files, files  # both counted requests
+        assert _readyz_count(server) == before + 60  # whichever worker answers the scrape counts all
+    except BaseException:
+        server.kill()
+        raise
+
+    _stop(server, signal.SIGINT)
+    assert all(not psutil.pid_exists(w.pid) or w.status() == psutil.STATUS_ZOMBIE for w in workers)
+    _assert_no_postgres_left(data_dir, postmaster)
+    assert not metrics_dir.exists()
+
+
+def test_workers_die_with_a_killed_supervisor_and_a_new_one_serves(data_dir: Path) -> None:  # noqa: F811
+    server = ServerProcess(data_dir, FIELDSYNC_PROCESSES="2")
+    try:
+        server.wait_ready(timeout_s=90)
+        workers = _workers(server)
+        assert len(workers) == 2
+    except BaseException:
+        server.kill()
+        raise
+    server.kill()  # SIGKILL: no chance to stop anything
+    assert _wait(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)), \
+        "a worker outlived its supervisor"
+
+    again = ServerProcess(data_dir, FIELDSYNC_PROCESSES="2")
+    try:
+        again.wait_ready(timeout_s=90)
+        assert httpx.get(f"{again.base_url}/readyz", timeout=10).json()["checks"]["database"] == "ok"
+        assert sorted(p.name for p in (data_dir / "metrics").iterdir()) == [str(again.process.pid)]
+        postmaster = _postmaster_pid(data_dir)
+    except BaseException:
+        again.kill()
+        raise
+    _stop(again, signal.SIGTERM)
+    _assert_no_postgres_left(data_dir, postmaster)
+    assert postgres_pids(data_dir) == []
+    assert os.listdir(data_dir / "metrics") == []
