@@ -33,6 +33,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from litestar import Litestar
@@ -70,7 +71,7 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
     )
 
 
-def _uvicorn_options() -> dict[str, object]:
+def _uvicorn_options() -> dict[str, Any]:
     return {
         "access_log": False,
         "log_level": "warning",
@@ -89,7 +90,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
           file=sys.stderr, flush=True)
     if settings.processes == 1:
         uvicorn.run(create_app(settings), host=host, port=port, http=guarded(connection_limits(settings)),
-                    **_uvicorn_options())  # type: ignore[arg-type]
+                    **_uvicorn_options())
         return
     with _shared_metrics(settings.data_dir), _shared_cluster(settings):
         os.environ[SUPERVISOR_PID] = str(os.getpid())
@@ -97,7 +98,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         # from the environment they inherit.
         uvicorn.run("fieldsync.serving:worker_app", factory=True, host=host, port=port,
                     http="fieldsync.serving:WorkerHttpProtocol", workers=settings.processes,
-                    **_uvicorn_options())  # type: ignore[arg-type]
+                    **_uvicorn_options())
 
 
 @contextlib.contextmanager
