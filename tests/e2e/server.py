@@ -108,3 +108,44 @@ class ServerProcess:
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def killed_on_failure(server: ServerProcess) -> Iterator[ServerProcess]:
+    """A failure in the block kills the server (SIGKILL) before it propagates; after a success the
+    server keeps running for the test to stop as it means to."""
+    try:
+        yield server
+    except BaseException:
+        server.kill()
+        raise
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    return int((data_dir / "pg" / "postmaster.pid").read_text().splitlines()[0])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def assert_no_postgres_left(data_dir: Path, postmaster: int) -> None:
+    deadline = time.monotonic() + 15
+    while (postgres_pids(data_dir) or pid_alive(postmaster)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert postgres_pids(data_dir) == [], "a postgres process naming the data directory outlived the server"
+    assert not pid_alive(postmaster), "the embedded postmaster outlived the server"
+    assert not (data_dir / "pg" / "postmaster.pid").exists(), "postgres did not shut down cleanly"
+
+
+def stop_gracefully(server: ServerProcess, sig: int) -> None:
+    """Signal the server and check it shut down gracefully: uvicorn finishes the lifespan, then
+    re-raises the signal, so SIGTERM ends with the conventional 'terminated by SIGTERM' status."""
+    code = server.stop(sig, timeout_s=40)
+    assert code in (0, 128 + sig, -sig), f"exit status {code}"
+    stderr = server.process.stderr.read().decode() if server.process.stderr else ""
+    assert "Traceback" not in stderr, stderr

@@ -5,68 +5,29 @@ postgres process behind, and finds its data again on the next start."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
-import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.e2e.server import ServerProcess, cli, postgres_pids
+from tests.e2e.server import (
+    ServerProcess,
+    assert_no_postgres_left,
+    cli,
+    killed_on_failure,
+    pid_alive,
+    postgres_pids,
+    postmaster_pid,
+    stop_gracefully,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A fresh data directory under /tmp (the embedded cluster runs as another user, who cannot
-    enter /root)."""
-    path = Path(tempfile.mkdtemp(prefix="fieldsync-e2e-serve-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        for pid in postgres_pids(path):
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _postmaster_pid(data_dir: Path) -> int:
-    return int((data_dir / "pg" / "postmaster.pid").read_text().splitlines()[0])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _assert_no_postgres_left(data_dir: Path, postmaster: int) -> None:
-    deadline = time.monotonic() + 15
-    while (postgres_pids(data_dir) or _alive(postmaster)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert postgres_pids(data_dir) == [], "a postgres process naming the data directory outlived the server"
-    assert not _alive(postmaster), "the embedded postmaster outlived the server"
-    assert not (data_dir / "pg" / "postmaster.pid").exists(), "postgres did not shut down cleanly"
-
-
 def _me(server: ServerProcess, token: str) -> httpx.Response:
     return httpx.get(f"{server.base_url}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-
-
-def _stop(server: ServerProcess, sig: int) -> None:
-    """Signal the server and check it shut down gracefully: uvicorn finishes the lifespan, then
-    re-raises the signal, so SIGTERM ends with the conventional 'terminated by SIGTERM' status."""
-    code = server.stop(sig, timeout_s=40)
-    assert code in (0, 128 + sig, -sig), f"exit status {code}"
-    stderr = server.process.stderr.read().decode() if server.process.stderr else ""
-    assert "Traceback" not in stderr, stderr
 
 
 async def _service_role_cannot_rewrite_history(data_dir: Path) -> None:
@@ -123,11 +84,11 @@ async def _cluster_settings(data_dir: Path) -> dict[str, str]:
 
 def test_serve_on_embedded_postgres_stops_cleanly_and_reuses_its_data(data_dir: Path) -> None:
     first = ServerProcess(data_dir)
-    try:
+    with killed_on_failure(first):
         first.wait_ready(timeout_s=90)
         ready = httpx.get(f"{first.base_url}/readyz", timeout=10)
         assert ready.json()["checks"]["database"] == "ok"
-        postmaster = _postmaster_pid(data_dir)
+        postmaster = postmaster_pid(data_dir)
         assert postmaster in postgres_pids(data_dir), "the embedded cluster does not run under the data directory"
 
         added = cli(data_dir, "user", "add", "e2e-admin", "--role", "admin", "--jurisdiction", "140400", "--token")
@@ -137,20 +98,17 @@ def test_serve_on_embedded_postgres_stops_cleanly_and_reuses_its_data(data_dir: 
         me = _me(first, token)
         assert me.status_code == 200, me.text
         assert me.json()["username"] == "e2e-admin"
-        assert _alive(postmaster), "the CLI stopped the cluster the server still uses"
+        assert pid_alive(postmaster), "the CLI stopped the cluster the server still uses"
         assert httpx.get(f"{first.base_url}/readyz", timeout=10).status_code == 200
         asyncio.run(_service_role_cannot_rewrite_history(data_dir))
         # the WAL writer flushes a push's WAL along the way (docs/decisions/0054)
         assert asyncio.run(_cluster_settings(data_dir)) == {"wal_writer_delay": "10ms"}
-    except BaseException:
-        first.kill()
-        raise
 
-    _stop(first, signal.SIGINT)
-    _assert_no_postgres_left(data_dir, postmaster)
+    stop_gracefully(first, signal.SIGINT)
+    assert_no_postgres_left(data_dir, postmaster)
 
     second = ServerProcess(data_dir)
-    try:
+    with killed_on_failure(second):
         second.wait_ready(timeout_s=90)
         me = _me(second, token)
         assert me.status_code == 200, me.text
@@ -159,13 +117,10 @@ def test_serve_on_embedded_postgres_stops_cleanly_and_reuses_its_data(data_dir: 
             f"{second.base_url}/v1/users", headers={"Authorization": f"Bearer {token}"}, timeout=10
         ).json()["items"]
         assert [u["username"] for u in users] == ["e2e-admin"]
-        postmaster = _postmaster_pid(data_dir)
-    except BaseException:
-        second.kill()
-        raise
+        postmaster = postmaster_pid(data_dir)
 
-    _stop(second, signal.SIGTERM)
-    _assert_no_postgres_left(data_dir, postmaster)
+    stop_gracefully(second, signal.SIGTERM)
+    assert_no_postgres_left(data_dir, postmaster)
 
 
 def test_cli_alone_starts_and_stops_the_embedded_cluster(data_dir: Path) -> None:

@@ -16,8 +16,15 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.server import ServerProcess, cli, postgres_pids
-from tests.e2e.test_serve import _assert_no_postgres_left, _postmaster_pid, _stop, data_dir  # noqa: F401
+from tests.e2e.server import (
+    ServerProcess,
+    assert_no_postgres_left,
+    cli,
+    killed_on_failure,
+    postgres_pids,
+    postmaster_pid,
+    stop_gracefully,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -43,13 +50,13 @@ def _readyz_count(server: ServerProcess) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def test_two_processes_share_the_port_the_cluster_and_the_metrics(data_dir: Path) -> None:  # noqa: F811
+def test_two_processes_share_the_port_the_cluster_and_the_metrics(data_dir: Path) -> None:
     server = ServerProcess(data_dir, FIELDSYNC_PROCESSES="2")
-    try:
+    with killed_on_failure(server):
         server.wait_ready(timeout_s=90)
         workers = _workers(server)
         assert len(workers) == 2, [w.cmdline() for w in workers]
-        postmaster = _postmaster_pid(data_dir)
+        postmaster = postmaster_pid(data_dir)
         added = cli(data_dir, "user", "add", "e2e-admin", "--role", "admin", "--jurisdiction", "140400", "--token")
         token = added.stdout.strip().splitlines()[-1]
 
@@ -62,39 +69,30 @@ def test_two_processes_share_the_port_the_cluster_and_the_metrics(data_dir: Path
         files = {p.name for p in metrics_dir.iterdir()}
         assert {f"counter_{w.pid}.db" for w in workers} <= files, files  # both counted requests
         assert _readyz_count(server) == before + 60  # whichever worker answers the scrape counts all
-    except BaseException:
-        server.kill()
-        raise
 
-    _stop(server, signal.SIGINT)
+    stop_gracefully(server, signal.SIGINT)
     assert all(not psutil.pid_exists(w.pid) or w.status() == psutil.STATUS_ZOMBIE for w in workers)
-    _assert_no_postgres_left(data_dir, postmaster)
+    assert_no_postgres_left(data_dir, postmaster)
     assert not metrics_dir.exists()
 
 
-def test_workers_die_with_a_killed_supervisor_and_a_new_one_serves(data_dir: Path) -> None:  # noqa: F811
+def test_workers_die_with_a_killed_supervisor_and_a_new_one_serves(data_dir: Path) -> None:
     server = ServerProcess(data_dir, FIELDSYNC_PROCESSES="2")
-    try:
+    with killed_on_failure(server):
         server.wait_ready(timeout_s=90)
         workers = _workers(server)
         assert len(workers) == 2
-    except BaseException:
-        server.kill()
-        raise
     server.kill()  # SIGKILL: no chance to stop anything
     assert _wait(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)), \
         "a worker outlived its supervisor"
 
     again = ServerProcess(data_dir, FIELDSYNC_PROCESSES="2")
-    try:
+    with killed_on_failure(again):
         again.wait_ready(timeout_s=90)
         assert httpx.get(f"{again.base_url}/readyz", timeout=10).json()["checks"]["database"] == "ok"
         assert sorted(p.name for p in (data_dir / "metrics").iterdir()) == [str(again.process.pid)]
-        postmaster = _postmaster_pid(data_dir)
-    except BaseException:
-        again.kill()
-        raise
-    _stop(again, signal.SIGTERM)
-    _assert_no_postgres_left(data_dir, postmaster)
+        postmaster = postmaster_pid(data_dir)
+    stop_gracefully(again, signal.SIGTERM)
+    assert_no_postgres_left(data_dir, postmaster)
     assert postgres_pids(data_dir) == []
     assert os.listdir(data_dir / "metrics") == []
