@@ -1,9 +1,9 @@
 """``fieldsync serve``: the app under uvicorn, in one process or in ``FIELDSYNC_PROCESSES`` of them.
 
-One process serves at most about 1.3 cores' worth of requests on this stack: its event loop,
-its thread hand-offs and the GIL serialise what the cores could do side by side (issue 12's
-photo benchmark: ~1.4 of 2 cores busy, the same CPU per photo with two processes at 1.3 times
-the rate). Several processes on one host share the listening socket; uvicorn's supervisor starts
+One process does at most about 1.4 cores' worth of work on this stack: its event loop, its
+thread hand-offs and the GIL serialise what the cores could do side by side (issue 12's photo
+benchmark: ~1.4 of 2 cores busy at any concurrency; with two processes, distinct photos ran up
+to 1.3 times as fast at the same CPU per photo). Several processes on one host share the listening socket; uvicorn's supervisor starts
 them, restarts one that dies and stops them all on SIGINT/SIGTERM (decisions/0056). Each is a
 whole fieldsync: its own pool, group commit and background workers, coordinated through the
 database exactly as replicas are (docs/operations.md, "Scaling out").
