@@ -1,10 +1,11 @@
 """``fieldsync serve`` with ``FIELDSYNC_PROCESSES=2`` on embedded defaults: two worker processes
-share the port and the cluster, ``/metrics`` counts the requests of both, SIGINT stops them all
-and the cluster, and a supervisor killed with SIGKILL takes its workers with it
-(decisions/0056)."""
+share the port and the cluster, ``/metrics`` counts the requests of both, a worker that dies is
+replaced without losing its counts, SIGINT stops them all and the cluster, and a supervisor
+killed with SIGKILL takes its workers with it (decisions/0056)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -31,8 +32,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 def _workers(server: ServerProcess) -> list[psutil.Process]:
     """The supervisor's worker processes (uvicorn spawns them; its resource tracker is not one)."""
-    return [child for child in psutil.Process(server.process.pid).children()
-            if "spawn_main" in " ".join(child.cmdline())]
+    found = []
+    for child in psutil.Process(server.process.pid).children():
+        with contextlib.suppress(psutil.ZombieProcess, psutil.NoSuchProcess):  # a dead one not yet reaped
+            if "spawn_main" in " ".join(child.cmdline()):
+                found.append(child)
+    return found
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float = 30) -> bool:
@@ -69,6 +74,13 @@ def test_two_processes_share_the_port_the_cluster_and_the_metrics(data_dir: Path
         files = {p.name for p in metrics_dir.iterdir()}
         assert {f"counter_{w.pid}.db" for w in workers} <= files, files  # both counted requests
         assert _readyz_count(server) == before + 60  # whichever worker answers the scrape counts all
+
+        workers[0].kill()  # a worker that dies is replaced, and what it counted still counts
+        assert _wait(lambda: len(_workers(server)) == 2 and workers[0].pid not in {w.pid for w in _workers(server)},
+                     timeout_s=60), "the supervisor did not replace a dead worker"
+        assert _wait(lambda: httpx.get(f"{server.base_url}/readyz", timeout=10).status_code == 200)
+        assert _readyz_count(server) >= before + 61
+        workers = _workers(server)
 
     stop_gracefully(server, signal.SIGINT)
     assert all(not psutil.pid_exists(w.pid) or w.status() == psutil.STATUS_ZOMBIE for w in workers)
