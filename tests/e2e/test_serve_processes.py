@@ -1,7 +1,8 @@
 """``fieldsync serve`` with ``FIELDSYNC_PROCESSES=2`` on embedded defaults: two worker processes
 share the port and the cluster, ``/metrics`` counts the requests of both, a worker that dies is
 replaced without losing its counts, SIGINT stops them all and the cluster, and a supervisor
-killed with SIGKILL takes its workers with it (decisions/0056)."""
+killed with SIGKILL takes its workers with it (decisions/0056). On a configured database the
+processes start no cluster of their own."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.e2e.server import (
     ServerProcess,
     assert_no_postgres_left,
     cli,
+    cloned_database,
     killed_on_failure,
     postgres_pids,
     postmaster_pid,
@@ -108,3 +110,16 @@ def test_workers_die_with_a_killed_supervisor_and_a_new_one_serves(data_dir: Pat
     assert_no_postgres_left(data_dir, postmaster)
     assert postgres_pids(data_dir) == []
     assert os.listdir(data_dir / "metrics") == []
+
+
+def test_processes_on_a_configured_database_start_no_cluster_of_their_own(
+    data_dir: Path, pg_server_url: str, template_database: str
+) -> None:
+    with cloned_database(pg_server_url, template_database, prefix="fs_processes") as url:
+        server = ServerProcess(data_dir, FIELDSYNC_PROCESSES="3", FIELDSYNC_DATABASE_URL=url)
+        with killed_on_failure(server):
+            server.wait_ready(timeout_s=90)
+            assert len(_workers(server)) == 3
+            assert httpx.get(f"{server.base_url}/readyz", timeout=10).json()["checks"]["database"] == "ok"
+            assert not (data_dir / "pg").exists() and postgres_pids(data_dir) == []
+        stop_gracefully(server, signal.SIGTERM)
