@@ -37,13 +37,19 @@ log = structlog.get_logger("fieldsync.db")
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A zombie does not: a killed ``serve`` worker is reparented to init,
+    which may take its time to reap it, and its handle must not keep the cluster up meanwhile."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): the signal check is all there is
+    return stat[stat.rindex(")") + 2:].split(" ", 1)[0] != "Z"
 
 
 def _prune_dead_handles(pgdata: Path) -> None:
