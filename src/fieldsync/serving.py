@@ -57,11 +57,12 @@ def limit_malloc_arenas() -> None:
     cost. ``MALLOC_ARENA_MAX`` in the environment wins; elsewhere than glibc this does nothing."""
     if os.environ.get("MALLOC_ARENA_MAX"):
         return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-8, MALLOC_ARENAS)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        return
+    with contextlib.suppress(OSError, AttributeError):
+        _libc().mallopt(-8, MALLOC_ARENAS)  # M_ARENA_MAX
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
 def connection_limits(settings: Settings) -> ConnectionLimits:
@@ -135,8 +136,7 @@ def _die_with_supervisor() -> None:
     """Ask the kernel for SIGKILL when the supervisor goes, however it goes (Linux); if it has
     already gone, leave now."""
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if str(os.getppid()) != os.environ.get(SUPERVISOR_PID):
         raise SystemExit("fieldsync: the serve supervisor has gone")
 

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
+from fieldsync.db.embedded import pid_alive
+
 FIELDSYNC = [sys.executable, "-m", "fieldsync"]
 
 
@@ -123,14 +125,6 @@ def killed_on_failure(server: ServerProcess) -> Iterator[ServerProcess]:
 
 def postmaster_pid(data_dir: Path) -> int:
     return int((data_dir / "pg" / "postmaster.pid").read_text().splitlines()[0])
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def assert_no_postgres_left(data_dir: Path, postmaster: int) -> None:
