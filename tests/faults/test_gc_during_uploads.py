@@ -38,7 +38,7 @@ async def test_gc_at_grace_0_during_uploads_removes_nothing_an_acknowledged_repo
     server = serve(FIELDSYNC_GC_GRACE_S="0")
     enrolled = await enroll(server.base_url, admin_token, users=6, devices_per_user=2, prefix="gc")
     devices = plan_devices(enrolled, reports=6, photos_per_report=2, seed=17)
-    fleet = Fleet(devices, server.base_url, Policy(max_backoff_s=0.3, deadline_s=120, chunk_bytes=4096, pace_s=0.05))
+    fleet = Fleet(devices, server.base_url, Policy(max_backoff_s=0.3, deadline_s=120, chunk_bytes=4096, pace_s=0.1))
     load = asyncio.create_task(fleet.run())
     runs, failed = [], []
     while not load.done():
