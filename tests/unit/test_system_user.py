@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,35 +31,36 @@ def _entries(name: str) -> int:
     return sum(line.startswith(f"{name}:") for line in Path("/etc/passwd").read_text().splitlines())
 
 
-def test_starters_wait_for_whoever_is_creating_the_user_then_find_it() -> None:
-    name = f"fs{uuid.uuid4().hex[:10]}"
-    lock_path = system_user_lock(name)
-    try:
-        with lock_path.open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # as a starter that is creating the user right now
-            starters = [subprocess.Popen([sys.executable, "-c", CODE, name], stderr=subprocess.PIPE, text=True)
-                        for _ in range(STARTERS)]
-            time.sleep(1.5)
-            assert [starter.poll() for starter in starters] == [None] * STARTERS, "a starter did not wait"
-            subprocess.run(["useradd", "-s", "/bin/bash", name], check=True, capture_output=True)
-        for starter in starters:
-            _, err = starter.communicate(timeout=60)
-            assert starter.returncode == 0, err
-        assert _entries(name) == 1
-    finally:
-        subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
-        lock_path.unlink(missing_ok=True)
+@pytest.fixture
+def name() -> Iterator[str]:
+    """A user name nobody has yet; the user and its lock file go afterwards."""
+    fresh = f"fs{uuid.uuid4().hex[:10]}"
+    yield fresh
+    subprocess.run(["userdel", "-r", fresh], capture_output=True, check=False)
+    system_user_lock(fresh).unlink(missing_ok=True)
 
 
-def test_starters_at_once_create_the_user_once() -> None:
-    name = f"fs{uuid.uuid4().hex[:10]}"
-    try:
-        starters = [subprocess.Popen([sys.executable, "-c", CODE, name], stderr=subprocess.PIPE, text=True)
-                    for _ in range(STARTERS)]
-        for starter in starters:
-            _, err = starter.communicate(timeout=60)
-            assert starter.returncode == 0, err
-        assert _entries(name) == 1
-    finally:
-        subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
-        system_user_lock(name).unlink(missing_ok=True)
+def _start(name: str) -> list[subprocess.Popen[str]]:
+    return [subprocess.Popen([sys.executable, "-c", CODE, name], stderr=subprocess.PIPE, text=True)
+            for _ in range(STARTERS)]
+
+
+def _assert_all_found_it(starters: list[subprocess.Popen[str]], name: str) -> None:
+    for starter in starters:
+        _, err = starter.communicate(timeout=60)
+        assert starter.returncode == 0, err
+    assert _entries(name) == 1
+
+
+def test_starters_wait_for_whoever_is_creating_the_user_then_find_it(name: str) -> None:
+    with system_user_lock(name).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a starter that is creating the user right now
+        starters = _start(name)
+        time.sleep(1.5)
+        assert [starter.poll() for starter in starters] == [None] * STARTERS, "a starter did not wait"
+        subprocess.run(["useradd", "-s", "/bin/bash", name], check=True, capture_output=True)
+    _assert_all_found_it(starters, name)
+
+
+def test_starters_at_once_create_the_user_once(name: str) -> None:
+    _assert_all_found_it(_start(name), name)
