@@ -64,6 +64,16 @@ def acknowledged_before(history: History, moment: float) -> set[uuid.UUID]:
     return found & history.report_acks.keys()
 
 
+async def first_acknowledgement(history: History, load: asyncio.Task[History], timeout_s: float = 60) -> None:
+    """Until the fleet has an acknowledged report: the backup must begin after one, under load
+    (a fixed head start was too short for the first photo and report on a busy machine)."""
+    deadline = time.monotonic() + timeout_s
+    while not acknowledged_before(history, time.monotonic()):
+        assert not load.done(), "the fleet finished without an acknowledged report"
+        assert time.monotonic() < deadline, f"no report acknowledged within {timeout_s} s"
+        await asyncio.sleep(0.05)
+
+
 async def burn_transaction_ids(database_url: str, count: int) -> None:
     conn = await asyncpg.connect(database_url)
     try:
@@ -112,8 +122,9 @@ async def send_and_back_up(source: Server, admin_token: str, backup_dir: Path) -
         seen, cursor = await pull_from(client, first[0].token, None)
     await burn_transaction_ids(source.database_url(), 5000)
     second = plan_devices(enrolled, reports=10, photos_per_report=1, seed=21)
-    load = asyncio.create_task(Fleet(second, source.base_url, Policy(pace_s=0.4)).run())
-    await asyncio.sleep(0.5)
+    fleet = Fleet(second, source.base_url, Policy(pace_s=0.4))
+    load = asyncio.create_task(fleet.run())
+    await first_acknowledgement(fleet.history, load)
     backup_started = time.monotonic()
     saved = await asyncio.to_thread(source.cli, "backup", str(backup_dir))
     assert saved.returncode == 0, saved.stderr
