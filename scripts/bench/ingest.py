@@ -144,6 +144,31 @@ def photo(seed: int, *, pixels_seed: int) -> bytes:
     return variant(out.getvalue(), str(seed))
 
 
+def machine_check(rounds: int = 3) -> tuple[float, float]:
+    """How fast this machine runs fixed work right now, in CPU ms of this thread (best of
+    ``rounds``): a million steps of a Python loop, and twenty decodes of the bench's photo. The
+    machine's speed moves by a third from one day to the next; runs compare through these."""
+    data = photo(1, pixels_seed=7)
+
+    def loop() -> None:
+        total = 0
+        for step in range(1_000_000):
+            total += step * step
+
+    def decode() -> None:
+        for _ in range(20):
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+
+    def timed(work: Any) -> float:
+        started = time.thread_time()
+        work()
+        return (time.thread_time() - started) * 1000
+
+    python_ms, decode_ms = (min(timed(work) for _ in range(rounds)) for work in (loop, decode))
+    return python_ms, decode_ms
+
+
 def report(rng: random.Random, shape: str, n: int, sha: str | None) -> dict[str, Any]:
     if shape == "one_firm":
         lat, lon, code, title = 36.5 + rng.uniform(-2e-4, 2e-4), 112.3 + rng.uniform(-2e-4, 2e-4), ONE_FIRM, TITLES[0]
@@ -312,7 +337,8 @@ def line(result: Result) -> str:
 
 
 def markdown(plan: Plan, results: list[Result], loads: list[tuple[str, tuple[float, float, float]]],
-             started: dt.datetime, took_s: float, src: Path, statements: bool = False,
+             checks: list[tuple[str, tuple[float, float]]], started: dt.datetime, took_s: float, src: Path,
+             statements: bool = False,
              only: frozenset[str] = frozenset(), pg_set: tuple[str, ...] = (), processes: int = 1) -> str:
     command = ".venv/bin/python scripts/bench/ingest.py" + (" --quick" if plan.name == "quick" else "")
     command += "".join(f" --only {phase}" for phase in sorted(only))
@@ -323,9 +349,11 @@ def markdown(plan: Plan, results: list[Result], loads: list[tuple[str, tuple[flo
         command += f" --server-src {src}"
     rows = "\n".join(line(result) for result in results)
     load_text = "; ".join(f"{label} {a:.1f}/{b:.1f}/{c:.1f}" for label, (a, b, c) in loads)
+    check_text = "; ".join(f"{label} {python_ms:.0f}/{decode_ms:.0f}" for label, (python_ms, decode_ms) in checks)
     return f"""### Ingest cost per submission ({plan.name}, {started:%Y-%m-%d %H:%M} UTC)
 
 `{command}` — {took_s / 60:.1f} min; nproc {os.cpu_count()}. Load average (1/5/15 min): {load_text}.
+Machine check (CPU ms, best of 3: a 1 M-step Python loop / 20 decodes of the bench photo): {check_text}.
 
 | workload | shape | c | n | answered | sustained (drained) | p50 ms | server CPU ms | PostgreSQL CPU ms | total CPU ms | drain | maintenance seen |
 |---|---|---|---|---|---|---|---|---|---|---|---|
@@ -395,6 +423,7 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
     started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
     data_dir = work / "data"
     data_dir.mkdir()
+    checks = [("start", machine_check())]  # before the server, and after it stopped: the machine alone
     server = Server(data_dir, src=src, processes=processes)
     server.start()
     results: list[Result] = []
@@ -442,8 +471,9 @@ async def run(plan: Plan, work: Path, *, only: set[str], profile: Path | None, s
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
         print(f"shutdown: {server.stop()}", flush=True)
-    return markdown(plan, results, loads, started, time.perf_counter() - t0, src, statements, frozenset(only),
-                    pg_set, processes)
+    checks.append(("end", machine_check()))
+    return markdown(plan, results, loads, checks, started, time.perf_counter() - t0, src, statements,
+                    frozenset(only), pg_set, processes)
 
 
 def _setting(text: str) -> str:

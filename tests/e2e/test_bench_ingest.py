@@ -5,6 +5,7 @@ whose CPU is counted), and that nothing is left running."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,8 @@ def test_the_ingest_benchmark_measures_each_phase_and_stops_its_server(tmp_path:
     text = table.read_text()
     assert ("--quick --only metadata:one_firm:8 --only photo:distinct:1 --only push --pg-set wal_writer_delay=200ms"
             " --processes 2") in text
+    check = re.search(r"Machine check \(.*\): start (\d+)/(\d+); end (\d+)/(\d+)\.", text)
+    assert check is not None and all(int(ms) > 0 for ms in check.groups()), text[:600]
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
             if line.startswith("| ") and not line.startswith("| workload")]
     assert {(kind, shape, c): int(n) for kind, shape, c, n, *_ in rows} == PHASES
