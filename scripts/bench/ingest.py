@@ -48,6 +48,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -112,6 +113,7 @@ class Result:
     pg_cpu_s: float = 0.0
     latencies: list[float] = dataclasses.field(default_factory=list)
     maintenance: frozenset[str] = frozenset()
+    check: tuple[float, float] = (0.0, 0.0)  # machine_check() right before the phase
 
     @property
     def rate(self) -> float:
@@ -144,11 +146,17 @@ def photo(seed: int, *, pixels_seed: int) -> bytes:
     return variant(out.getvalue(), str(seed))
 
 
+@functools.cache
+def _check_photo() -> bytes:
+    return photo(1, pixels_seed=7)
+
+
 def machine_check(rounds: int = 3) -> tuple[float, float]:
     """How fast this machine runs fixed work right now, in CPU ms of this thread (best of
     ``rounds``): a million steps of a Python loop, and twenty decodes of the bench's photo. The
-    machine's speed moves by a third from one day to the next; runs compare through these."""
-    data = photo(1, pixels_seed=7)
+    machine's speed moves by a third from one day to the next, and within a run too; runs and
+    phases compare through these."""
+    data = _check_photo()
 
     def loop() -> None:
         total = 0
@@ -315,6 +323,7 @@ async def measured(result: Result, server: Server, conn: Any, dsn: str, clients:
     """``result`` filled in by running ``clients`` at once: the time to the last answer, the drain
     of the queued work they caused, the CPU of both (server, PostgreSQL) and the maintenance seen."""
     spans: list[tuple[float, float]] = []
+    result.check = machine_check(rounds=1)  # the machine alone: the server is idle between phases
     async with Maintenance(dsn) as maintenance:
         with Cpu(server).span(spans):
             started = time.perf_counter()
@@ -333,7 +342,8 @@ def line(result: Result) -> str:
     server_ms, pg_ms = result.cpu_ms()
     return (f"| {result.kind} | {result.shape.replace('_', ' ')} | {result.concurrency} | {result.count} | "
             f"{result.rate:,.0f}/s | {result.rate_drained:,.0f}/s | {result.p50_ms:.1f} | {server_ms:.2f} | {pg_ms:.2f} | {server_ms + pg_ms:.2f} | "
-            f"{result.drain_s:.1f} s | {', '.join(sorted(result.maintenance)) or '—'} |")
+            f"{result.drain_s:.1f} s | {', '.join(sorted(result.maintenance)) or '—'} | "
+            f"{result.check[0]:.0f}/{result.check[1]:.0f} |")
 
 
 def markdown(plan: Plan, results: list[Result], loads: list[tuple[str, tuple[float, float, float]]],
@@ -353,10 +363,10 @@ def markdown(plan: Plan, results: list[Result], loads: list[tuple[str, tuple[flo
     return f"""### Ingest cost per submission ({plan.name}, {started:%Y-%m-%d %H:%M} UTC)
 
 `{command}` — {took_s / 60:.1f} min; nproc {os.cpu_count()}. Load average (1/5/15 min): {load_text}.
-Machine check (CPU ms, best of 3: a 1 M-step Python loop / 20 decodes of the bench photo): {check_text}.
+Machine check (CPU ms of a 1 M-step Python loop / 20 decodes of the bench photo; best of 3 here, one before each phase in the last column): {check_text}.
 
-| workload | shape | c | n | answered | sustained (drained) | p50 ms | server CPU ms | PostgreSQL CPU ms | total CPU ms | drain | maintenance seen |
-|---|---|---|---|---|---|---|---|---|---|---|---|
+| workload | shape | c | n | answered | sustained (drained) | p50 ms | server CPU ms | PostgreSQL CPU ms | total CPU ms | drain | maintenance seen | machine check ms |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
 {rows}
 """
 

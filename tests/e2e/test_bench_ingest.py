@@ -33,7 +33,8 @@ def test_the_ingest_benchmark_measures_each_phase_and_stops_its_server(tmp_path:
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
             if line.startswith("| ") and not line.startswith("| workload")]
     assert {(kind, shape, c): int(n) for kind, shape, c, n, *_ in rows} == PHASES
-    for kind, shape, c, n, answered, sustained, p50, server_ms, pg_ms, total_ms, drain, maintenance in rows:
+    for kind, shape, c, n, answered, sustained, p50, server_ms, pg_ms, total_ms, drain, maintenance, check in rows:
+        assert all(float(ms) > 0 for ms in check.split("/")), (kind, shape, check)
         assert float(server_ms) > 0 and float(pg_ms) > 0, (kind, shape)
         assert abs(float(server_ms) + float(pg_ms) - float(total_ms)) <= 0.011, (kind, shape)
         assert float(answered.removesuffix("/s").replace(",", "")) >= float(sustained.removesuffix("/s").replace(",", ""))
