@@ -63,7 +63,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,7 @@ def machine_check(rounds: int = 3) -> tuple[float, float]:
             with Image.open(io.BytesIO(data)) as image:
                 image.load()
 
-    def timed(work: Any) -> float:
+    def timed(work: Callable[[], None]) -> float:
         started = time.thread_time()
         work()
         return (time.thread_time() - started) * 1000
